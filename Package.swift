@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Vector code: the math kernels must get AVX2 + FMA (a default build is SSE2 only and turns
+/// SIMD fused multiply-adds into libm calls). See docs/DESIGN.md, "Build flags".
+let vectorFlags: [SwiftSetting] = [
+  .unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma"]),
+]
+
+let package = Package(
+  name: "NTKGram",
+  products: [
+    .executable(name: "ntkgram", targets: ["ntkgram"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+  ],
+  targets: [
+    // MARK: System-library shims (static-inline getters for C macros, nothing else)
+    .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial", providers: [.apt(["libhdf5-dev"])]),
+    .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+    // MARK: Implementation (arrows point one way: kernels/tiling ← storage/transport ← build ← CLI)
+    .target(name: "GramKernels", swiftSettings: vectorFlags),
+    .target(name: "GramTiling"),
+    .target(name: "GramTransport", dependencies: ["CMPI"]),
+    .target(name: "GramStorage", dependencies: ["CHDF5", "CZlib"]),
+    .target(
+      name: "GramBuild",
+      dependencies: [
+        "GramKernels", "GramTiling", "GramTransport", "GramStorage",
+        .product(name: "TOMLKit", package: "TOMLKit"),
+      ],
+      swiftSettings: vectorFlags),
+    .executableTarget(
+      name: "ntkgram",
+      dependencies: [
+        "GramBuild", "GramKernels", "GramStorage",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+
+    // MARK: Tests
+    .testTarget(name: "GramKernelsTests", dependencies: ["GramKernels"],
+                resources: [.copy("Fixtures")], swiftSettings: vectorFlags),
+    .testTarget(name: "GramStorageTests", dependencies: ["GramStorage", "GramKernels"]),
+    .testTarget(name: "NTKGramCLITests", dependencies: ["GramStorage"]),
+  ]
+)

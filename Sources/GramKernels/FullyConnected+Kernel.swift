@@ -1,0 +1,277 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - Prepared features
+
+/// A dataset prepared for fully-connected kernel tiles.
+public struct FCFeatures: Sendable {
+  public let rows: Int
+  /// Feature count `d` of the input.
+  public let dimension: Int
+  /// Row stride of `x`: `d` rounded up to whole `Lanes`, padded with zeros.
+  let stride: Int
+  let x: [Double]
+  /// Pre-activation variance `q_l(x)` after hidden dense layer `l`, layer-major: `[l*rows + i]`.
+  let layerVariance: [Double]
+  /// Exact θ = 0 values `K(x, x)`.
+  public let diagonalNNGP: [Double]
+  public let diagonalNTK: [Double]
+  /// Hash of each row's values: equal rows have equal keys (the converse is checked).
+  let rowKey: [UInt64]
+
+  func rowPointerEqual(_ i: Int, _ other: FCFeatures, _ j: Int) -> Bool {
+    x.withUnsafeBufferPointer { p in
+      other.x.withUnsafeBufferPointer { q in
+        for k in 0..<dimension where p[i * stride + k] != q[j * other.stride + k] { return false }
+        return true
+      }
+    }
+  }
+}
+
+// MARK: - Per-layer recursion (scalar and vector forms of the same formulas)
+
+/// The constants of one activation's kernel map.
+///
+/// ABReLU(a, b) = a·min(x,0) + b·max(x,0), with θ = atan2(√(q q′ − Σ²), Σ):
+///   Σ′ = (a−b)²/(2π)·√(q q′ − Σ²) + ((a²+b²)/2 − (a−b)²θ/(2π))·Σ,
+///   Σ̇  = (a²+b²)/2 − (a−b)²θ/(2π);   at θ = 0: Σ′ = (a²+b²)/2·q, Σ̇ = (a²+b²)/2.
+/// Erf, with P = (1+2q)(1+2q′):
+///   Σ′ = (2/π)·asin(2Σ/√P) = (2/π)·atan2(2Σ, √(P − 4Σ²)),   Σ̇ = (4/π)/√(P − 4Σ²);
+///   at θ = 0: P − 4q² = 1 + 4q exactly.
+/// Numerical caveat: near θ = 0 the rounding of q q′ − Σ² costs ~√ε relative; identical rows
+/// therefore use the θ = 0 forms, never the general ones.
+@usableFromInline
+struct ActivationMap: Sendable {
+  @usableFromInline enum Kind: Sendable { case abReLU, erf, identity }
+  @usableFromInline let kind: Kind
+  /// ABReLU: `(a−b)²/(2π)` and `(a²+b²)/2`.
+  @usableFromInline let angular: Double
+  @usableFromInline let even: Double
+
+  init(_ activation: Activation) {
+    switch activation.family {
+    case .abReLU(let a, let b):
+      kind = .abReLU
+      angular = (a - b) * (a - b) / (2 * Double.pi)
+      even = (a * a + b * b) / 2
+    case .erf:
+      kind = .erf; angular = 0; even = 0
+    case .identity:
+      kind = .identity; angular = 0; even = 1
+    }
+  }
+
+  /// θ = 0: `(Σ′, Σ̇)` of a variance `q`.
+  func diagonal(_ q: Double) -> (Double, Double) {
+    switch kind {
+    case .abReLU: return (even * q, even)
+    case .erf: return (2 / Double.pi * asin(2 * q / (1 + 2 * q)), 4 / Double.pi / (1 + 4 * q).squareRoot())
+    case .identity: return (q, 1)
+    }
+  }
+
+  /// The scalar reference of the general map (libm `atan2`, `sqrt`).
+  func pair(_ s: Double, _ qi: Double, _ qj: Double) -> (Double, Double) {
+    switch kind {
+    case .abReLU:
+      let r = Swift.max(qi * qj - s * s, 0).squareRoot()
+      let theta = Glibc.atan2(r, s)
+      let dot = even - angular * theta
+      return (angular * r + dot * s, dot)
+    case .erf:
+      let r = Swift.max((1 + 2 * qi) * (1 + 2 * qj) - 4 * s * s, 0).squareRoot()
+      return (2 / Double.pi * Glibc.atan2(2 * s, r), 4 / Double.pi / r)
+    case .identity:
+      return (s, 1)
+    }
+  }
+
+  /// The vector form of `pair`, lane by lane the same formulas.
+  @inlinable @inline(__always)
+  func pair(_ s: Lanes, _ qi: Double, _ qj: Lanes) -> (Lanes, Lanes) {
+    switch kind {
+    case .abReLU:
+      let r = sqrt((qi * qj - s * s).replacing(with: 0, where: qi * qj - s * s .< 0))
+      let theta = atan2(r, s)
+      let dot = even - angular * theta
+      return (angular * r + dot * s, dot)
+    case .erf:
+      let e = (1 + 2 * qi) * (1 + 2 * qj) - 4 * s * s
+      let r = sqrt(e.replacing(with: 0, where: e .< 0))
+      return (2 / Double.pi * atan2(2 * s, r), 4 / Double.pi / r)
+    case .identity:
+      return (s, Lanes(repeating: 1))
+    }
+  }
+}
+
+extension FullyConnected {
+  /// Dense layer `l` (0-based; `depth` is the readout) applied to `(Σ, Θ)`.
+  ///
+  /// ntk: Σ ← σw²Σ + σb², Θ ← Σ + σw²Θ.  standard (fan-in n): Θ ← nΣ + σw²Θ + [bias], Σ ← σw²Σ + σb².
+  @inline(__always)
+  func dense<V: SIMD>(_ s: V, _ t: V, layer: Int, inputDimension: Int) -> (V, V) where V.Scalar == Double {
+    let w2 = weightVariance, b2 = biasVariance
+    switch parameterization {
+    case .ntk:
+      let sNew = w2 * s + b2
+      return (sNew, sNew + w2 * t)
+    case .standard:
+      let fanIn = Double(layer == 0 ? inputDimension : width)
+      return (w2 * s + b2, fanIn * s + w2 * t + standardBiasTerm)
+    }
+  }
+
+  /// Scalar `dense` (the same formulas on one pair).
+  func dense(_ s: Double, _ t: Double, layer: Int, inputDimension: Int) -> (Double, Double) {
+    let (sv, tv) = dense(SIMD2(s, 0), SIMD2(t, 0), layer: layer, inputDimension: inputDimension)
+    return (sv[0], tv[0])
+  }
+}
+
+// MARK: - GramKernel conformance
+
+extension FullyConnected: GramKernel {
+  public typealias Features = FCFeatures
+
+  public func prepare(_ data: Matrix) -> FCFeatures {
+    let d = data.cols, n = data.rows
+    let w = Lanes.scalarCount
+    let stride = Swift.max(w, (d + w - 1) / w * w)
+    var x = [Double](repeating: 0, count: n * stride)
+    var variance = [Double](repeating: 0, count: depth * n)
+    var nngp = [Double](repeating: 0, count: n), ntk = [Double](repeating: 0, count: n)
+    var keys = [UInt64](repeating: 0, count: n)
+    let act = ActivationMap(activation)
+    for i in 0..<n {
+      var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+      for k in 0..<d {
+        let v = data.values[i * d + k] + 0  // folds −0 into +0
+        x[i * stride + k] = v
+        hash = (hash ^ v.bitPattern) &* 0x0000_0100_0000_01b3
+      }
+      keys[i] = hash
+    }
+    x.withUnsafeBufferPointer { p in
+      for i in 0..<n {
+        var q = dot(p.baseAddress! + i * stride, p.baseAddress! + i * stride, depth: stride) / Double(d)
+        var t = 0.0
+        for l in 0..<depth {
+          (q, t) = dense(q, t, layer: l, inputDimension: d)
+          variance[l * n + i] = q
+          let (qa, dot) = act.diagonal(q)
+          q = qa; t *= dot
+        }
+        (nngp[i], ntk[i]) = dense(q, t, layer: depth, inputDimension: d)
+      }
+    }
+    return FCFeatures(rows: n, dimension: d, stride: stride, x: x, layerVariance: variance,
+                      diagonalNNGP: nngp, diagonalNTK: ntk, rowKey: keys)
+  }
+
+  public func rowCount(_ features: FCFeatures) -> Int { features.rows }
+
+  /// Gram block (`rows × cols` rounded up to whole lanes) plus the column variances per layer.
+  public func scratchCount(rows: Int, cols: Int) -> Int {
+    let np = (cols + Lanes.scalarCount - 1) / Lanes.scalarCount * Lanes.scalarCount
+    return rows * np + depth * np
+  }
+
+  public func computeTile(_ a: FCFeatures, rows: Range<Int>, _ b: FCFeatures, cols: Range<Int>,
+                          into out: TileOutput, scratch: UnsafeMutableBufferPointer<Double>) {
+    precondition(a.dimension == b.dimension, "computeTile: feature counts differ")
+    let m = rows.count, n = cols.count, w = Lanes.scalarCount
+    let np = (n + w - 1) / w * w
+    precondition(scratch.count >= scratchCount(rows: m, cols: n), "computeTile: scratch too small")
+    let gram = scratch.baseAddress!
+    let qCols = gram + m * np
+    let d = a.dimension
+    let act = ActivationMap(activation)
+
+    // Gram block, padded columns zeroed; column variances per layer, padded with 1.
+    a.x.withUnsafeBufferPointer { ap in
+      b.x.withUnsafeBufferPointer { bp in
+        gramBlock(ap.baseAddress! + rows.lowerBound * a.stride, aStride: a.stride, rows: m,
+                  bp.baseAddress! + cols.lowerBound * b.stride, bStride: b.stride, cols: n,
+                  depth: a.stride, into: gram, ldOut: np)
+      }
+    }
+    for i in 0..<m { for j in n..<np { gram[i * np + j] = 0 } }
+    for l in 0..<depth {
+      for j in 0..<np { qCols[l * np + j] = j < n ? b.layerVariance[l * b.rows + cols.lowerBound + j] : 1 }
+    }
+
+    // The recursion, `Lanes.scalarCount` pairs at a time.
+    let dd = Double(d)
+    for i in 0..<m {
+      let gi = rows.lowerBound + i
+      var jb = 0
+      while jb < np {
+        var s = UnsafeRawPointer(gram + i * np + jb).loadUnaligned(as: Lanes.self) / dd
+        var t = Lanes()
+        for l in 0..<depth {
+          (s, t) = dense(s, t, layer: l, inputDimension: d)
+          let qj = UnsafeRawPointer(qCols + l * np + jb).loadUnaligned(as: Lanes.self)
+          let (sa, dot) = act.pair(s, a.layerVariance[l * a.rows + gi], qj)
+          s = sa; t *= dot
+        }
+        (s, t) = dense(s, t, layer: depth, inputDimension: d)
+        let o = i * out.leadingDimension + jb
+        for lane in 0..<Swift.min(w, n - jb) {
+          out.nngp[o + lane] = s[lane]
+          out.ntk[o + lane] = t[lane]
+        }
+        jb += w
+      }
+    }
+
+    // Identical rows take the exact θ = 0 values.
+    for i in 0..<m {
+      let gi = rows.lowerBound + i
+      let key = a.rowKey[gi]
+      for j in 0..<n where b.rowKey[cols.lowerBound + j] == key && a.rowPointerEqual(gi, b, cols.lowerBound + j) {
+        out.nngp[i * out.leadingDimension + j] = a.diagonalNNGP[gi]
+        out.ntk[i * out.leadingDimension + j] = a.diagonalNTK[gi]
+      }
+    }
+  }
+}
+
+// MARK: - Scalar reference kernel
+
+extension FullyConnected {
+  /// The scalar reference kernel `(NNGP, NTK)` of one pair of inputs: libm functions, no
+  /// vectors, no tiles. The SIMD tile kernel is tested against it.
+  public func referenceKernel(_ x: some Collection<Double>, _ y: some Collection<Double>) -> (nngp: Double, ntk: Double) {
+    precondition(x.count == y.count, "referenceKernel: feature counts differ")
+    let d = x.count
+    let act = ActivationMap(activation)
+    func variances(_ v: some Collection<Double>) -> (layers: [Double], nngp: Double, ntk: Double) {
+      var q = v.reduce(0) { $0 + $1 * $1 } / Double(d), t = 0.0
+      var layers: [Double] = []
+      for l in 0..<depth {
+        (q, t) = dense(q, t, layer: l, inputDimension: d)
+        layers.append(q)
+        let (qa, dot) = act.diagonal(q)
+        q = qa; t *= dot
+      }
+      (q, t) = dense(q, t, layer: depth, inputDimension: d)
+      return (layers, q, t)
+    }
+    let vx = variances(x)
+    if x.elementsEqual(y) { return (vx.nngp, vx.ntk) }
+    let vy = variances(y)
+    var s = zip(x, y).reduce(0) { $0 + $1.0 * $1.1 } / Double(d), t = 0.0
+    for l in 0..<depth {
+      (s, t) = dense(s, t, layer: l, inputDimension: d)
+      let (sa, dot) = act.pair(s, vx.layers[l], vy.layers[l])
+      s = sa; t *= dot
+    }
+    let (nngp, ntk) = dense(s, t, layer: depth, inputDimension: d)
+    return (nngp, ntk)
+  }
+}
