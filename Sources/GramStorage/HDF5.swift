@@ -1,0 +1,366 @@
+import CHDF5
+import Foundation
+
+// MARK: - Library access
+
+/// Serialises every HDF5 call (the serial library is not thread-safe) and turns return codes
+/// into throws with context.
+enum HDF5Library {
+  static let lock = NSRecursiveLock()
+  nonisolated(unsafe) private static var silenced = false
+
+  /// Runs `body` holding the library lock, with HDF5's own error printing turned off.
+  static func locked<T>(_ body: () throws -> T) rethrows -> T {
+    lock.lock()
+    defer { lock.unlock() }
+    if !silenced {
+      _ = ch5_silence_errors()
+      silenced = true
+    }
+    return try body()
+  }
+
+  /// Throws `StorageError(path, "\(what) failed")` when an identifier is negative.
+  @discardableResult
+  static func check(_ id: hid_t, _ path: String, _ what: @autoclosure () -> String) throws -> hid_t {
+    if id < 0 { throw StorageError(path, "HDF5 \(what()) failed") }
+    return id
+  }
+
+  /// Throws when a status is negative.
+  static func check(_ status: herr_t, _ path: String, _ what: @autoclosure () -> String) throws {
+    if status < 0 { throw StorageError(path, "HDF5 \(what()) failed") }
+  }
+}
+
+/// Storage precision of a kernel dataset.
+public enum ScalarType: String, Sendable, CaseIterable {
+  case float32
+  case float64
+
+  var fileType: hid_t { self == .float32 ? ch5_ieee_f32le() : ch5_ieee_f64le() }
+  public var byteCount: Int { self == .float32 ? 4 : 8 }
+}
+
+/// A value stored as an HDF5 attribute.
+public enum AttributeValue: Sendable, Equatable, CustomStringConvertible {
+  case string(String)
+  case double(Double)
+  case int(Int64)
+  case uint64s([UInt64])
+
+  public var description: String {
+    switch self {
+    case .string(let s): s
+    case .double(let d): "\(d)"
+    case .int(let i): "\(i)"
+    case .uint64s(let v): v.count <= 4 ? "\(v)" : "[\(v.count) values]"
+    }
+  }
+}
+
+// MARK: - Object handles
+
+/// An open HDF5 object (file, group or dataset): closes itself.
+public class H5Object {
+  let id: hid_t
+  /// The file this object lives in, for error messages.
+  public let path: String
+  private let close: (hid_t) -> herr_t
+
+  init(id: hid_t, path: String, close: @escaping (hid_t) -> herr_t) {
+    self.id = id
+    self.path = path
+    self.close = close
+  }
+
+  deinit { HDF5Library.locked { _ = close(id) } }
+
+  // MARK: Attributes
+
+  /// Writes (or replaces) attribute `name`.
+  public func setAttribute(_ name: String, _ value: AttributeValue) throws {
+    try HDF5Library.locked {
+      if H5Aexists(id, name) > 0 { try HDF5Library.check(H5Adelete(id, name), path, "deleting attribute \(name)") }
+      switch value {
+      case .string(let s):
+        let type = try HDF5Library.check(H5Tcopy(ch5_c_s1()), path, "string type")
+        defer { H5Tclose(type) }
+        let bytes = Array(s.utf8)
+        try HDF5Library.check(H5Tset_size(type, max(1, bytes.count)), path, "string size")
+        try HDF5Library.check(H5Tset_cset(type, H5T_CSET_UTF8), path, "string charset")
+        let space = try HDF5Library.check(H5Screate(H5S_SCALAR), path, "scalar space")
+        defer { H5Sclose(space) }
+        let attr = try HDF5Library.check(H5Acreate2(id, name, type, space, ch5_p_default(), ch5_p_default()), path, "creating attribute \(name)")
+        defer { H5Aclose(attr) }
+        var padded = bytes.isEmpty ? [0] : bytes
+        try HDF5Library.check(H5Awrite(attr, type, &padded), path, "writing attribute \(name)")
+      case .double(var d):
+        try writeNumeric(name, fileType: ch5_ieee_f64le(), memType: ch5_native_double(), count: nil, &d)
+      case .int(var i):
+        try writeNumeric(name, fileType: ch5_std_i64le(), memType: ch5_native_int64(), count: nil, &i)
+      case .uint64s(var v):
+        try writeNumeric(name, fileType: ch5_std_u64le(), memType: ch5_native_uint64(), count: v.count, &v)
+      }
+    }
+  }
+
+  private func writeNumeric(_ name: String, fileType: hid_t, memType: hid_t, count: Int?, _ buffer: UnsafeRawPointer) throws {
+    var dims = [hsize_t(count ?? 1)]
+    let space = count == nil ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, nil)
+    try HDF5Library.check(space, path, "attribute space")
+    defer { H5Sclose(space) }
+    let attr = try HDF5Library.check(H5Acreate2(id, name, fileType, space, ch5_p_default(), ch5_p_default()), path, "creating attribute \(name)")
+    defer { H5Aclose(attr) }
+    try HDF5Library.check(H5Awrite(attr, memType, buffer), path, "writing attribute \(name)")
+  }
+
+  /// Names of this object's attributes, in creation order.
+  public func attributeNames() throws -> [String] {
+    try HDF5Library.locked {
+      var info = H5O_info_t()
+      try HDF5Library.check(H5Oget_info2(id, &info, UInt32(H5O_INFO_NUM_ATTRS)), path, "object info")
+      var names: [String] = []
+      for index in 0..<info.num_attrs {
+        let attr = try HDF5Library.check(H5Aopen_by_idx(id, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, index, ch5_p_default(), ch5_p_default()), path, "opening attribute")
+        defer { H5Aclose(attr) }
+        let length = H5Aget_name(attr, 0, nil)
+        var buffer = [CChar](repeating: 0, count: Int(length) + 1)
+        H5Aget_name(attr, buffer.count, &buffer)
+        names.append(String(cString: buffer))
+      }
+      return names
+    }
+  }
+
+  /// Reads attribute `name`, or nil when it does not exist.
+  public func attribute(_ name: String) throws -> AttributeValue? {
+    try HDF5Library.locked {
+      guard H5Aexists(id, name) > 0 else { return nil }
+      let attr = try HDF5Library.check(H5Aopen(id, name, ch5_p_default()), path, "opening attribute \(name)")
+      defer { H5Aclose(attr) }
+      let type = try HDF5Library.check(H5Aget_type(attr), path, "attribute type")
+      defer { H5Tclose(type) }
+      let space = try HDF5Library.check(H5Aget_space(attr), path, "attribute space")
+      defer { H5Sclose(space) }
+      let count = Int(H5Sget_simple_extent_npoints(space))
+      switch H5Tget_class(type) {
+      case H5T_STRING:
+        if H5Tis_variable_str(type) > 0 {
+          var pointer: UnsafeMutablePointer<CChar>? = nil
+          let mem = H5Tcopy(ch5_c_s1()); defer { H5Tclose(mem) }
+          H5Tset_size(mem, ch5_variable())
+          try HDF5Library.check(H5Aread(attr, mem, &pointer), path, "reading attribute \(name)")
+          defer { free(pointer) }
+          return .string(pointer.map { String(cString: $0) } ?? "")
+        }
+        let size = H5Tget_size(type)
+        var bytes = [UInt8](repeating: 0, count: size + 1)
+        try HDF5Library.check(H5Aread(attr, type, &bytes), path, "reading attribute \(name)")
+        let end = bytes.firstIndex(of: 0) ?? size
+        return .string(String(decoding: bytes[..<end], as: UTF8.self))
+      case H5T_FLOAT:
+        var d = 0.0
+        try HDF5Library.check(H5Aread(attr, ch5_native_double(), &d), path, "reading attribute \(name)")
+        return .double(d)
+      case H5T_INTEGER:
+        if H5Sget_simple_extent_ndims(space) == 0 {
+          var i: Int64 = 0
+          try HDF5Library.check(H5Aread(attr, ch5_native_int64(), &i), path, "reading attribute \(name)")
+          return .int(i)
+        }
+        var v = [UInt64](repeating: 0, count: count)
+        try HDF5Library.check(H5Aread(attr, ch5_native_uint64(), &v), path, "reading attribute \(name)")
+        return .uint64s(v)
+      default:
+        throw StorageError(path, "attribute \(name) has an unsupported type")
+      }
+    }
+  }
+}
+
+/// An HDF5 file. The corresponding C functions are `H5Fcreate`, `H5Fopen` and `H5Fclose`.
+public final class H5File: H5Object {
+  /// Creates `path`, failing if it exists (`H5F_ACC_EXCL`).
+  public static func create(_ path: String) throws -> H5File {
+    try HDF5Library.locked {
+      let id = H5Fcreate(path, ch5_f_acc_excl(), ch5_p_default(), ch5_p_default())
+      if id < 0 { throw StorageError(path, "cannot create HDF5 file") }
+      return H5File(id: id, path: path, close: H5Fclose)
+    }
+  }
+
+  /// Opens an existing file. `chunkCacheBytes` sizes the raw-data chunk cache of the datasets
+  /// opened through it (the library default of 1 MiB holds less than one kernel tile).
+  public static func open(_ path: String, writable: Bool = false, chunkCacheBytes: Int = 64 << 20) throws -> H5File {
+    guard FileManager.default.fileExists(atPath: path) else { throw StorageError(path, "no such file") }
+    return try HDF5Library.locked {
+      guard H5Fis_hdf5(path) > 0 else { throw StorageError(path, "not an HDF5 file") }
+      let fapl = H5Pcreate(ch5_p_file_access())
+      defer { H5Pclose(fapl) }
+      H5Pset_cache(fapl, 0, 12_421, chunkCacheBytes, 0.75)
+      let id = H5Fopen(path, writable ? ch5_f_acc_rdwr() : ch5_f_acc_rdonly(), fapl)
+      if id < 0 { throw StorageError(path, "cannot open HDF5 file (damaged or truncated?)") }
+      return H5File(id: id, path: path, close: H5Fclose)
+    }
+  }
+
+  /// Flushes buffers to the operating system (`H5Fflush`).
+  public func flush() throws {
+    try HDF5Library.locked { try HDF5Library.check(H5Fflush(id, H5F_SCOPE_GLOBAL), path, "flush") }
+  }
+
+  /// Whether a link (group or dataset) exists at `name` (an absolute path like `/train/ntk`).
+  public func exists(_ name: String) -> Bool {
+    HDF5Library.locked {
+      var prefix = ""
+      for part in name.split(separator: "/") {
+        prefix += "/" + part
+        if H5Lexists(id, prefix, ch5_p_default()) <= 0 { return false }
+      }
+      return true
+    }
+  }
+
+  /// Creates a dataset, with intermediate groups, at `name`.
+  public func createDataset(_ name: String, shape: [Int], type: ScalarType, chunk: [Int]? = nil) throws -> H5Dataset {
+    try createDataset(name, shape: shape, fileType: type.fileType, chunk: chunk)
+  }
+
+  /// Creates an integer dataset (labels).
+  public func createInt64Dataset(_ name: String, shape: [Int]) throws -> H5Dataset {
+    try createDataset(name, shape: shape, fileType: ch5_std_i64le(), chunk: nil)
+  }
+
+  private func createDataset(_ name: String, shape: [Int], fileType: hid_t, chunk: [Int]?) throws -> H5Dataset {
+    try HDF5Library.locked {
+      var dims = shape.map { hsize_t($0) }
+      let space = try HDF5Library.check(H5Screate_simple(Int32(dims.count), &dims, nil), path, "dataspace for \(name)")
+      defer { H5Sclose(space) }
+      let lcpl = H5Pcreate(ch5_p_link_create())
+      defer { H5Pclose(lcpl) }
+      H5Pset_create_intermediate_group(lcpl, 1)
+      let dcpl = H5Pcreate(ch5_p_dataset_create())
+      defer { H5Pclose(dcpl) }
+      if let chunk, shape.allSatisfy({ $0 > 0 }) {
+        var c = zip(chunk, shape).map { hsize_t(max(1, min($0, $1))) }
+        try HDF5Library.check(H5Pset_chunk(dcpl, Int32(c.count), &c), path, "chunking \(name)")
+      }
+      let id = try HDF5Library.check(H5Dcreate2(self.id, name, fileType, space, lcpl, dcpl, ch5_p_default()), path, "creating dataset \(name)")
+      return H5Dataset(id: id, path: path, name: name, shape: shape)
+    }
+  }
+
+  /// Opens the dataset at `name`.
+  public func dataset(_ name: String) throws -> H5Dataset {
+    guard exists(name) else { throw StorageError(path, "no dataset \(name)") }
+    return try HDF5Library.locked {
+      let id = H5Dopen2(self.id, name, ch5_p_default())
+      if id < 0 { throw StorageError(path, "cannot open dataset \(name)") }
+      let space = H5Dget_space(id)
+      defer { H5Sclose(space) }
+      let rank = Int(H5Sget_simple_extent_ndims(space))
+      var dims = [hsize_t](repeating: 0, count: max(rank, 1))
+      H5Sget_simple_extent_dims(space, &dims, nil)
+      return H5Dataset(id: id, path: path, name: name, shape: dims.prefix(rank).map { Int($0) })
+    }
+  }
+}
+
+/// A dataset: rectangular blocks are read and written through hyperslab selections.
+public final class H5Dataset: H5Object {
+  public let name: String
+  public let shape: [Int]
+
+  init(id: hid_t, path: String, name: String, shape: [Int]) {
+    self.name = name
+    self.shape = shape
+    super.init(id: id, path: path, close: H5Dclose)
+  }
+
+  /// The stored element type, when it is a float.
+  public var scalarType: ScalarType? {
+    HDF5Library.locked {
+      let type = H5Dget_type(id)
+      defer { H5Tclose(type) }
+      guard H5Tget_class(type) == H5T_FLOAT else { return nil }
+      return H5Tget_size(type) == 4 ? .float32 : .float64
+    }
+  }
+
+  /// Whether the stored element type is an integer.
+  public var isInteger: Bool {
+    HDF5Library.locked {
+      let type = H5Dget_type(id)
+      defer { H5Tclose(type) }
+      return H5Tget_class(type) == H5T_INTEGER
+    }
+  }
+
+  private func transfer(start: [Int], count: [Int], memType: hid_t, _ op: String,
+                        _ io: (hid_t, hid_t) -> herr_t) throws {
+    precondition(start.count == shape.count && count.count == shape.count, "H5Dataset: rank mismatch")
+    for k in shape.indices where start[k] < 0 || count[k] < 0 || start[k] + count[k] > shape[k] {
+      throw StorageError(path, "\(op) of \(name): block \(start)+\(count) outside shape \(shape)")
+    }
+    if count.contains(0) { return }
+    try HDF5Library.locked {
+      let fileSpace = try HDF5Library.check(H5Dget_space(id), path, "dataspace of \(name)")
+      defer { H5Sclose(fileSpace) }
+      var s = start.map { hsize_t($0) }, c = count.map { hsize_t($0) }
+      try HDF5Library.check(H5Sselect_hyperslab(fileSpace, H5S_SELECT_SET, &s, nil, &c, nil), path, "selecting block of \(name)")
+      let memSpace = try HDF5Library.check(H5Screate_simple(Int32(c.count), &c, nil), path, "memory space")
+      defer { H5Sclose(memSpace) }
+      try HDF5Library.check(io(memSpace, fileSpace), path, "\(op) of \(name)")
+    }
+  }
+
+  /// Writes a row-major block of doubles at `start` (converted to the stored type by HDF5).
+  public func write(_ values: UnsafeBufferPointer<Double>, start: [Int], count: [Int]) throws {
+    precondition(values.count >= count.reduce(1, *), "H5Dataset.write: buffer too small")
+    try transfer(start: start, count: count, memType: ch5_native_double(), "writing") { mem, file in
+      H5Dwrite(id, ch5_native_double(), mem, file, ch5_p_default(), values.baseAddress)
+    }
+  }
+
+  /// Writes a row-major block of `Int64`s at `start`.
+  public func write(_ values: UnsafeBufferPointer<Int64>, start: [Int], count: [Int]) throws {
+    try transfer(start: start, count: count, memType: ch5_native_int64(), "writing") { mem, file in
+      H5Dwrite(id, ch5_native_int64(), mem, file, ch5_p_default(), values.baseAddress)
+    }
+  }
+
+  /// Reads a row-major block at `start` as doubles.
+  public func read(into values: UnsafeMutableBufferPointer<Double>, start: [Int], count: [Int]) throws {
+    precondition(values.count >= count.reduce(1, *), "H5Dataset.read: buffer too small")
+    try transfer(start: start, count: count, memType: ch5_native_double(), "reading") { mem, file in
+      H5Dread(id, ch5_native_double(), mem, file, ch5_p_default(), values.baseAddress)
+    }
+  }
+
+  /// Reads a row-major block at `start` as floats (the stored type for float32 kernels).
+  public func read(into values: UnsafeMutableBufferPointer<Float>, start: [Int], count: [Int]) throws {
+    precondition(values.count >= count.reduce(1, *), "H5Dataset.read: buffer too small")
+    try transfer(start: start, count: count, memType: ch5_native_float(), "reading") { mem, file in
+      H5Dread(id, ch5_native_float(), mem, file, ch5_p_default(), values.baseAddress)
+    }
+  }
+
+  /// Reads the whole dataset as doubles.
+  public func readAll() throws -> [Double] {
+    var out = [Double](repeating: 0, count: shape.reduce(1, *))
+    try out.withUnsafeMutableBufferPointer { try read(into: $0, start: shape.map { _ in 0 }, count: shape) }
+    return out
+  }
+
+  /// Reads the whole dataset as `Int64`s.
+  public func readAllInt64() throws -> [Int64] {
+    var out = [Int64](repeating: 0, count: shape.reduce(1, *))
+    try out.withUnsafeMutableBufferPointer { buffer in
+      try transfer(start: shape.map { _ in 0 }, count: shape, memType: ch5_native_int64(), "reading") { mem, file in
+        H5Dread(id, ch5_native_int64(), mem, file, ch5_p_default(), buffer.baseAddress)
+      }
+    }
+    return out
+  }
+}

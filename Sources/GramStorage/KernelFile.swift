@@ -1,0 +1,92 @@
+import Foundation
+
+/// Dataset names of the kernel file (see docs/DESIGN.md, "Kernel file").
+public enum KernelFileLayout {
+  public static func train(_ kernel: String) -> String { "/train/\(kernel)" }
+  public static func test(_ kernel: String) -> String { "/test/\(kernel)" }
+  public static let trainLabels = "/train/labels"
+  public static let testLabels = "/test/labels"
+  public static let kernelNames = ["ntk", "nngp"]
+}
+
+/// Writes a kernel file atomically: everything goes to a hidden temporary file beside the
+/// destination, which replaces the destination only in `commit()` (fsync, then rename). A run
+/// that fails or is killed never leaves a partial file under the destination's name and never
+/// touches an existing one.
+public final class KernelFileWriter {
+  public let destination: String
+  public let temporaryPath: String
+  private var file: H5File?
+  private var datasets: [String: H5Dataset] = [:]
+
+  /// Fails when `destination` exists and `overwrite` is false, or its folder is missing.
+  public init(destination: String, overwrite: Bool) throws {
+    self.destination = destination
+    let url = URL(fileURLWithPath: destination)
+    let folder = url.deletingLastPathComponent().path
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: destination, isDirectory: &isDirectory) {
+      if isDirectory.boolValue { throw StorageError(destination, "is a directory") }
+      if !overwrite { throw StorageError(destination, "already exists (use --force to replace it)") }
+    }
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+      throw StorageError(destination, "output folder \(folder) does not exist")
+    }
+    temporaryPath = folder + "/." + url.lastPathComponent + ".partial-\(getpid())"
+    try? FileManager.default.removeItem(atPath: temporaryPath)
+    file = try H5File.create(temporaryPath)
+  }
+
+  deinit { discard() }
+
+  /// The open file, for attributes and datasets.
+  public var handle: H5File {
+    guard let file else { preconditionFailure("KernelFileWriter used after commit or discard") }
+    return file
+  }
+
+  /// Creates (once) and returns the dataset `name`.
+  public func dataset(_ name: String, shape: [Int], type: ScalarType, chunk: [Int]?) throws -> H5Dataset {
+    if let d = datasets[name] { return d }
+    let d = try handle.createDataset(name, shape: shape, type: type, chunk: chunk)
+    datasets[name] = d
+    return d
+  }
+
+  /// Writes integer labels to `name`.
+  public func writeLabels(_ name: String, _ labels: [Int64]) throws {
+    let d = try handle.createInt64Dataset(name, shape: [labels.count])
+    try labels.withUnsafeBufferPointer { try d.write($0, start: [0], count: [labels.count]) }
+  }
+
+  /// Closes, syncs and renames the temporary file over the destination.
+  public func commit() throws {
+    try handle.flush()
+    datasets.removeAll()
+    file = nil  // closes the file
+    try fsyncPath(temporaryPath)
+    guard rename(temporaryPath, destination) == 0 else {
+      let reason = String(cString: strerror(errno))
+      discard()
+      throw StorageError(destination, "cannot move the finished file into place: \(reason)")
+    }
+    try? fsyncPath(URL(fileURLWithPath: destination).deletingLastPathComponent().path)
+  }
+
+  /// Drops the temporary file (idempotent).
+  public func discard() {
+    datasets.removeAll()
+    if file != nil {
+      file = nil
+      unlink(temporaryPath)
+    }
+  }
+}
+
+/// `fsync` of a file or folder by path.
+public func fsyncPath(_ path: String) throws {
+  let fd = open(path, O_RDONLY)
+  guard fd >= 0 else { throw StorageError(path, "cannot open for fsync: \(String(cString: strerror(errno)))") }
+  defer { close(fd) }
+  guard fsync(fd) == 0 else { throw StorageError(path, "fsync failed: \(String(cString: strerror(errno)))") }
+}

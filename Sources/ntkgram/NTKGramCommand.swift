@@ -1,0 +1,15 @@
+import ArgumentParser
+
+/// A usage error found after parsing (an unknown activation, a bad value): exit status 2.
+struct CommandError: Error, CustomStringConvertible {
+  let description: String
+  init(_ description: String) { self.description = description }
+}
+
+struct NTKGramCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "ntkgram",
+    abstract: "Neural Tangent Kernel Gram matrices: build them tile by tile into HDF5, inspect them.",
+    version: "0.1.0",
+    subcommands: [BuildCommand.self, InfoCommand.self])
+}
