@@ -45,6 +45,6 @@ let package = Package(
     .testTarget(name: "GramKernelsTests", dependencies: ["GramKernels"],
                 resources: [.copy("Fixtures")], swiftSettings: vectorFlags),
     .testTarget(name: "GramStorageTests", dependencies: ["GramStorage", "GramKernels"]),
-    .testTarget(name: "NTKGramCLITests", dependencies: ["GramStorage"]),
+    .testTarget(name: "NTKGramCLITests", dependencies: ["ntkgram", "GramStorage"]),
   ]
 )

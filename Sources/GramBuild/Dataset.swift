@@ -1,20 +1,98 @@
 import GramKernels
 import GramStorage
 
-/// A loaded, validated sample matrix and where it came from.
-public struct LoadedData: Sendable {
-  public let source: String
-  public let matrix: Matrix
+/// How raw samples are transformed before the kernel sees them.
+public enum Preprocess: String, Sendable, CaseIterable {
+  /// Integer data (pixels) divided by 255; float data unchanged.
+  case scale
+  /// Every feature shifted and scaled to zero mean, unit variance with the train statistics
+  /// (applied to the test set too); constant features are only centred.
+  case standardize
+  /// Every row scaled to unit Euclidean norm (zero rows stay zero).
+  case unitNorm = "unit_norm"
+  case none
+}
+
+/// Where one split's samples (and optional labels) come from.
+public struct DataSource: Sendable, Equatable {
+  /// A `.npy` file, an IDX file (plain or `.gz`), `file.h5:/dataset`, or a `.csv` file.
+  public var samples: String
+  /// Labels file; nil for none. For CSV samples, see `labelColumn`.
+  public var labels: String?
+  /// Keep only the first `limit` rows.
+  public var limit: Int?
+  /// CSV only: the (0-based) column holding labels, removed from the features.
+  public var labelColumn: Int?
+
+  public init(samples: String, labels: String? = nil, limit: Int? = nil, labelColumn: Int? = nil) {
+    self.samples = samples
+    self.labels = labels
+    self.limit = limit
+    self.labelColumn = labelColumn
+  }
+}
+
+/// A split loaded from disk, validated and preprocessed.
+public struct LoadedSplit: Sendable {
+  public let source: DataSource
+  public let samples: Matrix
   public let labels: [Int64]?
+  /// Whether the file stores integers (IDX pixels), which `scale` divides by 255.
+  public let isInteger: Bool
 }
 
-/// Reads a sample matrix from `path` and checks it is finite.
-func loadSamples(_ path: String) throws -> DenseArray {
-  let array = try NPY.readMatrix(path)
-  try array.checkFinite(path: path)
-  return array
+/// Loads a split: reads the samples and labels, applies `limit`, checks the values are
+/// finite and that labels match the rows.
+public func loadSplit(_ source: DataSource) throws -> LoadedSplit {
+  if let limit = source.limit, limit < 1 { throw StorageError(source.samples, "limit must be at least 1 (got \(limit))") }
+  let (array, isInteger, csvLabels) = try DatasetReader.readSamples(source.samples, limit: source.limit, labelColumn: source.labelColumn)
+  try array.checkFinite(path: source.samples)
+  var labels = csvLabels
+  if let path = source.labels {
+    labels = try DatasetReader.readLabels(path, limit: source.limit)
+    if labels!.count != array.rows {
+      throw StorageError(path, "has \(labels!.count) labels but \(source.samples) has \(array.rows) rows")
+    }
+  }
+  return LoadedSplit(source: source, samples: Matrix(rows: array.rows, cols: array.cols, values: array.values),
+                     labels: labels, isInteger: isInteger)
 }
 
-extension Matrix {
-  init(_ array: DenseArray) { self.init(rows: array.rows, cols: array.cols, values: array.values) }
+/// Applies `preprocess` to the train split and, with the train statistics, to the test split.
+public func preprocessSplits(_ train: Matrix, _ test: Matrix?, trainIsInteger: Bool, testIsInteger: Bool,
+                             _ preprocess: Preprocess) -> (Matrix, Matrix?) {
+  switch preprocess {
+  case .none:
+    return (train, test)
+  case .scale:
+    func scaled(_ m: Matrix, _ isInteger: Bool) -> Matrix {
+      isInteger ? Matrix(rows: m.rows, cols: m.cols, values: m.values.map { $0 / 255 }) : m
+    }
+    return (scaled(train, trainIsInteger), test.map { scaled($0, testIsInteger) })
+  case .unitNorm:
+    func normalized(_ m: Matrix) -> Matrix {
+      var v = m.values
+      for i in 0..<m.rows {
+        var s = 0.0
+        for k in 0..<m.cols { s += v[i * m.cols + k] * v[i * m.cols + k] }
+        let norm = s.squareRoot()
+        if norm > 0 { for k in 0..<m.cols { v[i * m.cols + k] /= norm } }
+      }
+      return Matrix(rows: m.rows, cols: m.cols, values: v)
+    }
+    return (normalized(train), test.map(normalized))
+  case .standardize:
+    let n = Double(train.rows), d = train.cols
+    var mean = [Double](repeating: 0, count: d), std = [Double](repeating: 0, count: d)
+    for i in 0..<train.rows { for k in 0..<d { mean[k] += train.values[i * d + k] } }
+    for k in 0..<d { mean[k] /= n }
+    for i in 0..<train.rows { for k in 0..<d { let c = train.values[i * d + k] - mean[k]; std[k] += c * c } }
+    for k in 0..<d { std[k] = (std[k] / n).squareRoot(); if std[k] == 0 { std[k] = 1 } }
+    func standardized(_ m: Matrix) -> Matrix {
+      var v = m.values
+      for i in 0..<m.rows { for k in 0..<d { v[i * d + k] = (v[i * d + k] - mean[k]) / std[k] } }
+      return Matrix(rows: m.rows, cols: d, values: v)
+    }
+    return (standardized(train), test.map(standardized))
+  }
 }

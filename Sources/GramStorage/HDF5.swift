@@ -232,6 +232,11 @@ public final class H5File: H5Object {
     try createDataset(name, shape: shape, fileType: ch5_std_i64le(), chunk: nil)
   }
 
+  /// Creates an unsigned 64-bit dataset (checksums).
+  public func createUInt64Dataset(_ name: String, shape: [Int]) throws -> H5Dataset {
+    try createDataset(name, shape: shape, fileType: ch5_std_u64le(), chunk: nil)
+  }
+
   private func createDataset(_ name: String, shape: [Int], fileType: hid_t, chunk: [Int]?) throws -> H5Dataset {
     try HDF5Library.locked {
       var dims = shape.map { hsize_t($0) }
@@ -323,6 +328,14 @@ public final class H5Dataset: H5Object {
     }
   }
 
+  /// Writes a row-major block of floats at `start`.
+  public func write(_ values: UnsafeBufferPointer<Float>, start: [Int], count: [Int]) throws {
+    precondition(values.count >= count.reduce(1, *), "H5Dataset.write: buffer too small")
+    try transfer(start: start, count: count, memType: ch5_native_float(), "writing") { mem, file in
+      H5Dwrite(id, ch5_native_float(), mem, file, ch5_p_default(), values.baseAddress)
+    }
+  }
+
   /// Writes a row-major block of `Int64`s at `start`.
   public func write(_ values: UnsafeBufferPointer<Int64>, start: [Int], count: [Int]) throws {
     try transfer(start: start, count: count, memType: ch5_native_int64(), "writing") { mem, file in
@@ -350,6 +363,24 @@ public final class H5Dataset: H5Object {
   public func readAll() throws -> [Double] {
     var out = [Double](repeating: 0, count: shape.reduce(1, *))
     try out.withUnsafeMutableBufferPointer { try read(into: $0, start: shape.map { _ in 0 }, count: shape) }
+    return out
+  }
+
+  /// Writes a row-major block of `UInt64`s at `start`.
+  public func write(_ values: UnsafeBufferPointer<UInt64>, start: [Int], count: [Int]) throws {
+    try transfer(start: start, count: count, memType: ch5_native_uint64(), "writing") { mem, file in
+      H5Dwrite(id, ch5_native_uint64(), mem, file, ch5_p_default(), values.baseAddress)
+    }
+  }
+
+  /// Reads the whole dataset as `UInt64`s.
+  public func readAllUInt64() throws -> [UInt64] {
+    var out = [UInt64](repeating: 0, count: shape.reduce(1, *))
+    try out.withUnsafeMutableBufferPointer { buffer in
+      try transfer(start: shape.map { _ in 0 }, count: shape, memType: ch5_native_uint64(), "reading") { mem, file in
+        H5Dread(id, ch5_native_uint64(), mem, file, ch5_p_default(), buffer.baseAddress)
+      }
+    }
     return out
   }
 

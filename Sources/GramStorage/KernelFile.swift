@@ -7,6 +7,8 @@ public enum KernelFileLayout {
   public static let trainLabels = "/train/labels"
   public static let testLabels = "/test/labels"
   public static let kernelNames = ["ntk", "nngp"]
+  /// `tiles × kernels` checksums of every tile's stored bytes (upper tile, row-major).
+  public static let tileChecksums = "/tiles/checksums"
 }
 
 /// Writes a kernel file atomically: everything goes to a hidden temporary file beside the

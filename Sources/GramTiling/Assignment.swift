@@ -12,10 +12,16 @@ public struct TileAssignment: Sendable {
   /// Work per rank (entries).
   public let workByRank: [Double]
 
+  /// Assigns every tile of `plan`.
   public init(plan: TilePlan, ranks: Int) {
+    self.init(plan: plan, tiles: Array(0..<plan.count), ranks: ranks)
+  }
+
+  /// Assigns the tiles `tiles` of `plan` (those a resumed build still has to compute).
+  public init(plan: TilePlan, tiles subset: [Int], ranks: Int) {
     precondition(ranks >= 1, "TileAssignment: ranks must be ≥ 1")
     self.ranks = ranks
-    let order = (0..<plan.count).map { ($0, plan.cost(plan.tile($0))) }
+    let order = subset.map { ($0, plan.cost(plan.tile($0))) }
       .sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }
     var heap = MinHeap(count: ranks)
     var tiles = [[Int]](repeating: [], count: ranks)

@@ -1,14 +1,40 @@
 import ArgumentParser
 import Foundation
+import GramTransport
 
-// Every failure is one line on stderr, `ntkgram: error: …`, and a non-zero exit; `--help` and
-// `--version` print as usual.
+// Every failure is one line on stderr, `ntkgram: error: …`, and a non-zero exit status:
+// 64 for command-line usage errors, 2 for invalid values found after parsing, 1 for failures
+// while running (bad files, I/O). `--help` and `--version` print as usual. Under mpirun a
+// failure every rank agrees on is printed once, by rank 0.
+func fail(_ message: String, status: Int32, quietRank: Bool = launcherRank != 0) -> Never {
+  if !quietRank { FileHandle.standardError.write(Data("ntkgram: error: \(message)\n".utf8)) }
+  exit(status)
+}
+
+/// This process's rank as the launcher set it (0 when run alone).
+let launcherRank: Int = {
+  let env = ProcessInfo.processInfo.environment
+  return ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"].lazy.compactMap { env[$0].flatMap(Int.init) }.first ?? 0
+}()
+
+var command: ParsableCommand
 do {
-  var command = try NTKGramCommand.parseAsRoot()
-  try command.run()
+  command = try NTKGramCommand.parseAsRoot()
 } catch {
-  if NTKGramCommand.exitCode(for: error) == .success { NTKGramCommand.exit(withError: error) }
-  let message = NTKGramCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-  FileHandle.standardError.write(Data("ntkgram: error: \(message)\n".utf8))
-  exit(error is ValidationError || error is CommandError ? 2 : 1)
+  let code = NTKGramCommand.exitCode(for: error)
+  if code == .success { NTKGramCommand.exit(withError: error) }
+  fail(NTKGramCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)", status: code.rawValue)
+}
+do {
+  try command.run()
+} catch let error as CommandError {
+  fail(error.description, status: 2)
+} catch let error as CollectiveFailure {
+  fail(error.message.split(separator: "\n").first.map(String.init) ?? error.message, status: 1)
+} catch {
+  let code = NTKGramCommand.exitCode(for: error)
+  if code == .success { NTKGramCommand.exit(withError: error) }
+  let text = error is LocalizedError || String(describing: type(of: error)).contains("ValidationError")
+    ? NTKGramCommand.message(for: error) : "\(error)"
+  fail(text.split(separator: "\n").first.map(String.init) ?? text, status: code == .failure ? 1 : code.rawValue, quietRank: false)
 }

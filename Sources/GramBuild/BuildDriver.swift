@@ -1,0 +1,313 @@
+import Foundation
+import GramKernels
+import GramStorage
+import GramTiling
+import GramTransport
+
+// The distributed build, every rank running the same steps:
+//
+//   1. load and check the data and the spec                          (every rank, agreed)
+//   2. claim the checkpoint folder for this job's fingerprint         (rank 0, agreed)
+//   3. verify existing checkpoint tiles, a share per rank; bad ones
+//      are reported and removed; every rank learns which are done     (all, allReduce)
+//   4. balance the remaining tiles over the ranks; compute; each tile
+//      is checkpointed atomically the moment it is done               (all; a failure aborts the job)
+//   5. assemble the checkpoints into the kernel file, atomically      (rank 0, agreed)
+//
+// Tiles are named by index, not by rank, and every entry depends only on its two samples, so
+// any number of ranks, any interruption and any resume give the same bytes.
+
+/// What a finished build reports.
+public struct BuildOutcome: Sendable {
+  public let trainCount: Int
+  public let testCount: Int
+  public let tiles: Int
+  /// Tiles taken from verified checkpoints of an earlier run.
+  public let reusedTiles: Int
+  /// Checkpoints found damaged (or foreign) and computed again.
+  public let rejectedTiles: Int
+  public let seconds: Double
+  public let fingerprint: String
+}
+
+/// The checkpoint folder's claim file: which job its tiles belong to.
+struct CheckpointManifest: Codable, Equatable {
+  var fingerprint: String
+  var tile: Int
+  var trainCount: Int
+  var testCount: Int
+  var dtype: String
+  var kernel: String
+
+  static let fileName = "checkpoint.json"
+}
+
+public struct BuildDriver {
+  public let settings: BuildSettings
+  public let comm: Communicator
+  public let progress: ProgressOptions
+
+  public init(settings: BuildSettings, comm: Communicator, progress: ProgressOptions = ProgressOptions()) {
+    self.settings = settings
+    self.comm = comm
+    self.progress = progress
+  }
+
+  struct Inputs {
+    let train: LoadedSplit
+    let test: LoadedSplit?
+    let trainMatrix: Matrix
+    let testMatrix: Matrix?
+  }
+
+  // MARK: 1. inputs
+
+  func loadInputs() throws -> Inputs {
+    do { try settings.network.validate() } catch let e as KernelSpecError { throw BuildError(e.description) }
+    guard settings.tileSize >= 1 else { throw BuildError("tile size must be at least 1 (got \(settings.tileSize))") }
+    try checkOutputPath()
+    let train = try loadSplit(settings.train)
+    let test = try settings.test.map(loadSplit)
+    if let test, test.samples.cols != train.samples.cols {
+      throw StorageError(test.source.samples, "has \(test.samples.cols) features per row but the train data \(train.source.samples) has \(train.samples.cols)")
+    }
+    let (a, b) = preprocessSplits(train.samples, test?.samples, trainIsInteger: train.isInteger,
+                                  testIsInteger: test?.isInteger ?? false, settings.preprocess)
+    return Inputs(train: train, test: test, trainMatrix: a, testMatrix: b)
+  }
+
+  func checkOutputPath() throws {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: settings.out, isDirectory: &isDirectory) {
+      if isDirectory.boolValue { throw StorageError(settings.out, "is a directory") }
+      if !settings.force { throw StorageError(settings.out, "already exists (use --force to replace it)") }
+    }
+    let folder = URL(fileURLWithPath: settings.out).deletingLastPathComponent().path
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+      throw StorageError(settings.out, "output folder \(folder) does not exist")
+    }
+  }
+
+  // MARK: 2. checkpoint folder
+
+  func claimCheckpointFolder(_ manifest: CheckpointManifest, reporter: ProgressReporter) throws {
+    let folder = settings.checkpointFolder
+    let fm = FileManager.default
+    let manifestPath = folder + "/" + CheckpointManifest.fileName
+    var isDirectory: ObjCBool = false
+    if fm.fileExists(atPath: folder, isDirectory: &isDirectory) {
+      guard isDirectory.boolValue else { throw StorageError(folder, "checkpoint path exists and is not a folder") }
+      let entries = try fm.contentsOfDirectory(atPath: folder)
+      if let data = fm.contents(atPath: manifestPath) {
+        let existing = try? JSONDecoder().decode(CheckpointManifest.self, from: data)
+        if existing != manifest {
+          guard settings.restart else {
+            throw StorageError(folder, "checkpoint folder belongs to another job (fingerprint \(existing?.fingerprint ?? "unreadable"), this job \(manifest.fingerprint)); use --restart to discard it")
+          }
+          reporter.message("discarding checkpoints of another job in \(folder) (--restart)")
+          for name in entries where name.hasPrefix("tile-") || name.hasPrefix(".tile-") || name == CheckpointManifest.fileName {
+            try fm.removeItem(atPath: folder + "/" + name)
+          }
+        }
+      } else if entries.contains(where: { !$0.hasPrefix(".") }) {
+        throw StorageError(folder, "checkpoint folder is not empty and has no \(CheckpointManifest.fileName); refusing to use it")
+      }
+    } else {
+      do { try fm.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+      catch { throw StorageError(folder, "cannot create checkpoint folder: \(error.localizedDescription)") }
+    }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let temporary = manifestPath + ".tmp-\(getpid())"
+    do { try encoder.encode(manifest).write(to: URL(fileURLWithPath: temporary)) }
+    catch { throw StorageError(folder, "cannot write \(CheckpointManifest.fileName): \(error.localizedDescription)") }
+    try fsyncPath(temporary)
+    guard rename(temporary, manifestPath) == 0 else { throw StorageError(manifestPath, "cannot write: \(String(cString: strerror(errno)))") }
+  }
+
+  // MARK: run
+
+  /// Runs the build on this rank. Every rank returns the same outcome or throws.
+  public func run() throws -> BuildOutcome {
+    let start = Date()
+    let isRoot = comm.rank == 0
+    let reporter = try comm.collectively { try ProgressReporter(options: progress, enabled: isRoot) }
+
+    // 1. Inputs.
+    let inputs = try comm.collectively { try loadInputs() }
+    let net = settings.network
+    let n = inputs.trainMatrix.rows, m = inputs.testMatrix?.rows ?? 0
+    let print = fingerprint(train: inputs.trainMatrix, test: inputs.testMatrix, network: net,
+                            dtype: settings.dtype, tileSize: settings.tileSize)
+    let plan = TilePlan(trainCount: n, testCount: m, tileSize: settings.tileSize)
+    reporter.event("start", ["ranks": comm.size, "train": n, "test": m, "tiles": plan.count,
+                             "tile": settings.tileSize, "fingerprint": print, "kernel": net.summary])
+
+    // 2. Checkpoint folder.
+    let folder = settings.checkpointFolder
+    let manifest = CheckpointManifest(fingerprint: print, tile: settings.tileSize, trainCount: n, testCount: m,
+                                      dtype: settings.dtype.rawValue, kernel: net.summary)
+    try comm.collectively { if isRoot { try claimCheckpointFolder(manifest, reporter: reporter) } }
+
+    // 3. Verify what an earlier run left.
+    var done = [Double](repeating: 0, count: plan.count)
+    let rejected = try comm.collectively { () -> Int in
+      let existing = Set(((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).compactMap(Self.tileIndex))
+      var bad = 0
+      for index in existing where index < plan.count && index % comm.size == comm.rank {
+        let tile = plan.tile(index)
+        switch TileCheckpoint.read(folder: folder, index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
+                                   rows: tile.rows.count, cols: tile.cols.count, type: settings.dtype, fingerprint: print) {
+        case .success: done[index] = 1
+        case .failure(let problem):
+          bad += 1
+          FileHandle.standardError.write(Data("ntkgram: warning: \(TileCheckpoint.path(folder: folder, index: index)): checkpoint \(problem); recomputing \(tile)\n".utf8))
+          unlink(TileCheckpoint.path(folder: folder, index: index))
+        }
+      }
+      return bad
+    }
+    try comm.allReduce(&done, .max)
+    var badCount = [Double(rejected)]
+    try comm.allReduce(&badCount, .sum)
+    let reused = Int(done.reduce(0, +))
+    let remaining = (0..<plan.count).filter { done[$0] == 0 }
+    if reused > 0 || badCount[0] > 0 {
+      reporter.message("resuming: \(reused) of \(plan.count) tiles reused from \(folder)" + (badCount[0] > 0 ? ", \(Int(badCount[0])) damaged tiles to recompute" : ""))
+    }
+    reporter.event("resume", ["reused": reused, "rejected": Int(badCount[0]), "remaining": remaining.count])
+
+    // 4. Compute this rank's share.
+    let assignment = TileAssignment(plan: plan, tiles: remaining, ranks: comm.size)
+    let entriesTotal = plan.totalCost
+    var entriesDone = 0.0
+    for i in 0..<plan.count where done[i] == 1 { entriesDone += plan.cost(plan.tile(i)) }
+    reporter.setBaseline(entries: entriesDone)
+    do {
+      try computeTiles(assignment.tilesByRank[comm.rank], plan: plan, inputs: inputs, fingerprint: print,
+                       reporter: reporter, entriesTotal: entriesTotal)
+    } catch {
+      // Other ranks are mid-computation and cannot be told in order: stop the whole job.
+      FileHandle.standardError.write(Data("ntkgram: error: rank \(comm.rank) (\(comm.processorName)): \(error)\n".utf8))
+      comm.abort(code: 1)
+    }
+
+    // 5. Assemble, once every rank has checkpointed its share.
+    try comm.barrier()
+    try comm.collectively {
+      guard isRoot else { return }
+      reporter.update(tilesDone: plan.count, tilesTotal: plan.count, entriesDone: entriesTotal, entriesTotal: entriesTotal, force: true)
+      reporter.finishBar()
+      reporter.event("assembly_start")
+      try assemble(plan: plan, inputs: inputs, fingerprint: print)
+      reporter.event("assembly_done", ["out": settings.out])
+      if !settings.keepCheckpoints { try? FileManager.default.removeItem(atPath: folder) }
+    }
+    let outcome = BuildOutcome(trainCount: n, testCount: m, tiles: plan.count, reusedTiles: reused,
+                               rejectedTiles: Int(badCount[0]), seconds: Date().timeIntervalSince(start), fingerprint: print)
+    reporter.event("done", ["seconds": outcome.seconds, "reused": reused, "tiles": plan.count])
+    return outcome
+  }
+
+  static func tileIndex(_ name: String) -> Int? {
+    guard name.hasPrefix("tile-"), name.hasSuffix(".h5") else { return nil }
+    return Int(name.dropFirst(5).dropLast(3))
+  }
+
+  func computeTiles(_ mine: [Int], plan: TilePlan, inputs: Inputs, fingerprint: String,
+                    reporter: ProgressReporter, entriesTotal: Double) throws {
+    let net = settings.network
+    let train = net.prepare(inputs.trainMatrix)
+    let test = inputs.testMatrix.map { net.prepare($0) }
+    var computer = TileComputer(kernel: net, train: train, test: test)
+    let folder = settings.checkpointFolder
+    for index in mine {
+      let tile = plan.tile(index)
+      let values = computer.compute(tile)
+      let stored = KernelFileLayout.kernelNames.map { StoredValues(values.values($0), as: settings.dtype) }
+      try TileCheckpoint(index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
+                         rows: tile.rows.count, cols: tile.cols.count, values: stored)
+        .write(folder: folder, fingerprint: fingerprint)
+      if comm.rank == 0 { reportFromFolder(plan: plan, reporter: reporter, entriesTotal: entriesTotal) }
+    }
+  }
+
+  /// Rank 0's view of the whole job: the tiles checkpointed so far by every rank.
+  func reportFromFolder(plan: TilePlan, reporter: ProgressReporter, entriesTotal: Double) {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: settings.checkpointFolder)) ?? []
+    var tiles = 0, entries = 0.0
+    for index in names.compactMap(Self.tileIndex) where index < plan.count {
+      tiles += 1
+      entries += plan.cost(plan.tile(index))
+    }
+    reporter.update(tilesDone: tiles, tilesTotal: plan.count, entriesDone: entries, entriesTotal: entriesTotal)
+  }
+
+  // MARK: 5. assembly
+
+  func assemble(plan: TilePlan, inputs: Inputs, fingerprint: String) throws {
+    let writer = try KernelFileWriter(destination: settings.out, overwrite: settings.force)
+    defer { writer.discard() }
+    let n = plan.trainCount, m = plan.testCount
+    let chunk = [settings.tileSize, settings.tileSize]
+    var datasets: [String: H5Dataset] = [:]
+    for kernel in KernelFileLayout.kernelNames {
+      datasets[KernelFileLayout.train(kernel)] = try writer.dataset(KernelFileLayout.train(kernel), shape: [n, n], type: settings.dtype, chunk: chunk)
+      if m > 0 {
+        datasets[KernelFileLayout.test(kernel)] = try writer.dataset(KernelFileLayout.test(kernel), shape: [m, n], type: settings.dtype, chunk: chunk)
+      }
+    }
+    var checksums = [UInt64](repeating: 0, count: plan.count * KernelFileLayout.kernelNames.count)
+    for index in 0..<plan.count {
+      let tile = plan.tile(index)
+      let (r, c) = (tile.rows.count, tile.cols.count)
+      let checkpoint: TileCheckpoint
+      switch TileCheckpoint.read(folder: settings.checkpointFolder, index: index, rowStart: tile.rows.lowerBound,
+                                 colStart: tile.cols.lowerBound, rows: r, cols: c, type: settings.dtype, fingerprint: fingerprint) {
+      case .success(let t): checkpoint = t
+      case .failure(let problem):
+        throw StorageError(TileCheckpoint.path(folder: settings.checkpointFolder, index: index), "checkpoint \(problem) during assembly; rerun to recompute it")
+      }
+      for (k, kernel) in KernelFileLayout.kernelNames.enumerated() {
+        let values = checkpoint.values[k]
+        checksums[index * KernelFileLayout.kernelNames.count + k] = values.checksum
+        switch tile.block {
+        case .train:
+          let d = datasets[KernelFileLayout.train(kernel)]!
+          try d.write(values, start: [tile.rows.lowerBound, tile.cols.lowerBound], count: [r, c])
+          if !tile.isDiagonal {
+            try d.write(values.transposed(rows: r, cols: c), start: [tile.cols.lowerBound, tile.rows.lowerBound], count: [c, r])
+          }
+        case .test:
+          try datasets[KernelFileLayout.test(kernel)]!.write(values, start: [tile.rows.lowerBound, tile.cols.lowerBound], count: [r, c])
+        }
+      }
+    }
+    datasets.removeAll()
+    let sums = try writer.handle.createUInt64Dataset(KernelFileLayout.tileChecksums, shape: [plan.count, KernelFileLayout.kernelNames.count])
+    try checksums.withUnsafeBufferPointer { try sums.write($0, start: [0, 0], count: [plan.count, KernelFileLayout.kernelNames.count]) }
+    try sums.setAttribute("columns", .string(KernelFileLayout.kernelNames.joined(separator: ",")))
+    try sums.setAttribute("algorithm", .string("checksum64 (FNV-1a over 8-byte words, final mix) of the upper tile's stored bytes, row-major"))
+    if let labels = inputs.train.labels { try writer.writeLabels(KernelFileLayout.trainLabels, labels) }
+    if let labels = inputs.test?.labels { try writer.writeLabels(KernelFileLayout.testLabels, labels) }
+    let root = writer.handle
+    for (k, v) in settings.network.attributes { try root.setAttribute(k, v) }
+    let attributes: [(String, AttributeValue)] = [
+      ("dtype", .string(settings.dtype.rawValue)),
+      ("N", .int(Int64(n))),
+      ("M", .int(Int64(m))),
+      ("features", .int(Int64(inputs.trainMatrix.cols))),
+      ("tile", .int(Int64(settings.tileSize))),
+      ("preprocess", .string(settings.preprocess.rawValue)),
+      ("train_source", .string(settings.train.samples)),
+      ("train_limit", .int(Int64(settings.train.limit ?? -1))),
+      ("test_source", .string(settings.test?.samples ?? "")),
+      ("test_limit", .int(Int64(settings.test?.limit ?? -1))),
+      ("fingerprint", .string(fingerprint)),
+      ("tool_version", .string(toolVersion)),
+      ("created", .string(ISO8601DateFormatter().string(from: Date()))),
+    ]
+    for (k, v) in attributes { try root.setAttribute(k, v) }
+    try writer.commit()
+  }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import GramKernels
+import GramStorage
+@preconcurrency import TOMLKit
+
+/// A declarative job file (`jobs/*.toml`), parsed with TOMLKit.
+///
+/// ```toml
+/// [data]    train, train_labels, train_label_column, train_limit,
+///           test, test_labels, test_label_column, test_limit, preprocess
+/// [kernel]  architecture, depth, activation, leaky_slope, W_std, b_std, parameterization, width
+/// [build]   tile, dtype, out, checkpoints, keep_checkpoints
+/// ```
+/// Relative paths are relative to the job file's folder. Every key has a command-line flag of
+/// the same name (`train_limit` → `--train-limit`) that overrides it. Unknown keys, wrong
+/// types and missing required keys are errors naming the file and the key.
+public struct JobFile: Sendable {
+  /// Every key, by section, with its TOML type.
+  public static let schema: [String: [String: KeyType]] = [
+    "data": ["train": .string, "train_labels": .string, "train_label_column": .int, "train_limit": .int,
+             "test": .string, "test_labels": .string, "test_label_column": .int, "test_limit": .int,
+             "preprocess": .string],
+    "kernel": ["architecture": .string, "depth": .int, "activation": .string, "leaky_slope": .double,
+               "W_std": .double, "b_std": .double, "parameterization": .string, "width": .int],
+    "build": ["tile": .int, "dtype": .string, "out": .string, "checkpoints": .string, "keep_checkpoints": .bool],
+  ]
+  /// Keys holding paths (resolved against the job file's folder).
+  static let pathKeys: Set<String> = ["train", "train_labels", "test", "test_labels", "out", "checkpoints"]
+
+  public let path: String
+  /// Values by key (keys are unique across sections), paths already resolved.
+  public private(set) var values: [String: Value] = [:]
+
+  /// The type a key takes.
+  public enum KeyType: Sendable { case string, int, double, bool }
+
+  public enum Value: Sendable, Equatable {
+    case string(String), int(Int), double(Double), bool(Bool)
+  }
+
+  public init(path: String) throws {
+    self.path = path
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+      throw StorageError(path, "no such job file")
+    }
+    guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+      throw StorageError(path, "cannot read job file")
+    }
+    let table: TOMLTable
+    do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
+      throw StorageError(path, "not valid TOML: \(e.description) at line \(e.source.begin.line)")
+    }
+    let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    for section in table.keys.sorted() {
+      guard let keys = Self.schema[section] else {
+        throw StorageError(path, "unknown section [\(section)] (valid: \(Self.schema.keys.sorted().map { "[\($0)]" }.joined(separator: ", ")))")
+      }
+      guard let sub = table[section]?.table else { throw StorageError(path, "'\(section)' must be a table [\(section)]") }
+      for key in sub.keys.sorted() {
+        guard let type = keys[key] else {
+          throw StorageError(path, "unknown key '\(key)' in [\(section)] (valid: \(keys.keys.sorted().joined(separator: ", ")))")
+        }
+        let raw = sub[key]!
+        let value: Value
+        switch (type, raw.type) {
+        case (.string, TOMLType.string): value = .string(raw.string!)
+        case (.int, TOMLType.int): value = .int(raw.int!)
+        case (.double, TOMLType.double): value = .double(raw.double!)
+        case (.double, TOMLType.int): value = .double(Double(raw.int!))
+        case (.bool, TOMLType.bool): value = .bool(raw.bool!)
+        case (.double, TOMLType.string) where key == "b_std" && raw.string! == "none": value = .string("none")
+        default:
+          throw StorageError(path, "[\(section)] \(key) must be \(type == .int ? "an integer" : type == .double ? "a number" : type == .bool ? "true or false" : "a string"), got \(raw.type)")
+        }
+        if Self.pathKeys.contains(key), case .string(let p) = value {
+          values[key] = .string(Self.resolve(p, against: folder))
+        } else {
+          values[key] = value
+        }
+      }
+    }
+  }
+
+  /// `p` relative to `folder` unless absolute; an HDF5 `file.h5:/dataset` keeps its dataset part.
+  static func resolve(_ p: String, against folder: String) -> String {
+    if p.hasPrefix("/") { return p }
+    return URL(fileURLWithPath: p, relativeTo: URL(fileURLWithPath: folder + "/")).standardized.path
+  }
+
+  public func string(_ key: String) -> String? { if case .string(let s)? = values[key] { s } else { nil } }
+  public func int(_ key: String) -> Int? { if case .int(let i)? = values[key] { i } else { nil } }
+  public func double(_ key: String) -> Double? { if case .double(let d)? = values[key] { d } else { nil } }
+  public func bool(_ key: String) -> Bool? { if case .bool(let b)? = values[key] { b } else { nil } }
+}

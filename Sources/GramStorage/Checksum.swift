@@ -1,0 +1,28 @@
+/// A 64-bit checksum of bytes (FNV-1a over little-endian 8-byte words, then a final mix).
+///
+/// Every step is a bijection of the running state for a fixed input, so changing any single
+/// word — a flipped byte, a torn write — always changes the result.
+public func checksum64(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
+  var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ seed
+  let prime: UInt64 = 0x0000_0100_0000_01b3
+  let words = bytes.count / 8
+  for k in 0..<words {
+    h = (h ^ bytes.loadUnaligned(fromByteOffset: 8 * k, as: UInt64.self)) &* prime
+  }
+  var tail: UInt64 = 0
+  for k in (8 * words)..<bytes.count { tail |= UInt64(bytes[k]) << (8 * UInt64(k - 8 * words)) }
+  h = (h ^ tail ^ UInt64(bytes.count) << 56) &* prime
+  h ^= h >> 33; h &*= 0xff51_afd7_ed55_8ccd; h ^= h >> 33
+  return h
+}
+
+/// `checksum64` of an array's bytes.
+public func checksum64<T>(_ values: [T], seed: UInt64 = 0) -> UInt64 {
+  values.withUnsafeBytes { checksum64($0, seed: seed) }
+}
+
+/// The 16 lowercase hex digits of a checksum.
+public func hex(_ value: UInt64) -> String {
+  let s = String(value, radix: 16)
+  return String(repeating: "0", count: 16 - s.count) + s
+}

@@ -1,0 +1,115 @@
+import CZlib
+import Foundation
+
+/// Reader for the IDX format of the MNIST family, plain or gzip-compressed (read through zlib's
+/// `gzread`, which passes uncompressed files through unchanged).
+///
+/// Layout: two zero bytes, a type byte (0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32,
+/// 0x0E f64), the number of dimensions, each dimension as a big-endian `UInt32`, then the
+/// values, big-endian, row-major.
+public enum IDX {
+  /// An IDX array: its shape, values as `Double`, and whether the element type is an integer.
+  public struct Array: Sendable {
+    public let shape: [Int]
+    public let values: [Double]
+    public let isInteger: Bool
+  }
+
+  /// Reads the whole file. `limit` keeps only the first `limit` entries of the first axis.
+  public static func read(_ path: String, limit: Int? = nil) throws -> Array {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw StorageError(path, "no such file") }
+    if isDirectory.boolValue { throw StorageError(path, "is a directory, not an IDX file") }
+    guard let file = gzopen(path, "rb") else { throw StorageError(path, "cannot open (permission denied?)") }
+    var closed = false
+    defer { if !closed { gzclose_r(file) } }
+
+    func readExactly(_ count: Int, _ what: String) throws -> [UInt8] {
+      var buffer = [UInt8](repeating: 0, count: count)
+      var done = 0
+      while done < count {
+        let chunk = Int32(min(count - done, 1 << 30))
+        let n = buffer.withUnsafeMutableBytes { gzread(file, $0.baseAddress! + done, UInt32(chunk)) }
+        if n < 0 {
+          var code: Int32 = 0
+          let message = gzerror(file, &code).map { String(cString: $0) } ?? "read error"
+          throw StorageError(path, "corrupt or truncated gzip data (\(message)) while reading \(what)")
+        }
+        if n == 0 {
+          var code: Int32 = 0
+          let message = gzerror(file, &code).map { String(cString: $0) } ?? ""
+          let reason = code != Z_OK && !message.isEmpty ? " (\(message))" : ""
+          throw StorageError(path, "truncated: file ends while reading \(what)\(reason)")
+        }
+        done += Int(n)
+      }
+      return buffer
+    }
+
+    let magic = try readExactly(4, "the header")
+    guard magic[0] == 0, magic[1] == 0 else { throw StorageError(path, "not an IDX file (bad magic \(magic.map { String(format: "%02x", $0) }.joined()))") }
+    let (width, kind): (Int, UInt8) = try {
+      switch magic[2] {
+      case 0x08, 0x09: return (1, magic[2])
+      case 0x0B: return (2, magic[2])
+      case 0x0C, 0x0D: return (4, magic[2])
+      case 0x0E: return (8, magic[2])
+      default: throw StorageError(path, "not an IDX file (unknown type byte 0x\(String(format: "%02x", magic[2])))")
+      }
+    }()
+    let rank = Int(magic[3])
+    guard rank >= 1 else { throw StorageError(path, "IDX file has no dimensions") }
+    let dimBytes = try readExactly(4 * rank, "the dimensions")
+    var shape = (0..<rank).map { k in dimBytes[4 * k ..< 4 * k + 4].reduce(0) { $0 << 8 | Int($1) } }
+    if let limit {
+      guard limit >= 1 else { throw StorageError(path, "limit must be at least 1 (got \(limit))") }
+      shape[0] = min(shape[0], limit)
+    }
+    let count = shape.reduce(1, *)
+    let raw = try readExactly(count * width, "the data (\(shape) values)")
+    if limit == nil || limit! >= shape[0] {
+      // Reading to the end checks the gzip trailer (a truncated or corrupt stream is caught).
+      var probe = [UInt8](repeating: 0, count: 1)
+      let n = gzread(file, &probe, 1)
+      if n < 0 {
+        var code: Int32 = 0
+        throw StorageError(path, "corrupt or truncated gzip data (\(gzerror(file, &code).map { String(cString: $0) } ?? ""))")
+      }
+    }
+    closed = true
+    let status = gzclose_r(file)
+    if status != Z_OK && status != Z_BUF_ERROR {
+      throw StorageError(path, "corrupt gzip stream (zlib status \(status))")
+    }
+    var values = [Double](repeating: 0, count: count)
+    raw.withUnsafeBytes { p in
+      for k in 0..<count {
+        let o = k * width
+        switch kind {
+        case 0x08: values[k] = Double(p[o])
+        case 0x09: values[k] = Double(Int8(bitPattern: p[o]))
+        case 0x0B: values[k] = Double(Int16(bitPattern: UInt16(p[o]) << 8 | UInt16(p[o + 1])))
+        case 0x0C: values[k] = Double(Int32(bitPattern: p.loadUnaligned(fromByteOffset: o, as: UInt32.self).bigEndian))
+        case 0x0D: values[k] = Double(Float(bitPattern: p.loadUnaligned(fromByteOffset: o, as: UInt32.self).bigEndian))
+        default: values[k] = Double(bitPattern: p.loadUnaligned(fromByteOffset: o, as: UInt64.self).bigEndian)
+        }
+      }
+    }
+    return Array(shape: shape, values: values, isInteger: kind <= 0x0C)
+  }
+
+  /// Reads samples: the first axis is the sample, the others are flattened into features.
+  public static func readMatrix(_ path: String, limit: Int? = nil) throws -> (DenseArray, isInteger: Bool) {
+    let a = try read(path, limit: limit)
+    guard a.shape.count >= 2 else { throw StorageError(path, "expected samples with features (≥ 2 dimensions), got shape \(a.shape)") }
+    let rows = a.shape[0], cols = a.shape.dropFirst().reduce(1, *)
+    return (DenseArray(rows: rows, cols: cols, values: a.values), a.isInteger)
+  }
+
+  /// Reads labels: a 1-D integer array.
+  public static func readLabels(_ path: String, limit: Int? = nil) throws -> [Int64] {
+    let a = try read(path, limit: limit)
+    guard a.shape.count == 1, a.isInteger else { throw StorageError(path, "expected 1-D integer labels, got shape \(a.shape)") }
+    return a.values.map { Int64($0) }
+  }
+}

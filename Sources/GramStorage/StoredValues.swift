@@ -1,0 +1,81 @@
+/// Kernel values in their storage precision: what a checkpoint and the kernel file hold, and
+/// what their checksums are taken over.
+public enum StoredValues: Sendable, Equatable {
+  case float32([Float])
+  case float64([Double])
+
+  /// Rounds `values` (once, to nearest) to `type`.
+  public init(_ values: [Double], as type: ScalarType) {
+    switch type {
+    case .float32: self = .float32(values.map { Float($0) })
+    case .float64: self = .float64(values)
+    }
+  }
+
+  public var type: ScalarType {
+    if case .float32 = self { return .float32 }
+    return .float64
+  }
+
+  public var count: Int {
+    switch self {
+    case .float32(let v): v.count
+    case .float64(let v): v.count
+    }
+  }
+
+  public var checksum: UInt64 {
+    switch self {
+    case .float32(let v): checksum64(v)
+    case .float64(let v): checksum64(v)
+    }
+  }
+
+  /// The values widened to `Double` (exact).
+  public var doubles: [Double] {
+    switch self {
+    case .float32(let v): v.map(Double.init)
+    case .float64(let v): v
+    }
+  }
+
+  /// The row-major `m × n` block transposed to `n × m`.
+  public func transposed(rows m: Int, cols n: Int) -> StoredValues {
+    func t<T>(_ v: [T]) -> [T] {
+      var out = v
+      for i in 0..<m { for j in 0..<n { out[j * m + i] = v[i * n + j] } }
+      return out
+    }
+    switch self {
+    case .float32(let v): return .float32(t(v))
+    case .float64(let v): return .float64(t(v))
+    }
+  }
+}
+
+extension H5Dataset {
+  /// Writes stored values at `start` without conversion.
+  public func write(_ values: StoredValues, start: [Int], count: [Int]) throws {
+    switch values {
+    case .float32(let v): try v.withUnsafeBufferPointer { try write($0, start: start, count: count) }
+    case .float64(let v): try v.withUnsafeBufferPointer { try write($0, start: start, count: count) }
+    }
+  }
+
+  /// Reads a block in the dataset's own precision.
+  public func readStored(start: [Int], count: [Int]) throws -> StoredValues {
+    let n = count.reduce(1, *)
+    switch scalarType {
+    case .float32:
+      var v = [Float](repeating: 0, count: n)
+      try v.withUnsafeMutableBufferPointer { try read(into: $0, start: start, count: count) }
+      return .float32(v)
+    case .float64:
+      var v = [Double](repeating: 0, count: n)
+      try v.withUnsafeMutableBufferPointer { try read(into: $0, start: start, count: count) }
+      return .float64(v)
+    case nil:
+      throw StorageError(path, "dataset \(name) is not a float dataset")
+    }
+  }
+}

@@ -1,0 +1,63 @@
+/// Reduction operators for `allReduce`.
+public enum ReduceOp: Sendable {
+  case sum, max, min
+}
+
+/// A transport failure (an MPI call that returned an error, a broken in-process group).
+public struct TransportError: Error, CustomStringConvertible {
+  public let description: String
+  public init(_ description: String) { self.description = description }
+}
+
+/// The collective operations the build and the solver need, over a fixed group of ranks.
+///
+/// Every rank must call the same collectives in the same order. `MPICommunicator` runs over
+/// Open MPI; `LocalCommunicator` runs ranks as threads of one process (tests) or a singleton.
+public protocol Communicator: AnyObject {
+  /// This rank, `0 ..< size`.
+  var rank: Int { get }
+  var size: Int { get }
+  /// Waits until every rank has arrived.
+  func barrier() throws
+  /// Element-wise reduction of `values` (same count on every rank); every rank gets the result.
+  func allReduce(_ values: inout [Double], _ op: ReduceOp) throws
+  /// Every rank's bytes, indexed by rank (the counts may differ).
+  func allGather(_ bytes: [UInt8]) throws -> [[UInt8]]
+  /// Ends every rank of the job at once with exit status `code` (the failing rank has already
+  /// said why). Used when one rank fails where the others cannot be told in an orderly way.
+  func abort(code: Int32) -> Never
+  /// Ends the communicator (MPI_Finalize); a no-op for the in-process one.
+  func finalize()
+  /// Where the rank runs (host name), for messages.
+  var processorName: String { get }
+}
+
+extension Communicator {
+  /// The root's bytes, on every rank.
+  public func broadcast(_ bytes: [UInt8], root: Int = 0) throws -> [UInt8] {
+    try allGather(rank == root ? bytes : [])[root]
+  }
+
+  /// Runs `body` on every rank and agrees on the outcome: when any rank throws, every rank
+  /// throws a `CollectiveFailure` carrying the lowest failing rank's message.
+  public func collectively<T>(_ body: () throws -> T) throws -> T {
+    var result: T? = nil
+    var message = ""
+    do { result = try body() } catch { message = "\(error)" }
+    let all = try allGather(Array(message.utf8))
+    if let first = all.firstIndex(where: { !$0.isEmpty }) {
+      throw CollectiveFailure(rank: first, message: String(decoding: all[first], as: UTF8.self), isLocal: first == rank)
+    }
+    return result!
+  }
+}
+
+/// An error some rank met inside `collectively`; every rank throws it, with the same message.
+public struct CollectiveFailure: Error, CustomStringConvertible {
+  /// The lowest rank that failed.
+  public let rank: Int
+  public let message: String
+  /// Whether this rank is the one that failed.
+  public let isLocal: Bool
+  public var description: String { message }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import GramStorage
+import Testing
+
+@Suite("ntkgram build and info")
+struct BuildCommandTests {
+  @Test("the built file has the documented layout, attributes and an exactly symmetric train kernel")
+  func layout() throws {
+    let d = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try writeRandomNPY(d + "/x.npy", rows: 37, cols: 11, seed: 5)
+    try writeRandomNPY(d + "/t.npy", rows: 9, cols: 11, seed: 6)
+    let r = try runNTKGram(["build", "--train", d + "/x.npy", "--test", d + "/t.npy", "--depth", "2", "--activation", "erf",
+                            "--b-std", "none", "--dtype", "float64", "--tile", "8", "--out", d + "/k.h5"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let f = try H5File.open(d + "/k.h5")
+    for name in ["/train/ntk", "/train/nngp"] {
+      let ds = try f.dataset(name)
+      #expect(ds.shape == [37, 37])
+      #expect(ds.scalarType == .float64)
+      let v = try ds.readAll()
+      for i in 0..<37 { for j in 0..<37 { #expect(v[i * 37 + j].bitPattern == v[j * 37 + i].bitPattern) } }
+    }
+    #expect(try f.dataset("/test/ntk").shape == [9, 37])
+    #expect(try f.attribute("activation") == .string("erf"))
+    #expect(try f.attribute("b_std") == .string("none"))
+    #expect(try f.attribute("depth") == .int(2))
+    #expect(try f.attribute("N") == .int(37))
+    #expect(try f.attribute("M") == .int(9))
+    #expect(try f.attribute("dtype") == .string("float64"))
+    let info = try runNTKGram(["info", d + "/k.h5"])
+    #expect(info.status == 0)
+    #expect(info.stdout.contains("/train/ntk: 37×37 float64"))
+    #expect(info.stdout.contains("/test/nngp: 9×37 float64"))
+    #expect(info.stdout.contains("@activation = erf"))
+    // No temporary file is left beside the output.
+    #expect(try FileManager.default.contentsOfDirectory(atPath: d).sorted() == ["k.h5", "t.npy", "x.npy"])
+  }
+
+  @Test("tile size does not change a single byte")
+  func tileIndependence() throws {
+    let d = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try writeRandomNPY(d + "/x.npy", rows: 150, cols: 20, seed: 8)
+    try writeRandomNPY(d + "/t.npy", rows: 31, cols: 20, seed: 9)
+    var results: [[Double]] = []
+    for tile in [7, 64, 100, 1024] {
+      let out = d + "/k\(tile).h5"
+      let r = try runNTKGram(["build", "--train", d + "/x.npy", "--test", d + "/t.npy", "--tile", "\(tile)", "--dtype", "float64", "--out", out])
+      #expect(r.status == 0, "\(r.stderr)")
+      let f = try H5File.open(out)
+      results.append(try ["/train/ntk", "/train/nngp", "/test/ntk", "/test/nngp"].flatMap { try f.dataset($0).readAll() })
+    }
+    for r in results.dropFirst() { #expect(r.map(\.bitPattern) == results[0].map(\.bitPattern)) }
+  }
+
+  @Test("float32 storage is the float64 result rounded once")
+  func float32Storage() throws {
+    let d = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try writeRandomNPY(d + "/x.npy", rows: 40, cols: 30, seed: 12)
+    for dtype in ["float32", "float64"] {
+      let r = try runNTKGram(["build", "--train", d + "/x.npy", "--dtype", dtype, "--out", d + "/\(dtype).h5"])
+      #expect(r.status == 0, "\(r.stderr)")
+    }
+    let k32 = try H5File.open(d + "/float32.h5").dataset("/train/ntk")
+    #expect(k32.scalarType == .float32)
+    let a = try k32.readAll(), b = try H5File.open(d + "/float64.h5").dataset("/train/ntk").readAll()
+    for (x, y) in zip(a, b) { #expect(Float(y) == Float(x)) }
+  }
+
+  @Test("--force replaces an existing file only with a complete one")
+  func force() throws {
+    let d = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try writeRandomNPY(d + "/x.npy", rows: 10, cols: 4, seed: 1)
+    try Data("old".utf8).write(to: URL(fileURLWithPath: d + "/k.h5"))
+    let r = try runNTKGram(["build", "--train", d + "/x.npy", "--out", d + "/k.h5", "--force"])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(try H5File.open(d + "/k.h5").dataset("/train/ntk").shape == [10, 10])
+  }
+
+  @Test("help lists the subcommands")
+  func help() throws {
+    let r = try runNTKGram(["--help"])
+    #expect(r.status == 0)
+    #expect(r.stdout.contains("build") && r.stdout.contains("info"))
+  }
+}
