@@ -82,10 +82,10 @@ public struct BuildDriver {
       if isDirectory.boolValue { throw StorageError(settings.out, "is a directory") }
       if !settings.force { throw StorageError(settings.out, "already exists (use --force to replace it)") }
     }
-    let folder = URL(fileURLWithPath: settings.out).deletingLastPathComponent().path
-    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
-      throw StorageError(settings.out, "output folder \(folder) does not exist")
-    }
+    // The output folder is created (with the checkpoint folder) once the inputs are known good.
+    var folder = URL(fileURLWithPath: settings.out).deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory) { folder.deleteLastPathComponent() }
+    guard isDirectory.boolValue else { throw StorageError(settings.out, "\(folder.path) is not a folder") }
   }
 
   // MARK: 2. checkpoint folder
@@ -93,6 +93,9 @@ public struct BuildDriver {
   func claimCheckpointFolder(_ manifest: CheckpointManifest, reporter: ProgressReporter) throws {
     let folder = settings.checkpointFolder
     let fm = FileManager.default
+    let outFolder = URL(fileURLWithPath: settings.out).deletingLastPathComponent().path
+    do { try fm.createDirectory(atPath: outFolder, withIntermediateDirectories: true) }
+    catch { throw StorageError(settings.out, "cannot create output folder \(outFolder): \(error.localizedDescription)") }
     let manifestPath = folder + "/" + CheckpointManifest.fileName
     var isDirectory: ObjCBool = false
     if fm.fileExists(atPath: folder, isDirectory: &isDirectory) {
@@ -209,6 +212,10 @@ public struct BuildDriver {
     return outcome
   }
 
+  func absolutePath(_ p: String) -> String {
+    p.hasPrefix("/") ? p : URL(fileURLWithPath: p).standardized.path
+  }
+
   static func tileIndex(_ name: String) -> Int? {
     guard name.hasPrefix("tile-"), name.hasSuffix(".h5") else { return nil }
     return Int(name.dropFirst(5).dropLast(3))
@@ -299,9 +306,9 @@ public struct BuildDriver {
       ("features", .int(Int64(inputs.trainMatrix.cols))),
       ("tile", .int(Int64(settings.tileSize))),
       ("preprocess", .string(settings.preprocess.rawValue)),
-      ("train_source", .string(settings.train.samples)),
+      ("train_source", .string(absolutePath(settings.train.samples))),
       ("train_limit", .int(Int64(settings.train.limit ?? -1))),
-      ("test_source", .string(settings.test?.samples ?? "")),
+      ("test_source", .string(settings.test.map { absolutePath($0.samples) } ?? "")),
       ("test_limit", .int(Int64(settings.test?.limit ?? -1))),
       ("fingerprint", .string(fingerprint)),
       ("tool_version", .string(toolVersion)),

@@ -85,7 +85,8 @@ public struct JobFile: Sendable {
   /// `p` relative to `folder` unless absolute; an HDF5 `file.h5:/dataset` keeps its dataset part.
   static func resolve(_ p: String, against folder: String) -> String {
     if p.hasPrefix("/") { return p }
-    return URL(fileURLWithPath: p, relativeTo: URL(fileURLWithPath: folder + "/")).standardized.path
+    let base = folder.hasPrefix("/") ? folder : FileManager.default.currentDirectoryPath + "/" + folder
+    return URL(fileURLWithPath: base + "/" + p).standardized.path
   }
 
   public func string(_ key: String) -> String? { if case .string(let s)? = values[key] { s } else { nil } }

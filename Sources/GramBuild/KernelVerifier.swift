@@ -1,0 +1,148 @@
+import Foundation
+import GramKernels
+import GramStorage
+import GramTiling
+
+/// Checks a kernel file against itself and against its recipe:
+/// shapes and attributes, exact symmetry of `/train/*`, every tile against its stored
+/// checksum, and a random sample of entries recomputed by the scalar reference kernel from
+/// the data named in the file's attributes (or given anew).
+public struct KernelVerifier {
+  public var path: String
+  public var samples: Int
+  public var seed: UInt64
+  /// Data paths replacing the recorded ones (files moved since the build).
+  public var trainOverride: String?
+  public var testOverride: String?
+
+  public init(path: String, samples: Int = 100, seed: UInt64 = 1, trainOverride: String? = nil, testOverride: String? = nil) {
+    self.path = path
+    self.samples = samples
+    self.seed = seed
+    self.trainOverride = trainOverride
+    self.testOverride = testOverride
+  }
+
+  /// A verification failure naming the tile or entry.
+  public struct Mismatch: Error, CustomStringConvertible {
+    public let description: String
+  }
+
+  public struct Report: Sendable {
+    public var checks: [String] = []
+  }
+
+  private func fail(_ what: String) -> Mismatch { Mismatch(description: "\(path): \(what)") }
+
+  public func run(progress: (String) -> Void = { _ in }) throws -> Report {
+    var report = Report()
+    let f = try H5File.open(path)
+    func int(_ k: String) throws -> Int {
+      guard case .int(let v)? = try f.attribute(k) else { throw fail("missing attribute \(k)") }
+      return Int(v)
+    }
+    func string(_ k: String) throws -> String {
+      guard case .string(let v)? = try f.attribute(k) else { throw fail("missing attribute \(k)") }
+      return v
+    }
+    let n = try int("N"), m = try int("M"), tileSize = try int("tile")
+    guard let dtype = ScalarType(rawValue: try string("dtype")) else { throw fail("attribute dtype is not float32 or float64") }
+    let network: FullyConnected
+    do { network = try FullyConnected(attributes: { try f.attribute($0) }) } catch { throw fail("kernel spec attributes: \(error)") }
+    try network.validate()
+    let plan = TilePlan(trainCount: n, testCount: m, tileSize: tileSize)
+
+    // Shapes and types.
+    var datasets: [String: H5Dataset] = [:]
+    for kernel in KernelFileLayout.kernelNames {
+      for (name, shape) in [(KernelFileLayout.train(kernel), [n, n])] + (m > 0 ? [(KernelFileLayout.test(kernel), [m, n])] : []) {
+        guard f.exists(name) else { throw fail("no dataset \(name)") }
+        let d = try f.dataset(name)
+        guard d.shape == shape else { throw fail("\(name) has shape \(d.shape), attributes say \(shape)") }
+        guard d.scalarType == dtype else { throw fail("\(name) is \(d.scalarType?.rawValue ?? "not float"), attributes say \(dtype.rawValue)") }
+        datasets[name] = d
+      }
+    }
+    let sums = try f.dataset(KernelFileLayout.tileChecksums)
+    guard sums.shape == [plan.count, KernelFileLayout.kernelNames.count] else {
+      throw fail("\(KernelFileLayout.tileChecksums) has shape \(sums.shape), the plan has \(plan.count) tiles")
+    }
+    let stored = try sums.readAllUInt64()
+    report.checks.append("shapes and attributes: N=\(n) M=\(m) dtype=\(dtype.rawValue) tile=\(tileSize), \(plan.count) tiles")
+
+    // Checksums and symmetry, tile by tile.
+    for index in 0..<plan.count {
+      let tile = plan.tile(index)
+      let (r, c) = (tile.rows.count, tile.cols.count)
+      for (k, kernel) in KernelFileLayout.kernelNames.enumerated() {
+        let d = datasets[tile.block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)]!
+        let block = try d.readStored(start: [tile.rows.lowerBound, tile.cols.lowerBound], count: [r, c])
+        guard block.checksum == stored[index * KernelFileLayout.kernelNames.count + k] else {
+          throw fail("\(tile): /\(tile.block.rawValue)/\(kernel) does not match its stored checksum")
+        }
+        guard tile.block == .train else { continue }
+        let mirror = try d.readStored(start: [tile.cols.lowerBound, tile.rows.lowerBound], count: [c, r])
+        guard mirror == block.transposed(rows: r, cols: c) else {
+          throw fail("\(tile): /train/\(kernel) is not exactly symmetric")
+        }
+      }
+    }
+    report.checks.append("all \(plan.count) tiles match their checksums; /train/* exactly symmetric")
+
+    // Recompute a random sample of entries from the data.
+    guard samples > 0 else { return report }
+    let preprocess = Preprocess(rawValue: try string("preprocess")) ?? .scale
+    let limit = { (k: String) throws -> Int? in let v = try int(k); return v > 0 ? v : nil }
+    let train = try loadSplit(DataSource(samples: trainOverride ?? string("train_source"), limit: limit("train_limit")))
+    let testSource = try testOverride ?? string("test_source")
+    let test = m > 0 ? try loadSplit(DataSource(samples: testSource, limit: limit("test_limit"))) : nil
+    let (a, b) = preprocessSplits(train.samples, test?.samples, trainIsInteger: train.isInteger,
+                                  testIsInteger: test?.isInteger ?? false, preprocess)
+    guard a.rows == n, (b?.rows ?? 0) == m else { throw fail("the data now has \(a.rows) train and \(b?.rows ?? 0) test rows, the file \(n) and \(m)") }
+    var rng = SplitMix64(seed: seed)
+    let tolerance = dtype == .float32 ? 1e-6 : 1e-10
+    var diagonalScale = [Double](repeating: 0, count: 2)
+    for i in 0..<min(n, 64) {
+      let x = Array(a.values[i * a.cols ..< (i + 1) * a.cols])
+      let k = network.referenceKernel(x, x)
+      diagonalScale[0] = max(diagonalScale[0], abs(k.ntk)); diagonalScale[1] = max(diagonalScale[1], abs(k.nngp))
+    }
+    var worst = 0.0
+    for s in 0..<samples {
+      let fromTest = m > 0 && s % 4 == 3
+      let i = Int(rng.next() % UInt64(fromTest ? m : n)), j = Int(rng.next() % UInt64(n))
+      let rowsMatrix = fromTest ? b! : a
+      let x = Array(rowsMatrix.values[i * a.cols ..< (i + 1) * a.cols]), y = Array(a.values[j * a.cols ..< (j + 1) * a.cols])
+      let ref = network.referenceKernel(x, y)
+      let nx = x.reduce(0) { $0 + $1 * $1 }, ny = y.reduce(0) { $0 + $1 * $1 }
+      let cosine = zip(x, y).reduce(0) { $0 + $1.0 * $1.1 } / max((nx * ny).squareRoot(), .leastNormalMagnitude)
+      let pairTolerance = abs(cosine) > 1 - 1e-6 && x != y ? max(tolerance, 1e-6) : tolerance
+      for (k, kernel) in KernelFileLayout.kernelNames.enumerated() {
+        let d = datasets[fromTest ? KernelFileLayout.test(kernel) : KernelFileLayout.train(kernel)]!
+        var v = [0.0]
+        try v.withUnsafeMutableBufferPointer { try d.read(into: $0, start: [i, j], count: [1, 1]) }
+        let expected = kernel == "ntk" ? ref.ntk : ref.nngp
+        let err = abs(v[0] - expected) / (abs(expected) + 0.01 * diagonalScale[k])
+        worst = max(worst, err)
+        guard err <= pairTolerance else {
+          throw fail("entry /\(fromTest ? "test" : "train")/\(kernel)[\(i), \(j)] = \(v[0]), recomputed \(expected) (relative error \(err))")
+        }
+      }
+    }
+    report.checks.append("\(samples) random entries recomputed by the scalar reference kernel: max relative error \(String(format: "%.2e", worst)) (tolerance \(tolerance))")
+    return report
+  }
+}
+
+/// A small deterministic generator for sampling.
+struct SplitMix64 {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9e37_79b9_7f4a_7c15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+    z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+    return z ^ (z >> 31)
+  }
+}

@@ -1,0 +1,22 @@
+import ArgumentParser
+import Foundation
+import GramBuild
+
+struct VerifyCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "verify",
+    abstract: "Check a kernel file: shapes, attributes, exact symmetry, every tile's checksum, and a random sample of entries recomputed from the data.")
+
+  @Argument(help: "A kernel file written by `ntkgram build`.") var file: String
+  @Option(help: "Entries to recompute from the data (0 skips the recomputation).") var samples: Int = 200
+  @Option(help: "Seed for choosing the entries.") var seed: UInt64 = 1
+  @Option(help: "Train data path, when it moved since the build.") var train: String?
+  @Option(help: "Test data path, when it moved since the build.") var test: String?
+
+  func run() throws {
+    guard samples >= 0 else { throw CommandError("--samples must be ≥ 0") }
+    let report = try KernelVerifier(path: file, samples: samples, seed: seed, trainOverride: train, testOverride: test).run()
+    for line in report.checks { print("ok: \(line)") }
+    print("\(file): verified")
+  }
+}

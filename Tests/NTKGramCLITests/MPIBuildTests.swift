@@ -1,0 +1,161 @@
+import Foundation
+import GramStorage
+import Testing
+
+/// Runs `ntkgram` under a real `mpirun` with `ranks` processes.
+func runMPI(_ ranks: Int, _ arguments: [String]) throws -> RunResult {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+  p.arguments = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", try ntkgramBinary()] + arguments
+  let out = Pipe(), err = Pipe()
+  p.standardOutput = out
+  p.standardError = err
+  try p.run()
+  let o = out.fileHandleForReading.readDataToEndOfFile()
+  let e = err.fileHandleForReading.readDataToEndOfFile()
+  p.waitUntilExit()
+  return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+/// The kernel datasets' raw values (bit patterns), for byte-identity checks.
+func kernelBits(_ path: String) throws -> [String: [UInt64]] {
+  let f = try H5File.open(path)
+  var result: [String: [UInt64]] = [:]
+  for name in ["/train/ntk", "/train/nngp", "/test/ntk", "/test/nngp"] where f.exists(name) {
+    result[name] = try f.dataset(name).readAll().map(\.bitPattern)
+  }
+  return result
+}
+
+@Suite("distributed build under mpirun", .serialized)
+struct MPIBuildTests {
+  @Test("1, 2 and 3 ranks with tiles of 64 and 100 give byte-identical kernels")
+  func rankAndTileIndependence() throws {
+    let d = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try writeRandomNPY(d + "/x.npy", rows: 230, cols: 17, seed: 21)
+    try writeRandomNPY(d + "/t.npy", rows: 45, cols: 17, seed: 22)
+    var reference: [String: [UInt64]]? = nil
+    for ranks in [1, 2, 3] {
+      for tile in [64, 100] {
+        for dtype in ["float64", "float32"] where dtype == "float64" || (ranks == 2 && tile == 64) {
+          let out = d + "/k-\(ranks)-\(tile)-\(dtype).h5"
+          let r = try runMPI(ranks, ["build", "--train", d + "/x.npy", "--test", d + "/t.npy", "--tile", "\(tile)",
+                                     "--dtype", dtype, "--out", out, "--quiet"])
+          #expect(r.status == 0, "ranks \(ranks) tile \(tile): \(r.stderr)")
+          let bits = try kernelBits(out)
+          #expect(bits.count == 4)
+          if dtype == "float32" {
+            let f64 = try kernelBits(d + "/k-1-64-float64.h5")
+            for (name, v) in bits { #expect(v.map { Float(Double(bitPattern: $0)) } == f64[name]!.map { Float(Double(bitPattern: $0)) }) }
+            continue
+          }
+          if let reference { #expect(bits == reference, "ranks \(ranks) tile \(tile) differs") } else { reference = bits }
+        }
+      }
+    }
+  }
+
+  @Test("a rank killed mid-build: rerun resumes (1 rank, then 2) and gives the same bytes")
+  func killAndResume() throws {
+    let d = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try writeRandomNPY(d + "/x.npy", rows: 900, cols: 64, seed: 31)
+    try writeRandomNPY(d + "/t.npy", rows: 100, cols: 64, seed: 32)
+    let common = ["build", "--train", d + "/x.npy", "--test", d + "/t.npy", "--tile", "40", "--dtype", "float64", "--quiet"]
+    let clean = try runMPI(1, common + ["--out", d + "/clean.h5"])
+    #expect(clean.status == 0, "\(clean.stderr)")
+
+    // Start 2 ranks; once some tiles exist, kill -9 one rank.
+    let tiles = d + "/k.tiles"
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", try ntkgramBinary()] + common + ["--out", d + "/k.h5"]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let deadline = Date().addingTimeInterval(120)
+    var killed = false
+    while Date() < deadline && p.isRunning {
+      let done = ((try? FileManager.default.contentsOfDirectory(atPath: tiles)) ?? []).filter { $0.hasPrefix("tile-") }.count
+      if done >= 6 {
+        // The ranks are mpirun's children running ntkgram.
+        let ps = Process()
+        ps.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        ps.arguments = ["pgrep", "-P", "\(p.processIdentifier)", "ntkgram"]
+        let pipe = Pipe()
+        ps.standardOutput = pipe
+        try ps.run()
+        ps.waitUntilExit()
+        let pids = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").compactMap { Int32($0) }
+        if let victim = pids.last { kill(victim, SIGKILL); killed = true }
+        break
+      }
+      usleep(20_000)
+    }
+    p.waitUntilExit()
+    #expect(killed, "no rank was running once tiles appeared")
+    #expect(p.terminationStatus != 0, "the killed job reported success")
+    #expect(!FileManager.default.fileExists(atPath: d + "/k.h5"), "a killed job left an output file")
+    let left = ((try? FileManager.default.contentsOfDirectory(atPath: tiles)) ?? []).filter { $0.hasPrefix("tile-") }.count
+    #expect(left >= 6)
+
+    // Resume with 1 rank, interrupted again by removing nothing: it must finish.
+    let resumed = try runMPI(1, Array(common.dropLast()) + ["--out", d + "/k.h5", "--keep-checkpoints"])
+    #expect(resumed.status == 0, "\(resumed.stderr)")
+    #expect(resumed.stderr.contains("tiles reused"), "no resume report: \(resumed.stderr)")
+    #expect(try kernelBits(d + "/k.h5") == kernelBits(d + "/clean.h5"))
+
+    // Again with 2 ranks, from the kept checkpoints: everything reused, same bytes.
+    try FileManager.default.removeItem(atPath: d + "/k.h5")
+    let again = try runMPI(2, Array(common.dropLast()) + ["--out", d + "/k.h5"])
+    #expect(again.status == 0, "\(again.stderr)")
+    let reusedAll = again.stderr.range(of: #"resuming: (\d+) of (\d+) tiles reused"#, options: .regularExpression).map { String(again.stderr[$0]) }
+    #expect(reusedAll != nil, "\(again.stderr)")
+    #expect(try kernelBits(d + "/k.h5") == kernelBits(d + "/clean.h5"))
+  }
+
+  @Test("a flipped byte and a half-truncated checkpoint are detected and recomputed; another job's folder is refused")
+  func damagedCheckpoints() throws {
+    let d = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try writeRandomNPY(d + "/x.npy", rows: 120, cols: 9, seed: 41)
+    let common = ["build", "--train", d + "/x.npy", "--tile", "30", "--dtype", "float64", "--quiet", "--out", d + "/k.h5", "--checkpoints", d + "/tiles"]
+    let first = try runNTKGram(common + ["--keep-checkpoints"])
+    #expect(first.status == 0, "\(first.stderr)")
+    let original = try kernelBits(d + "/k.h5")
+    try FileManager.default.removeItem(atPath: d + "/k.h5")
+
+    // Flip one byte inside tile 3's data (the last bytes of the file hold the datasets' values
+    // or metadata: either way the tile must not be trusted), truncate tile 5 to half.
+    let t3 = TileCheckpoint.path(folder: d + "/tiles", index: 3)
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: t3))
+    // Find the first value of /ntk in the file and flip a bit of it.
+    let firstValue = try { try H5File.open(t3).dataset("/ntk").readAll()[0].bitPattern }()
+    let needle = withUnsafeBytes(of: firstValue.littleEndian) { Data($0) }
+    let at = try #require(bytes.range(of: needle))
+    bytes[at.lowerBound + 3] ^= 0x10
+    try bytes.write(to: URL(fileURLWithPath: t3))
+    let t5 = TileCheckpoint.path(folder: d + "/tiles", index: 5)
+    let b5 = try Data(contentsOf: URL(fileURLWithPath: t5))
+    try b5.prefix(b5.count / 2).write(to: URL(fileURLWithPath: t5))
+
+    let second = try runNTKGram(common.filter { $0 != "--quiet" })
+    #expect(second.status == 0, "\(second.stderr)")
+    #expect(second.stderr.contains(t3) && second.stderr.contains("checksum mismatch"), "\(second.stderr)")
+    #expect(second.stderr.contains(t5), "\(second.stderr)")
+    #expect(second.stderr.contains("2 damaged tiles to recompute"), "\(second.stderr)")
+    #expect(try kernelBits(d + "/k.h5") == original)
+
+    // A checkpoint folder of another job (other depth) is refused, and left as it was.
+    let third = try runNTKGram(common + ["--keep-checkpoints", "--force"])
+    #expect(third.status == 0, "\(third.stderr)")
+    let before = try snapshot(d)
+    let foreign = try runNTKGram(common.filter { $0 != d + "/k.h5" && $0 != "--out" } + ["--out", d + "/other.h5", "--depth", "2"])
+    #expect(foreign.status != 0)
+    #expect(foreign.stderr.contains("belongs to another job") && foreign.stderr.contains("--restart"), "\(foreign.stderr)")
+    #expect(try snapshot(d) == before)
+    let restarted = try runNTKGram(common.filter { $0 != d + "/k.h5" && $0 != "--out" } + ["--out", d + "/other.h5", "--depth", "2", "--restart"])
+    #expect(restarted.status == 0, "\(restarted.stderr)")
+  }
+}
