@@ -45,6 +45,8 @@ let package = Package(
     .testTarget(name: "GramKernelsTests", dependencies: ["GramKernels"],
                 resources: [.copy("Fixtures")], swiftSettings: vectorFlags),
     .testTarget(name: "GramStorageTests", dependencies: ["GramStorage", "GramKernels"]),
+    .testTarget(name: "GramTilingTests", dependencies: ["GramTiling"]),
+    .testTarget(name: "GramTransportTests", dependencies: ["GramTransport"]),
     .testTarget(name: "NTKGramCLITests", dependencies: ["ntkgram", "GramStorage"]),
   ]
 )

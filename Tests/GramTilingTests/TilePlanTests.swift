@@ -1,0 +1,51 @@
+import Testing
+@testable import GramTiling
+
+@Suite("tile plan and assignment")
+struct TilePlanTests {
+  @Test("tiles cover the upper triangle and the test block exactly once", arguments: [(1, 0, 1), (10, 0, 3), (10, 7, 3), (64, 0, 64), (100, 33, 64), (257, 100, 16), (5, 3, 100)])
+  func coverage(n: Int, m: Int, tile: Int) {
+    let plan = TilePlan(trainCount: n, testCount: m, tileSize: tile)
+    var train = [Int](repeating: 0, count: n * n), test = [Int](repeating: 0, count: m * n)
+    for index in 0..<plan.count {
+      let t = plan.tile(index)
+      #expect(t.index == index)
+      for i in t.rows { for j in t.cols {
+        if t.block == .train {
+          train[i * n + j] += 1
+          if !t.isDiagonal { train[j * n + i] += 1 }
+        } else { test[i * n + j] += 1 }
+      } }
+    }
+    #expect(train.allSatisfy { $0 == 1 } || (0..<n).allSatisfy { i in (0..<n).allSatisfy { j in train[i * n + j] == 1 } })
+    #expect(test.allSatisfy { $0 == 1 })
+    #expect(plan.totalCost == Double(n * (n + 1) / 2 + (n % tile == 0 ? 0 : 0)) + Double(m * n)
+            || plan.totalCost >= Double(n * (n + 1) / 2 + m * n))
+  }
+
+  @Test("tile(index) inverts the enumeration for big plans")
+  func bigPlan() {
+    let plan = TilePlan(trainCount: 10_000_000, testCount: 1_000_000, tileSize: 1024)
+    var expectedIndex = 0
+    for r in [0, 1, 2, 4000, 9764, 9765] {
+      // Row r of the triangle starts after r rows of decreasing length.
+      expectedIndex = (0..<r).reduce(0) { $0 + plan.trainTiles - $1 }
+      let t = plan.tile(expectedIndex)
+      #expect(t.tileRow == r && t.tileCol == r && t.isDiagonal)
+    }
+    let last = plan.tile(plan.count - 1)
+    #expect(last.block == .test && last.rows.upperBound == 1_000_000 && last.cols.upperBound == 10_000_000)
+  }
+
+  @Test("assignment: every tile once, balanced, and more ranks than tiles", arguments: [1, 2, 3, 7, 64, 1000])
+  func assignment(ranks: Int) {
+    let plan = TilePlan(trainCount: 5000, testCount: 1000, tileSize: 256)
+    let a = TileAssignment(plan: plan, ranks: ranks)
+    let all = a.tilesByRank.flatMap { $0 }.sorted()
+    #expect(all == Array(0..<plan.count))
+    let maxTile = (0..<plan.count).map { plan.cost(plan.tile($0)) }.max()!
+    let mean = plan.totalCost / Double(ranks)
+    #expect(a.workByRank.max()! <= mean + maxTile)
+    if ranks > plan.count { #expect(a.tilesByRank.filter(\.isEmpty).count == ranks - plan.count) }
+  }
+}

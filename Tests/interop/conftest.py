@@ -1,0 +1,47 @@
+"""Shared helpers: the ntkgram binary, neural-tangents networks in float64."""
+import os
+import subprocess
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_platform_name", "cpu")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from neural_tangents import stax  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def binary():
+    path = os.environ.get("NTKGRAM_BIN", os.path.join(ROOT, ".build", "release", "ntkgram"))
+    if not os.path.exists(path):
+        raise RuntimeError(f"ntkgram binary not found at {path}: run scripts/build-release.sh")
+    return path
+
+
+def ntkgram(*args, check=True):
+    r = subprocess.run([binary(), *map(str, args)], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"ntkgram {' '.join(map(str, args))} failed: {r.stderr}")
+    return r
+
+
+def nt_kernel_fn(depth, activation, W_std, b_std, parameterization="ntk", width=512):
+    act = {"relu": stax.Relu(), "erf": stax.Erf(), "abs": stax.Abs(), "identity": stax.Identity()}[activation]
+    layers = []
+    for _ in range(depth):
+        layers += [stax.Dense(width, W_std, b_std, parameterization=parameterization), act]
+    _, _, kernel_fn = stax.serial(*layers, stax.Dense(1, W_std, b_std, parameterization=parameterization))
+    return jax.jit(kernel_fn, static_argnames="get")
+
+
+def relative_error(ours, ref):
+    """|a − b| / (|b| + 0.01·max|K|), the project's measure."""
+    return np.abs(ours - ref) / (np.abs(ref) + 0.01 * np.abs(ref).max())
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    return tmp_path

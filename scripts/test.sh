@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, builds, runs the interoperability tests
+# (h5py, neural-tangents, scikit-learn, in a venv it creates) and then the Swift test suite,
+# which includes the real-mpirun tests (rank counts, kill -9 and resume, damaged checkpoints).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+venv="$(bash scripts/python-env.sh)"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+bash scripts/build-release.sh
+swift build --build-tests
+NTKGRAM_BIN="$PWD/.build/release/ntkgram" "$venv/bin/python" -m pytest -q Tests/interop
+swift test
