@@ -21,16 +21,18 @@ let package = Package(
     .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial", providers: [.apt(["libhdf5-dev"])]),
     .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+    .systemLibrary(name: "CLAPACK", providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
 
     // MARK: Implementation (arrows point one way: kernels/tiling ← storage/transport ← build ← CLI)
     .target(name: "GramKernels", swiftSettings: vectorFlags),
     .target(name: "GramTiling"),
     .target(name: "GramTransport", dependencies: ["CMPI"]),
     .target(name: "GramStorage", dependencies: ["CHDF5", "CZlib"]),
+    .target(name: "GramSolver", dependencies: ["CLAPACK"], swiftSettings: vectorFlags),
     .target(
       name: "GramBuild",
       dependencies: [
-        "GramKernels", "GramTiling", "GramTransport", "GramStorage",
+        "GramKernels", "GramTiling", "GramTransport", "GramStorage", "GramSolver",
         .product(name: "TOMLKit", package: "TOMLKit"),
       ],
       swiftSettings: vectorFlags),

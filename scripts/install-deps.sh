@@ -6,6 +6,7 @@ packages=(
   pkg-config libopenmpi-dev openmpi-bin    # MPI (CMPI shim, mpirun)
   libhdf5-dev hdf5-tools zlib1g-dev        # HDF5 (CHDF5 shim, h5dump), zlib (CZlib: gzip IDX)
   dataset-fashion-mnist                    # the real dataset of the jobs/ files
+  libopenblas-dev liblapacke-dev           # BLAS/LAPACK (CLAPACK shim: the solver)
   procps time gzip iproute2                # pgrep/kill (fault tests), /usr/bin/time, gzip, ip
 )
 missing=()

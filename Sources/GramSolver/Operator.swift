@@ -1,0 +1,45 @@
+// The solver sees the kernel only through `KernelOperator` and the preconditioner only
+// through `Preconditioner.apply`.
+
+/// A symmetric positive semi-definite `n × n` kernel matrix, applied to blocks of vectors.
+///
+/// Distributed implementations reduce over their ranks inside `apply`: every rank passes the
+/// same block and gets the full product.
+public protocol KernelOperator: AnyObject {
+  var n: Int { get }
+  /// `K · x` for an `n × c` block.
+  func apply(_ x: DenseBlock) throws -> DenseBlock
+  /// `diag(K)`.
+  var diagonal: [Double] { get }
+  /// How many passes over K `apply` has made (for reports and tests).
+  var passes: Int { get }
+}
+
+extension KernelOperator {
+  public var trace: Double { diagonal.reduce(0, +) }
+}
+
+/// An approximate inverse of `K + μI`, one shift `μ` per column.
+public protocol Preconditioner: AnyObject {
+  var name: String { get }
+  func apply(_ r: DenseBlock, shifts: [Double]) -> DenseBlock
+}
+
+/// No preconditioning.
+public final class IdentityPreconditioner: Preconditioner {
+  public init() {}
+  public var name: String { "none" }
+  public func apply(_ r: DenseBlock, shifts: [Double]) -> DenseBlock { r }
+}
+
+/// `(diag(K) + μ)⁻¹`.
+public final class JacobiPreconditioner: Preconditioner {
+  let diagonal: [Double]
+  public init(diagonal: [Double]) { self.diagonal = diagonal }
+  public var name: String { "jacobi" }
+  public func apply(_ r: DenseBlock, shifts: [Double]) -> DenseBlock {
+    var z = r
+    for i in 0..<r.rows { for j in 0..<r.cols { z.values[i * r.cols + j] /= diagonal[i] + shifts[j] } }
+    return z
+  }
+}
