@@ -39,7 +39,7 @@ let package = Package(
     .executableTarget(
       name: "ntkgram",
       dependencies: [
-        "GramBuild", "GramKernels", "GramStorage",
+        "GramBuild", "GramKernels", "GramStorage", "GramSolver", "GramTransport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

@@ -89,6 +89,23 @@ final class ProgressReporter {
     }
   }
 
+  /// Solver progress: iteration, worst residual, elapsed, estimated remaining.
+  func solveProgress(iteration: Int, worst: Double, elapsed: Double, eta: Double) {
+    guard enabled else { return }
+    let now = Date()
+    guard now.timeIntervalSince(lastDraw) >= (isTerminal ? 0.25 : options.plainInterval) else { return }
+    lastDraw = now
+    event("iteration", ["iteration": iteration, "worst_residual": worst, "eta_s": eta.isFinite ? eta.rounded() : -1])
+    guard !options.quiet else { return }
+    let text = "iteration \(iteration)  worst residual \(String(format: "%.2e", worst))  elapsed \(clock(elapsed))  ETA \(eta.isFinite ? clock(eta) : "--:--")"
+    if isTerminal {
+      FileHandle.standardError.write(Data("\r\u{1b}[K\(text)".utf8))
+      drewBar = true
+    } else {
+      FileHandle.standardError.write(Data("progress: \(text)\n".utf8))
+    }
+  }
+
   func finishBar() {
     if drewBar { FileHandle.standardError.write(Data("\n".utf8)); drewBar = false }
   }

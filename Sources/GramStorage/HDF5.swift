@@ -256,11 +256,16 @@ public final class H5File: H5Object {
     }
   }
 
-  /// Opens the dataset at `name`.
-  public func dataset(_ name: String) throws -> H5Dataset {
+  /// Opens the dataset at `name`. `chunkCacheBytes` sizes its raw-data chunk cache (`H5Pset_chunk_cache`):
+  /// 0 makes reads of whole chunks go straight to the caller's buffer, which is what streaming
+  /// tile-aligned blocks wants; nil keeps the file's setting.
+  public func dataset(_ name: String, chunkCacheBytes: Int? = nil) throws -> H5Dataset {
     guard exists(name) else { throw StorageError(path, "no dataset \(name)") }
     return try HDF5Library.locked {
-      let id = H5Dopen2(self.id, name, ch5_p_default())
+      let dapl = H5Pcreate(ch5_p_dataset_access())
+      defer { H5Pclose(dapl) }
+      if let bytes = chunkCacheBytes { H5Pset_chunk_cache(dapl, 521, bytes, 1.0) }
+      let id = H5Dopen2(self.id, name, dapl)
       if id < 0 { throw StorageError(path, "cannot open dataset \(name)") }
       let space = H5Dget_space(id)
       defer { H5Sclose(space) }

@@ -14,9 +14,10 @@ public enum NPY {
   }
 
   /// Reads a 2-D float32 or float64 array (rows are samples) and converts it to `Double`.
-  public static func readMatrix(_ path: String) throws -> DenseArray {
+  public static func readMatrix(_ path: String, shapeOverride: [Int]? = nil) throws -> DenseArray {
     let data = try readFile(path)
-    let (header, offset) = try parseHeader(data, path: path)
+    var (header, offset) = try parseHeader(data, path: path)
+    if let shapeOverride { header.shape = shapeOverride }
     guard header.shape.count == 2 else {
       throw StorageError(path, "expected a 2-D array (samples × features), got \(header.shape.count)-D shape \(header.shape)")
     }
@@ -94,7 +95,7 @@ public enum NPY {
 
   // MARK: Header parsing
 
-  static func readFile(_ path: String) throws -> Data {
+  public static func readFile(_ path: String) throws -> Data {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw StorageError(path, "no such file") }
     if isDirectory.boolValue { throw StorageError(path, "is a directory, not an NPY file") }

@@ -1,0 +1,373 @@
+import Foundation
+import GramSolver
+import GramStorage
+import GramTransport
+
+/// What `ntkgram solve` is asked to do.
+public struct SolveSettings: Sendable {
+  public enum Solver: String, Sendable, CaseIterable { case cg, blockCG = "block-cg" }
+  public enum PreconditionerKind: String, Sendable, CaseIterable { case nystrom, jacobi, none }
+  public enum Encoding: String, Sendable, CaseIterable { case onehot, centered }
+
+  public var kernelFile: String
+  public var kernelName = "ntk"
+  public var ridges: [Double] = [1e-4]
+  public var ridgeAbsolute = false
+  public var tolerance = 1e-6
+  public var maxIterations = 1000
+  public var solver: Solver = .cg
+  public var preconditioner: PreconditionerKind = .nystrom
+  public var rank = 1000
+  public var memoryBudget = 4 << 30
+  public var targets: String?
+  public var testTargets: String?
+  public var encoding: Encoding = .onehot
+  public var out: String
+  public var metrics: String?
+  public var checkpointEvery = 10
+  public var force = false
+  /// Also run unpreconditioned per-column CG on the same passes, and report its iterations.
+  public var baseline = false
+  public var seed: UInt64 = 0x5eed
+
+  public init(kernelFile: String, out: String) {
+    self.kernelFile = kernelFile
+    self.out = out
+  }
+
+  /// What a checkpoint must match to be resumed.
+  var identity: String {
+    "\(kernelName)|\(ridges)|\(ridgeAbsolute)|\(tolerance)|\(solver.rawValue)|\(preconditioner.rawValue)|\(rank)|\(encoding.rawValue)|\(targets ?? "labels")|\(baseline)|\(seed)"
+  }
+}
+
+/// One line of `metrics.json`.
+public struct RidgeMetrics: Codable, Sendable {
+  public var ridge: Double
+  public var lambda: Double
+  public var iterations: Int
+  public var worstTrueResidual: Double
+  public var accuracy: Double?
+  public var mse: Double?
+  public var rmse: Double?
+  public var baselineIterations: Int?
+
+  enum CodingKeys: String, CodingKey {
+    case ridge, lambda, iterations, accuracy, mse, rmse
+    case worstTrueResidual = "worst_true_residual"
+    case baselineIterations = "baseline_unpreconditioned_cg_iterations"
+  }
+}
+
+/// The outcome of a solve, as written to `metrics.json`.
+public struct SolveReport: Codable, Sendable {
+  public var kernelFile: String
+  public var kernel: String
+  public var solver: String
+  public var preconditioner: String
+  public var nystromRank: Int?
+  public var ranks: Int
+  public var trainCount: Int
+  public var testCount: Int
+  public var columns: Int
+  public var passes: Int
+  public var seconds: Double
+  public var resumedFromIteration: Int
+  public var cachedTiles: Int
+  public var streamedTiles: Int
+  public var results: [RidgeMetrics]
+
+  enum CodingKeys: String, CodingKey {
+    case kernel, solver, preconditioner, ranks, columns, passes, seconds, results
+    case kernelFile = "kernel_file", nystromRank = "nystrom_rank", trainCount = "train_count", testCount = "test_count"
+    case resumedFromIteration = "resumed_from_iteration", cachedTiles = "cached_tiles", streamedTiles = "streamed_tiles"
+  }
+}
+
+/// Regression targets or classes, resolved against the kernel file.
+struct Targets {
+  let y: DenseBlock
+  /// Classification: the class of each target column.
+  let classes: [Int64]?
+  let testLabels: [Int64]?
+  let testTargets: DenseBlock?
+}
+
+public struct SolveDriver {
+  public let settings: SolveSettings
+  public let comm: Communicator
+  public let progress: ProgressOptions
+
+  public init(settings: SolveSettings, comm: Communicator, progress: ProgressOptions = ProgressOptions()) {
+    self.settings = settings
+    self.comm = comm
+    self.progress = progress
+  }
+
+  func validate() throws {
+    guard !settings.ridges.isEmpty, settings.ridges.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+      throw BuildError("ridge values must be positive (got \(settings.ridges.map { "\($0)" }.joined(separator: ",")))")
+    }
+    guard settings.tolerance > 0 else { throw BuildError("--tol must be positive") }
+    guard settings.maxIterations >= 1 else { throw BuildError("--max-iter must be at least 1") }
+    guard settings.rank >= 1 else { throw BuildError("--rank must be at least 1") }
+    guard KernelFileLayout.kernelNames.contains(settings.kernelName) else {
+      throw BuildError("unknown kernel '\(settings.kernelName)' (valid: \(KernelFileLayout.kernelNames.joined(separator: ", ")))")
+    }
+    if FileManager.default.fileExists(atPath: settings.out) && !settings.force {
+      throw StorageError(settings.out, "already exists (use --force to replace it)")
+    }
+  }
+
+  func loadTargets(n: Int) throws -> Targets {
+    let f = try H5File.open(settings.kernelFile)
+    if let path = settings.targets {
+      let y = try Self.readRealMatrix(path)
+      guard y.rows == n else { throw StorageError(path, "has \(y.rows) target rows but the kernel has \(n) training samples") }
+      let test = try settings.testTargets.map(Self.readRealMatrix)
+      if let test, test.cols != y.cols { throw StorageError(settings.testTargets!, "has \(test.cols) columns, the targets \(y.cols)") }
+      return Targets(y: y, classes: nil, testLabels: nil, testTargets: test)
+    }
+    guard f.exists(KernelFileLayout.trainLabels) else {
+      throw StorageError(settings.kernelFile, "has no \(KernelFileLayout.trainLabels) and no --targets were given")
+    }
+    let labels = try f.dataset(KernelFileLayout.trainLabels).readAllInt64()
+    guard labels.count == n else { throw StorageError(settings.kernelFile, "has \(labels.count) train labels for \(n) samples") }
+    let classes = Array(Set(labels)).sorted()
+    let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
+    let (on, off) = settings.encoding == .onehot ? (1.0, 0.0) : (0.9, -0.1)
+    var y = DenseBlock(rows: n, cols: classes.count, values: [Double](repeating: off, count: n * classes.count))
+    for (i, l) in labels.enumerated() { y[i, index[l]!] = on }
+    let testLabels = f.exists(KernelFileLayout.testLabels) ? try f.dataset(KernelFileLayout.testLabels).readAllInt64() : nil
+    return Targets(y: y, classes: classes, testLabels: testLabels, testTargets: nil)
+  }
+
+  /// Real-valued targets: NPY (1-D or 2-D float), `file.h5:/dataset`, or CSV.
+  static func readRealMatrix(_ path: String) throws -> DenseBlock {
+    if path.lowercased().hasSuffix(".npy") {
+      if let a = try? NPY.readMatrix(path) { try a.checkFinite(path: path); return DenseBlock(rows: a.rows, cols: a.cols, values: a.values) }
+      let data = try NPY.readFile(path)
+      let (header, _) = try NPY.parseHeader(data, path: path)
+      guard header.shape.count == 1 else { _ = try NPY.readMatrix(path); throw StorageError(path, "unreadable targets") }
+      // A 1-D array: one target column.
+      var padded = header
+      padded.shape = [header.shape[0], 1]
+      let a = try NPY.readMatrix(path, shapeOverride: padded.shape)
+      try a.checkFinite(path: path)
+      return DenseBlock(rows: a.rows, cols: 1, values: a.values)
+    }
+    let (a, _, _) = try DatasetReader.readSamples(path, limit: nil, labelColumn: nil)
+    try a.checkFinite(path: path)
+    return DenseBlock(rows: a.rows, cols: a.cols, values: a.values)
+  }
+
+  var statePath: String { settings.out + ".solve-state.h5" }
+
+  public func run() throws -> SolveReport {
+    let start = Date()
+    let isRoot = comm.rank == 0
+    let reporter = try comm.collectively { try ProgressReporter(options: progress, enabled: isRoot) }
+    // One BLAS thread per rank: the products here are thin (N × C), where OpenBLAS threads
+    // cost more than they give (measured 3× slower on 2 cores), and ranks already fill the cores.
+    setLinearAlgebraThreads(1)
+    try comm.collectively { try validate() }
+    let op = try comm.collectively {
+      try TiledKernelOperator(path: settings.kernelFile, kernel: settings.kernelName, comm: comm, memoryBudget: settings.memoryBudget)
+    }
+    let targets = try comm.collectively { try loadTargets(n: op.n) }
+    let scale = settings.ridgeAbsolute ? 1 : op.trace / Double(op.n)
+    let lambdas = settings.ridges.map { $0 * scale }
+    var rule = StoppingRule()
+    rule.tolerance = settings.tolerance
+    rule.maxIterations = settings.maxIterations
+    reporter.message("solve: \(op.n) samples, \(targets.y.cols) columns, \(lambdas.count) ridge value(s); \(op.cachedTiles) tiles in memory, \(op.streamedTiles) streamed per pass")
+
+    let preconditioner: Preconditioner = try comm.collectively {
+      switch settings.preconditioner {
+      case .none: return IdentityPreconditioner()
+      case .jacobi: return JacobiPreconditioner(diagonal: op.diagonal)
+      case .nystrom: return try NystromPreconditioner(operator: op, rank: settings.rank, seed: settings.seed)
+      }
+    }
+    var systems: [KRRIteration] = try lambdas.map { lambda in
+      switch settings.solver {
+      case .cg: return ColumnCG(y: targets.y, lambda: lambda, preconditioner: preconditioner, rule: rule)
+      case .blockCG: return try BlockCG(y: targets.y, lambda: lambda, preconditioner: preconditioner, rule: rule)
+      }
+    }
+    if settings.baseline {
+      systems += lambdas.map { ColumnCG(y: targets.y, lambda: $0, preconditioner: IdentityPreconditioner(), rule: rule) }
+    }
+    let solver = KRRSolver(op: op, systems: systems, rule: rule)
+
+    // Resume from a checkpoint of the same solve.
+    let resumedFrom = try comm.collectively { try restoreState(solver) }
+    if resumedFrom > 0 { reporter.message("resuming the solve at iteration \(resumedFrom) from \(statePath)") }
+
+    let t0 = Date()
+    let r0 = max(solver.worstResidual, 1e-300)
+    while !solver.finished {
+      try solver.step()
+      let worst = solver.worstResidual
+      let elapsed = Date().timeIntervalSince(t0)
+      let done = solver.iteration - resumedFrom
+      let rate = done > 0 ? log(max(worst, 1e-300) / r0) / Double(done) : 0
+      let remainingIterations = rate < 0 ? max(0, log(settings.tolerance / worst) / rate) : .infinity
+      let eta = remainingIterations * elapsed / Double(max(done, 1))
+      reporter.solveProgress(iteration: solver.iteration, worst: worst, elapsed: elapsed, eta: eta)
+      if settings.checkpointEvery > 0 && solver.iteration % settings.checkpointEvery == 0 && !solver.finished {
+        try comm.collectively { if isRoot { try saveState(solver) } }
+      }
+    }
+    reporter.finishBar()
+    let solution = try solver.solution(targets: targets.y)
+    let count = lambdas.count
+
+    // Predictions for the test set, every ridge value in one pass.
+    let kernelFile = try H5File.open(settings.kernelFile)
+    let hasTest = kernelFile.exists(KernelFileLayout.test(settings.kernelName))
+    let alphaAll = DenseBlock.concatenate(Array(solution.alpha.prefix(count)), rows: op.n)
+    let predictions = hasTest ? try crossKernelProduct(path: settings.kernelFile, kernel: settings.kernelName, alpha: alphaAll, comm: comm) : nil
+    let c = targets.y.cols
+    var results: [RidgeMetrics] = []
+    for s in 0..<count {
+      var m = RidgeMetrics(ridge: settings.ridges[s], lambda: lambdas[s], iterations: solution.iterations[s],
+                           worstTrueResidual: solution.trueResiduals[s].max() ?? 0)
+      if settings.baseline { m.baselineIterations = solution.iterations[count + s] }
+      if let p = predictions?.columns(Array(s * c ..< (s + 1) * c)) {
+        if let classes = targets.classes, let labels = targets.testLabels, labels.count == p.rows {
+          var correct = 0
+          for i in 0..<p.rows {
+            var best = 0
+            for j in 1..<c where p[i, j] > p[i, best] { best = j }
+            if classes[best] == labels[i] { correct += 1 }
+          }
+          m.accuracy = Double(correct) / Double(p.rows)
+        }
+        if let t = targets.testTargets, t.rows == p.rows {
+          let err = p - t
+          m.mse = err.values.reduce(0) { $0 + $1 * $1 } / Double(err.values.count)
+          m.rmse = m.mse!.squareRoot()
+        }
+      }
+      results.append(m)
+    }
+    let report = SolveReport(kernelFile: settings.kernelFile, kernel: settings.kernelName, solver: settings.solver.rawValue,
+                             preconditioner: settings.preconditioner.rawValue,
+                             nystromRank: settings.preconditioner == .nystrom ? settings.rank : nil, ranks: comm.size,
+                             trainCount: op.n, testCount: predictions?.rows ?? 0, columns: c, passes: op.passes,
+                             seconds: Date().timeIntervalSince(start), resumedFromIteration: resumedFrom,
+                             cachedTiles: op.cachedTiles, streamedTiles: op.streamedTiles, results: results)
+    try comm.collectively {
+      guard isRoot else { return }
+      try writeSolution(solution, count: count, predictions: predictions, targets: targets, report: report)
+      if let path = settings.metrics { try writeMetrics(report, to: path) }
+      unlink(statePath)
+    }
+    return report
+  }
+
+  // MARK: Outputs
+
+  func writeSolution(_ s: KRRSolution, count: Int, predictions: DenseBlock?, targets: Targets, report: SolveReport) throws {
+    let writer = try KernelFileWriter(destination: settings.out, overwrite: settings.force)
+    defer { writer.discard() }
+    let f = writer.handle
+    let n = s.alpha[0].rows, c = s.alpha[0].cols
+    func write(_ name: String, _ values: [Double], _ shape: [Int]) throws {
+      let d = try f.createDataset(name, shape: shape, type: .float64)
+      try values.withUnsafeBufferPointer { try d.write($0, start: shape.map { _ in 0 }, count: shape) }
+    }
+    let alpha = s.alpha.prefix(count).flatMap(\.values)
+    try write("/alpha", alpha, count == 1 ? [n, c] : [count, n, c])
+    try write("/ridge", s.lambdas.prefix(count).map { $0 }, [count])
+    try write("/ridge_relative", settings.ridges, [count])
+    if let p = predictions {
+      var stacked: [Double] = []
+      for r in 0..<count { stacked += p.columns(Array(r * c ..< (r + 1) * c)).values }
+      try write("/test/predictions", stacked, count == 1 ? [p.rows, c] : [count, p.rows, c])
+    }
+    let longest = s.history.prefix(count).map(\.count).max() ?? 0
+    var history = [Double](repeating: .nan, count: count * longest)
+    for r in 0..<count { for (k, v) in s.history[r].enumerated() { history[r * longest + k] = v } }
+    try write("/residual_history", history, count == 1 ? [longest] : [count, longest])
+    try write("/true_residuals", s.trueResiduals.prefix(count).flatMap { $0 }, [count, c])
+    if let classes = targets.classes {
+      let d = try f.createInt64Dataset("/classes", shape: [classes.count])
+      try classes.withUnsafeBufferPointer { try d.write($0, start: [0], count: [classes.count]) }
+    }
+    let attributes: [(String, AttributeValue)] = [
+      ("kernel_file", .string(settings.kernelFile)), ("kernel", .string(settings.kernelName)),
+      ("solver", .string(settings.solver.rawValue)), ("preconditioner", .string(settings.preconditioner.rawValue)),
+      ("nystrom_rank", .int(Int64(settings.rank))), ("tolerance", .double(settings.tolerance)),
+      ("max_iterations", .int(Int64(settings.maxIterations))), ("ridge_absolute", .int(settings.ridgeAbsolute ? 1 : 0)),
+      ("encoding", .string(targets.classes == nil ? "regression" : settings.encoding.rawValue)),
+      ("ranks", .int(Int64(comm.size))), ("passes", .int(Int64(s.passes))), ("tool_version", .string(toolVersion)),
+    ]
+    for (k, v) in attributes { try f.setAttribute(k, v) }
+    try writer.commit()
+  }
+
+  func writeMetrics(_ report: SolveReport, to path: String) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let data = try encoder.encode(report)
+    do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) }
+    catch { throw StorageError(path, "cannot write metrics: \(error.localizedDescription)") }
+  }
+
+  // MARK: Checkpoints
+
+  func saveState(_ solver: KRRSolver) throws {
+    let temporary = statePath + ".tmp-\(getpid())"
+    unlink(temporary)
+    do {
+      let f = try H5File.create(temporary)
+      try f.setAttribute("identity", .string(settings.identity))
+      try f.setAttribute("kernel_fingerprint", .string(try kernelFingerprint()))
+      try f.setAttribute("iteration", .int(Int64(solver.iteration)))
+      for (s, system) in solver.systems.enumerated() {
+        for (name, block) in system.state() {
+          let d = try f.createDataset("/system\(s)/\(name)", shape: [block.rows, block.cols], type: .float64)
+          try block.values.withUnsafeBufferPointer { try d.write($0, start: [0, 0], count: [block.rows, block.cols]) }
+        }
+        let h = solver.history[s]
+        let d = try f.createDataset("/system\(s)/history", shape: [h.count], type: .float64)
+        try h.withUnsafeBufferPointer { try d.write($0, start: [0], count: [h.count]) }
+      }
+      try f.flush()
+    } catch {
+      unlink(temporary)
+      throw error
+    }
+    try fsyncPath(temporary)
+    guard rename(temporary, statePath) == 0 else { throw StorageError(statePath, "cannot write the solve checkpoint") }
+  }
+
+  func kernelFingerprint() throws -> String {
+    let f = try H5File.open(settings.kernelFile)
+    if case .string(let s)? = try f.attribute("fingerprint") { return s }
+    return ""
+  }
+
+  /// Restores every system from the checkpoint when it belongs to this solve; returns the
+  /// iteration it resumes at (0 for a fresh start).
+  func restoreState(_ solver: KRRSolver) throws -> Int {
+    guard FileManager.default.fileExists(atPath: statePath), let f = try? H5File.open(statePath) else { return 0 }
+    guard try f.attribute("identity") == .string(settings.identity),
+          try f.attribute("kernel_fingerprint") == .string(try kernelFingerprint()),
+          case .int(let iteration)? = try f.attribute("iteration") else { return 0 }
+    var history: [[Double]] = []
+    for (s, system) in solver.systems.enumerated() {
+      var state: [String: DenseBlock] = [:]
+      for name in system.state().keys {
+        let d = try f.dataset("/system\(s)/\(name)")
+        state[name] = DenseBlock(rows: d.shape[0], cols: d.shape[1], values: try d.readAll())
+      }
+      try system.restore(state)
+      history.append(try f.dataset("/system\(s)/history").readAll())
+    }
+    solver.restore(iteration: Int(iteration), history: history)
+    return Int(iteration)
+  }
+}

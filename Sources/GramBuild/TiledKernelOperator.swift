@@ -1,0 +1,144 @@
+import CLAPACK
+import Foundation
+import GramSolver
+import GramStorage
+import GramTiling
+import GramTransport
+
+/// The train kernel of a kernel file as a distributed `KernelOperator`.
+///
+/// Each rank owns a balanced share of the upper-triangle tiles (`TileAssignment`) and uses each
+/// tile twice (`K_rc·x_c` into rows r, `K_rcᵀ·x_r` into rows c), which halves the I/O of a
+/// full-matrix pass; partial products are summed over the ranks with `allReduce`. Tiles are
+/// kept in memory, in their stored precision, while they fit in `memoryBudget` bytes; the rest
+/// are read from the file on every pass, one tile-aligned chunk at a time with HDF5's chunk
+/// cache bypassed (a cache would only copy each chunk twice). Products accumulate in float64.
+public final class TiledKernelOperator: KernelOperator {
+  public let n: Int
+  public let diagonal: [Double]
+  public private(set) var passes = 0
+  let comm: Communicator
+  let dataset: H5Dataset
+  let plan: TilePlan
+  let mine: [Int]
+  var cache: [Int: StoredValues] = [:]
+  public let cachedTiles: Int
+  public let streamedTiles: Int
+  public let fileName: String
+
+  /// Opens `/train/<kernel>` of `path`.
+  public init(path: String, kernel: String, comm: Communicator, memoryBudget: Int) throws {
+    fileName = path
+    let file = try H5File.open(path)
+    guard file.exists(KernelFileLayout.train(kernel)) else { throw StorageError(path, "no dataset \(KernelFileLayout.train(kernel))") }
+    dataset = try file.dataset(KernelFileLayout.train(kernel), chunkCacheBytes: 0)
+    guard dataset.shape.count == 2, dataset.shape[0] == dataset.shape[1], dataset.scalarType != nil else {
+      throw StorageError(path, "\(KernelFileLayout.train(kernel)) is not a square float matrix (shape \(dataset.shape))")
+    }
+    n = dataset.shape[0]
+    var tile = 1024
+    if case .int(let t)? = try file.attribute("tile"), t > 0 { tile = Int(t) }
+    plan = TilePlan(trainCount: n, testCount: 0, tileSize: tile)
+    self.comm = comm
+    mine = TileAssignment(plan: plan, ranks: comm.size).tilesByRank[comm.rank]
+    // Cache tiles in order while they fit; read the diagonal from the diagonal tiles.
+    var used = 0, cached = 0
+    var diag = [Double](repeating: 0, count: n)
+    for index in mine {
+      let t = plan.tile(index)
+      let bytes = t.rows.count * t.cols.count * dataset.scalarType!.byteCount
+      let values = try Self.readTile(dataset, t, path: path)
+      if t.isDiagonal {
+        let d = values.doubles
+        for i in 0..<t.rows.count { diag[t.rows.lowerBound + i] = d[i * t.cols.count + i] }
+      }
+      if used + bytes <= memoryBudget {
+        cache[index] = values
+        used += bytes
+        cached += 1
+      }
+    }
+    try comm.allReduce(&diag, .sum)
+    diagonal = diag
+    var counts = [Double(cached), Double(mine.count - cached)]
+    try comm.allReduce(&counts, .sum)
+    cachedTiles = Int(counts[0])
+    streamedTiles = Int(counts[1])
+  }
+
+  static func readTile(_ d: H5Dataset, _ t: Tile, path: String) throws -> StoredValues {
+    let v = try d.readStored(start: [t.rows.lowerBound, t.cols.lowerBound], count: [t.rows.count, t.cols.count])
+    let finite: Bool
+    switch v {
+    case .float32(let a): finite = a.allSatisfy { $0.isFinite }
+    case .float64(let a): finite = a.allSatisfy { $0.isFinite }
+    }
+    guard finite else { throw StorageError(path, "\(d.name) has NaN or infinite values in \(t)") }
+    return v
+  }
+
+  public func apply(_ x: DenseBlock) throws -> DenseBlock {
+    precondition(x.rows == n, "TiledKernelOperator.apply: wrong row count")
+    var y = DenseBlock(rows: n, cols: x.cols)
+    let c = x.cols
+    var scratch: [Double] = []
+    if c > 0 {
+      for index in mine {
+        let t = plan.tile(index)
+        let stored = try cache[index] ?? Self.readTile(dataset, t, path: fileName)
+        let (m, w) = (t.rows.count, t.cols.count)
+        switch stored {
+        case .float64(let v): scratch = v
+        case .float32(let v):
+          if scratch.count != v.count { scratch = [Double](repeating: 0, count: v.count) }
+          for k in v.indices { scratch[k] = Double(v[k]) }
+        }
+        scratch.withUnsafeBufferPointer { kp in x.values.withUnsafeBufferPointer { xp in y.values.withUnsafeMutableBufferPointer { yp in
+          // y[rows] += K_rc · x[cols]
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(c), Int32(w), 1,
+                      kp.baseAddress, Int32(w), xp.baseAddress! + t.cols.lowerBound * c, Int32(c),
+                      1, yp.baseAddress! + t.rows.lowerBound * c, Int32(c))
+          if !t.isDiagonal {
+            // y[cols] += K_rcᵀ · x[rows]
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(w), Int32(c), Int32(m), 1,
+                        kp.baseAddress, Int32(w), xp.baseAddress! + t.rows.lowerBound * c, Int32(c),
+                        1, yp.baseAddress! + t.cols.lowerBound * c, Int32(c))
+          }
+        } } }
+      }
+    }
+    try comm.allReduce(&y.values, .sum)
+    passes += 1
+    return y
+  }
+}
+
+/// `K(test, train) · α` streamed tile by tile from `/test/<kernel>`, split over the ranks.
+public func crossKernelProduct(path: String, kernel: String, alpha: DenseBlock, comm: Communicator) throws -> DenseBlock {
+  let file = try H5File.open(path)
+  let name = KernelFileLayout.test(kernel)
+  guard file.exists(name) else { throw StorageError(path, "no dataset \(name): the kernel file has no test set") }
+  let d = try file.dataset(name, chunkCacheBytes: 0)
+  guard d.shape.count == 2, d.shape[1] == alpha.rows else {
+    throw StorageError(path, "\(name) has shape \(d.shape), but α has \(alpha.rows) rows")
+  }
+  let (m, n) = (d.shape[0], d.shape[1])
+  var tile = 1024
+  if case .int(let t)? = try file.attribute("tile"), t > 0 { tile = Int(t) }
+  let plan = TilePlan(trainCount: n, testCount: m, tileSize: tile)
+  let testTiles = Array(plan.trainTileCount ..< plan.count)
+  let mine = TileAssignment(plan: plan, tiles: testTiles, ranks: comm.size).tilesByRank[comm.rank]
+  var out = DenseBlock(rows: m, cols: alpha.cols)
+  let c = alpha.cols
+  for index in mine {
+    let t = plan.tile(index)
+    let k = try TiledKernelOperator.readTile(d, t, path: path).doubles
+    k.withUnsafeBufferPointer { kp in alpha.values.withUnsafeBufferPointer { ap in out.values.withUnsafeMutableBufferPointer { op in
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t.rows.count), Int32(c), Int32(t.cols.count), 1,
+                  kp.baseAddress, Int32(t.cols.count), ap.baseAddress! + t.cols.lowerBound * c, Int32(c),
+                  1, op.baseAddress! + t.rows.lowerBound * c, Int32(c))
+    } } }
+  }
+  try comm.allReduce(&out.values, .sum)
+  return out
+}
