@@ -15,7 +15,7 @@ public struct SolveSettings: Sendable {
   public var ridgeAbsolute = false
   public var tolerance = 1e-6
   public var maxIterations = 1000
-  public var solver: Solver = .cg
+  public var solver: Solver = .blockCG
   public var preconditioner: PreconditionerKind = .nystrom
   public var rank = 1000
   public var memoryBudget = 4 << 30

@@ -18,8 +18,8 @@ public struct StoppingRule: Sendable {
   public var maxIterations: Int = 1000
   /// Stop a column whose residual has not fallen below `stagnationFactor` × its best of
   /// `stagnationWindow` iterations ago.
-  public var stagnationWindow: Int = 25
-  public var stagnationFactor: Double = 0.9
+  public var stagnationWindow: Int = 100
+  public var stagnationFactor: Double = 0.5
   public init() {}
 }
 

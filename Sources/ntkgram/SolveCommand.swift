@@ -32,7 +32,7 @@ struct SolveCommand: ParsableCommand {
   @Flag(name: .customLong("ridge-absolute"), help: "Ridge values are absolute λ.") var ridgeAbsolute = false
   @Option(help: "Stop a column at ‖Y − (K+λI)α‖/‖Y‖ ≤ tol.") var tol: Double = 1e-6
   @Option(name: .customLong("max-iter"), help: "Iteration limit.") var maxIter: Int = 1000
-  @Option(help: "cg (per column, drops converged columns) or block-cg (breakdown-free block CG).") var solver: String = "cg"
+  @Option(help: "block-cg (breakdown-free block CG, the default: fewest passes, see docs/solver.md) or cg (per column, drops converged columns).") var solver: String = "block-cg"
   @Option(help: "nystrom, jacobi or none.") var preconditioner: String = "nystrom"
   @Option(help: "Rank of the Nyström preconditioner.") var rank: Int = 1000
   @Option(name: .customLong("memory-budget"), help: "Bytes of kernel tiles kept in memory per rank (e.g. 4GiB); the rest is streamed.") var memoryBudget: String = "4GiB"
