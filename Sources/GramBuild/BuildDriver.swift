@@ -187,7 +187,7 @@ public struct BuildDriver {
     for i in 0..<plan.count where done[i] == 1 { entriesDone += plan.cost(plan.tile(i)) }
     reporter.setBaseline(entries: entriesDone)
     do {
-      try computeTiles(assignment.tilesByRank[comm.rank], plan: plan, inputs: inputs, fingerprint: print,
+      try computeTiles(assignment.tiles(of: comm.rank), plan: plan, inputs: inputs, fingerprint: print,
                        reporter: reporter, entriesTotal: entriesTotal)
     } catch {
       // Other ranks are mid-computation and cannot be told in order: stop the whole job.

@@ -40,7 +40,7 @@ public final class TiledKernelOperator: KernelOperator {
     if case .int(let t)? = try file.attribute("tile"), t > 0 { tile = Int(t) }
     plan = TilePlan(trainCount: n, testCount: 0, tileSize: tile)
     self.comm = comm
-    mine = TileAssignment(plan: plan, ranks: comm.size).tilesByRank[comm.rank]
+    mine = TileAssignment(plan: plan, ranks: comm.size).tiles(of: comm.rank)
     // Cache tiles in order while they fit; read the diagonal from the diagonal tiles.
     var used = 0, cached = 0
     var diag = [Double](repeating: 0, count: n)
@@ -127,7 +127,7 @@ public func crossKernelProduct(path: String, kernel: String, alpha: DenseBlock, 
   if case .int(let t)? = try file.attribute("tile"), t > 0 { tile = Int(t) }
   let plan = TilePlan(trainCount: n, testCount: m, tileSize: tile)
   let testTiles = Array(plan.trainTileCount ..< plan.count)
-  let mine = TileAssignment(plan: plan, tiles: testTiles, ranks: comm.size).tilesByRank[comm.rank]
+  let mine = TileAssignment(plan: plan, tiles: testTiles, ranks: comm.size).tiles(of: comm.rank)
   var out = DenseBlock(rows: m, cols: alpha.cols)
   let c = alpha.cols
   for index in mine {

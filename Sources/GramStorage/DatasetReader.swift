@@ -140,3 +140,27 @@ enum CSV {
     return s
   }
 }
+
+extension DatasetReader {
+  /// `(rows, features)` of a samples file, reading headers only where the format allows.
+  public static func shape(_ path: String, labelColumn: Int? = nil) throws -> (Int, Int) {
+    if let (file, dataset) = hdf5Location(path) {
+      let d = try H5File.open(file).dataset(dataset.hasPrefix("/") ? dataset : "/" + dataset)
+      guard d.shape.count >= 2 else { throw StorageError(path, "expected samples with features, got shape \(d.shape)") }
+      return (d.shape[0], d.shape.dropFirst().reduce(1, *))
+    }
+    switch URL(fileURLWithPath: path).pathExtension.lowercased() {
+    case "npy":
+      let (h, _) = try NPY.parseHeader(NPY.readFile(path), path: path)
+      guard h.shape.count == 2 else { throw StorageError(path, "expected a 2-D array, got shape \(h.shape)") }
+      return (h.shape[0], h.shape[1])
+    case "csv":
+      let (a, _) = try CSV.read(path, limit: nil, labelColumn: labelColumn)
+      return (a.rows, a.cols)
+    default:
+      let s = try IDX.shape(path)
+      guard s.count >= 2 else { throw StorageError(path, "expected samples with features, got shape \(s)") }
+      return (s[0], s.dropFirst().reduce(1, *))
+    }
+  }
+}

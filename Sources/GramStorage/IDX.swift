@@ -98,6 +98,18 @@ public enum IDX {
     return Array(shape: shape, values: values, isInteger: kind <= 0x0C)
   }
 
+  /// The shape from the header alone.
+  public static func shape(_ path: String) throws -> [Int] {
+    guard FileManager.default.fileExists(atPath: path) else { throw StorageError(path, "no such file") }
+    guard let file = gzopen(path, "rb") else { throw StorageError(path, "cannot open") }
+    defer { gzclose_r(file) }
+    var head = [UInt8](repeating: 0, count: 4)
+    guard gzread(file, &head, 4) == 4, head[0] == 0, head[1] == 0, head[3] >= 1 else { throw StorageError(path, "not an IDX file (bad magic)") }
+    var dims = [UInt8](repeating: 0, count: 4 * Int(head[3]))
+    guard gzread(file, &dims, UInt32(dims.count)) == Int32(dims.count) else { throw StorageError(path, "truncated IDX header") }
+    return (0..<Int(head[3])).map { k in dims[4 * k ..< 4 * k + 4].reduce(0) { $0 << 8 | Int($1) } }
+  }
+
   /// Reads samples: the first axis is the sample, the others are flattened into features.
   public static func readMatrix(_ path: String, limit: Int? = nil) throws -> (DenseArray, isInteger: Bool) {
     let a = try read(path, limit: limit)

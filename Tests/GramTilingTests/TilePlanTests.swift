@@ -49,3 +49,27 @@ struct TilePlanTests {
     if ranks > plan.count { #expect(a.tilesByRank.filter(\.isEmpty).count == ranks - plan.count) }
   }
 }
+
+@Suite("plan summary against the real assignment")
+struct PlanSummaryTests {
+  @Test("per-rank loads and counts of the closed-form summary equal the build's assignment", arguments: [1, 2, 3, 7, 64, 1000])
+  func summaryMatchesAssignment(ranks: Int) {
+    for (n, m, tile) in [(5000, 1000, 256), (60000, 10000, 1024), (1000, 0, 100), (777, 333, 64)] {
+      let plan = TilePlan(trainCount: n, testCount: m, tileSize: tile)
+      let real = TileAssignment(plan: plan, ranks: ranks)
+      let summary = TileAssignment.summary(plan: plan, ranks: ranks)
+      #expect(summary.workByRank == real.workByRank, "n=\(n) m=\(m) tile=\(tile) ranks=\(ranks)")
+      #expect(summary.countByRank == real.countByRank)
+      #expect(real.tilesByRank.map(\.count) == real.countByRank)
+      #expect(abs(real.workByRank.reduce(0, +) - plan.totalCost) < 1e-6 * plan.totalCost)
+    }
+  }
+
+  @Test("an internet-scale summary covers every tile and balances")
+  func huge() {
+    let plan = TilePlan(trainCount: 10_000_000, testCount: 1_000_000, tileSize: 1024)
+    let s = TileAssignment.summary(plan: plan, ranks: 4096)
+    #expect(s.countByRank.reduce(0, +) == plan.count)
+    #expect(s.imbalance < 0.01)
+  }
+}

@@ -158,3 +158,14 @@ def test_bad_input(small, tmp_path):
         code, lines = bad("solve", d / "k.h5", *args, "--out", tmp_path / "o.h5")
         assert code != 0 and len(lines) == 1 and text in lines[0], lines
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_predict_reproduces_solve_predictions(small, tmp_path):
+    d, k, kt, y, yt = small
+    ntkgram("solve", d / "k.h5", "--ridge", "1e-3,1e-2", "--tol", "1e-10", "--out", tmp_path / "s.h5", "--quiet")
+    r = ntkgram("predict", tmp_path / "s.h5", d / "k.h5", "--out", tmp_path / "p.h5")
+    with h5py.File(tmp_path / "s.h5") as s, h5py.File(tmp_path / "p.h5") as p:
+        assert np.allclose(s["/test/predictions"][...], p["/predictions"][...], rtol=1e-12, atol=1e-12)
+        for i in range(2):
+            accuracy = (np.argmax(p["/predictions"][i], 1) == yt).mean()
+            assert f"ridge #{i}: test accuracy {accuracy:.4f}" in r.stdout
