@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, builds, runs the interoperability tests
-# (h5py, neural-tangents, scikit-learn, in a venv it creates) and then the Swift test suite,
+# (h5py, neural-tangents, scikit-learn, in a venv it creates), the multi-host test (network
+# namespaces: needs root), and then the Swift test suite,
 # which includes the real-mpirun tests (rank counts, kill -9 and resume, damaged checkpoints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,4 +11,5 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 bash scripts/build-release.sh
 swift build --build-tests
 NTKGRAM_BIN="$PWD/.build/release/ntkgram" "$venv/bin/python" -m pytest -q Tests/interop
+bash Tests/system/multihost.sh .build/release/ntkgram "$venv/bin/python"
 swift test

@@ -143,8 +143,13 @@ public struct BuildDriver {
     let print = fingerprint(train: inputs.trainMatrix, test: inputs.testMatrix, network: net,
                             dtype: settings.dtype, tileSize: settings.tileSize)
     let plan = TilePlan(trainCount: n, testCount: m, tileSize: settings.tileSize)
-    reporter.event("start", ["ranks": comm.size, "train": n, "test": m, "tiles": plan.count,
+    let hosts = try comm.allGather(Array(comm.processorName.utf8)).map { String(decoding: $0, as: UTF8.self) }
+    reporter.event("start", ["ranks": comm.size, "hosts": hosts, "train": n, "test": m, "tiles": plan.count,
                              "tile": settings.tileSize, "fingerprint": print, "kernel": net.summary])
+    if comm.size > 1 {
+      let distinct = Array(Set(hosts)).sorted()
+      reporter.message("\(comm.size) ranks on \(distinct.count) host(s): \(distinct.map { h in "\(h) (\(hosts.filter { $0 == h }.count))" }.joined(separator: ", "))")
+    }
 
     // 2. Checkpoint folder.
     let folder = settings.checkpointFolder
