@@ -53,15 +53,7 @@ public struct Predictor {
       for s in 0..<ridges {
         let p = predictions.columns(Array(s * c ..< (s + 1) * c))
         stacked += p.values
-        if let classes, let labels, labels.count == p.rows {
-          var correct = 0
-          for i in 0..<p.rows {
-            var best = 0
-            for j in 1..<c where p[i, j] > p[i, best] { best = j }
-            if classes[best] == labels[i] { correct += 1 }
-          }
-          accuracies[s] = Double(correct) / Double(p.rows)
-        }
+        if let classes, let labels { accuracies[s] = classificationAccuracy(p, classes: classes, labels: labels) }
       }
       let pshape = ridges == 1 ? [predictions.rows, c] : [ridges, predictions.rows, c]
       let d = try writer.handle.createDataset("/predictions", shape: pshape, type: .float64)

@@ -84,6 +84,18 @@ public struct SolveReport: Codable, Sendable {
   }
 }
 
+/// The fraction of rows whose largest prediction is the row's label (nil when the counts differ).
+func classificationAccuracy(_ predictions: DenseBlock, classes: [Int64], labels: [Int64]) -> Double? {
+  guard labels.count == predictions.rows, predictions.rows > 0 else { return nil }
+  var correct = 0
+  for i in 0..<predictions.rows {
+    var best = 0
+    for j in 1..<predictions.cols where predictions[i, j] > predictions[i, best] { best = j }
+    if classes[best] == labels[i] { correct += 1 }
+  }
+  return Double(correct) / Double(predictions.rows)
+}
+
 /// Regression targets or classes, resolved against the kernel file.
 struct Targets {
   let y: DenseBlock
@@ -144,19 +156,14 @@ public struct SolveDriver {
 
   /// Real-valued targets: NPY (1-D or 2-D float), `file.h5:/dataset`, or CSV.
   static func readRealMatrix(_ path: String) throws -> DenseBlock {
+    let a: DenseArray
     if path.lowercased().hasSuffix(".npy") {
-      if let a = try? NPY.readMatrix(path) { try a.checkFinite(path: path); return DenseBlock(rows: a.rows, cols: a.cols, values: a.values) }
-      let data = try NPY.readFile(path)
-      let (header, _) = try NPY.parseHeader(data, path: path)
-      guard header.shape.count == 1 else { _ = try NPY.readMatrix(path); throw StorageError(path, "unreadable targets") }
-      // A 1-D array: one target column.
-      var padded = header
-      padded.shape = [header.shape[0], 1]
-      let a = try NPY.readMatrix(path, shapeOverride: padded.shape)
-      try a.checkFinite(path: path)
-      return DenseBlock(rows: a.rows, cols: 1, values: a.values)
+      let (header, _) = try NPY.parseHeader(NPY.readFile(path), path: path)
+      // A 1-D array is one target column.
+      a = try NPY.readMatrix(path, shapeOverride: header.shape.count == 1 ? [header.shape[0], 1] : nil)
+    } else {
+      a = try DatasetReader.readSamples(path, limit: nil, labelColumn: nil).0
     }
-    let (a, _, _) = try DatasetReader.readSamples(path, limit: nil, labelColumn: nil)
     try a.checkFinite(path: path)
     return DenseBlock(rows: a.rows, cols: a.cols, values: a.values)
   }
@@ -235,14 +242,8 @@ public struct SolveDriver {
                            worstTrueResidual: solution.trueResiduals[s].max() ?? 0)
       if settings.baseline { m.baselineIterations = solution.iterations[count + s] }
       if let p = predictions?.columns(Array(s * c ..< (s + 1) * c)) {
-        if let classes = targets.classes, let labels = targets.testLabels, labels.count == p.rows {
-          var correct = 0
-          for i in 0..<p.rows {
-            var best = 0
-            for j in 1..<c where p[i, j] > p[i, best] { best = j }
-            if classes[best] == labels[i] { correct += 1 }
-          }
-          m.accuracy = Double(correct) / Double(p.rows)
+        if let classes = targets.classes, let labels = targets.testLabels {
+          m.accuracy = classificationAccuracy(p, classes: classes, labels: labels)
         }
         if let t = targets.testTargets, t.rows == p.rows {
           let err = p - t

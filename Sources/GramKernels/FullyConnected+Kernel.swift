@@ -275,3 +275,22 @@ extension FullyConnected {
     return (nngp, ntk)
   }
 }
+
+// MARK: - Benchmark hooks
+
+extension FullyConnected {
+  /// Only the dot-product part of `computeTile` (into `scratch`), for benchmarks that split
+  /// the time between the Gram product and the recursion.
+  public func gramOnly(_ a: FCFeatures, rows: Range<Int>, _ b: FCFeatures, cols: Range<Int>,
+                       scratch: UnsafeMutableBufferPointer<Double>) {
+    let np = (cols.count + Lanes.scalarCount - 1) / Lanes.scalarCount * Lanes.scalarCount
+    precondition(scratch.count >= rows.count * np, "gramOnly: scratch too small")
+    a.x.withUnsafeBufferPointer { ap in
+      b.x.withUnsafeBufferPointer { bp in
+        gramBlock(ap.baseAddress! + rows.lowerBound * a.stride, aStride: a.stride, rows: rows.count,
+                  bp.baseAddress! + cols.lowerBound * b.stride, bStride: b.stride, cols: cols.count,
+                  depth: a.stride, into: scratch.baseAddress!, ldOut: np)
+      }
+    }
+  }
+}

@@ -11,5 +11,5 @@ struct NTKGramCommand: ParsableCommand {
     commandName: "ntkgram",
     abstract: "Neural Tangent Kernel Gram matrices: build them tile by tile into HDF5, inspect them.",
     version: "0.1.0",
-    subcommands: [BuildCommand.self, SolveCommand.self, PredictCommand.self, PlanCommand.self, InfoCommand.self, VerifyCommand.self])
+    subcommands: [BuildCommand.self, SolveCommand.self, PredictCommand.self, PlanCommand.self, InfoCommand.self, VerifyCommand.self, BenchCommand.self])
 }

@@ -35,7 +35,7 @@ struct VectorMathTests {
       let t = pow(10, e)
       pairs += [(t, 1), (t, -1), (1, t), (1, -t), (-t, 1), (-t, -1), (t, t), (tanPiOverEight * (1 + t), 1)]
     }
-    pairs += [(0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, -1), (0, 5e-324)]
+    pairs += [(0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, -1), (0, Double.leastNonzeroMagnitude)]
     let err = maxError(pairs)
     #expect(err <= 4, "max error \(err) × π·ε")
   }

@@ -25,10 +25,10 @@ struct RunResult {
   let stderr: String
 }
 
-/// Runs `ntkgram` with `arguments` and waits for it.
-func runNTKGram(_ arguments: [String], cwd: String? = nil) throws -> RunResult {
+/// Runs `executable arguments…` and waits for it.
+func runProcess(_ executable: String, _ arguments: [String], cwd: String? = nil) throws -> RunResult {
   let p = Process()
-  p.executableURL = URL(fileURLWithPath: try ntkgramBinary())
+  p.executableURL = URL(fileURLWithPath: executable)
   p.arguments = arguments
   if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
   let out = Pipe(), err = Pipe()
@@ -39,6 +39,11 @@ func runNTKGram(_ arguments: [String], cwd: String? = nil) throws -> RunResult {
   let e = err.fileHandleForReading.readDataToEndOfFile()
   p.waitUntilExit()
   return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+/// Runs `ntkgram` with `arguments` and waits for it.
+func runNTKGram(_ arguments: [String], cwd: String? = nil) throws -> RunResult {
+  try runProcess(try ntkgramBinary(), arguments, cwd: cwd)
 }
 
 /// A fresh temporary folder, removed by the caller with `cleanup`.

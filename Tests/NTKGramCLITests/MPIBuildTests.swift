@@ -4,17 +4,7 @@ import Testing
 
 /// Runs `ntkgram` under a real `mpirun` with `ranks` processes.
 func runMPI(_ ranks: Int, _ arguments: [String]) throws -> RunResult {
-  let p = Process()
-  p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-  p.arguments = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", try ntkgramBinary()] + arguments
-  let out = Pipe(), err = Pipe()
-  p.standardOutput = out
-  p.standardError = err
-  try p.run()
-  let o = out.fileHandleForReading.readDataToEndOfFile()
-  let e = err.fileHandleForReading.readDataToEndOfFile()
-  p.waitUntilExit()
-  return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+  try runProcess("/usr/bin/env", ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", try ntkgramBinary()] + arguments)
 }
 
 /// The kernel datasets' raw values (bit patterns), for byte-identity checks.

@@ -1,0 +1,42 @@
+import ArgumentParser
+import Foundation
+import GramBuild
+import GramStorage
+
+struct BenchCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench",
+    abstract: "Time the reference build (FC ReLU depth 3, d = 784, N = 4096, NTK + NNGP) in parts, beside OpenBLAS's X·Xᵀ.")
+
+  @Option(help: "Samples (the first N Fashion-MNIST images; random rows without the dataset).") var samples: Int = 4096
+  @Option(help: "Tile edge.") var tile: Int = 1024
+  @Option(help: "Storage precision (float32 or float64); also the precision of the BLAS comparison.") var dtype: String = "float32"
+  @Option(help: "Folder for the I/O part (tile checkpoints and dd).") var dir: String = "."
+  @Option(help: "Runs of each part; the best is reported.") var repeats: Int = 3
+  @Flag(help: "Print JSON instead of text.") var json = false
+
+  func run() throws {
+    guard let type = ScalarType(rawValue: dtype) else { throw CommandError("unknown dtype '\(dtype)' (valid: float32, float64)") }
+    guard samples >= 2, tile >= 1, repeats >= 1 else { throw CommandError("--samples ≥ 2, --tile ≥ 1, --repeats ≥ 1") }
+    var b = Benchmark(folder: dir)
+    b.samples = samples
+    b.tile = tile
+    b.dtype = type
+    b.repeats = repeats
+    let r = try b.run()
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+      print(String(decoding: try encoder.encode(r), as: UTF8.self))
+      return
+    }
+    func f(_ v: Double, _ p: Int = 3) -> String { String(format: "%.\(p)g", v) }
+    print("reference job: FC ReLU depth 3, W_std √2, b_std 0.1, N = \(r.samples) \(r.data) rows, d = \(r.features), tile \(r.tile), store \(r.dtype), 1 rank")
+    print("entries/s:           \(f(r.entriesPerSecond)) (compute \(f(r.computeSeconds)) s for \(r.samples)² entries, NTK + NNGP)")
+    print("dot products:        \(f(r.gramSeconds)) s, \(f(r.gramGflops)) GFLOP/s")
+    print("recursion + mirror:  \(f(r.recursionSeconds)) s")
+    print("tile I/O:            \(f(r.ioSeconds)) s, \(f(r.ioMegabytesPerSecond)) MB/s" + (r.ddMegabytesPerSecond.map { " (dd: \(f($0)) MB/s, ratio \(f(r.ioMegabytesPerSecond / $0, 2)))" } ?? ""))
+    print("OpenBLAS X·Xᵀ:       \(f(r.blasGramSeconds)) s, \(f(r.blasGflops)) GFLOP/s; build (compute + I/O) / BLAS = \(f(r.buildOverBlas))")
+    print("peak RSS:            \(f(r.peakRSSMegabytes)) MB")
+  }
+}
