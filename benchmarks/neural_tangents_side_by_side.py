@@ -51,6 +51,7 @@ def main():
         with_io = N * N / (ours["compute_s"] + ours["io_s"])
         rows.append((dtype, nt["entries_per_s"], compute_only, with_io, ours["build_over_blas"]))
     print(f"N = {N}, d = 784, FC ReLU depth 3, NTK + NNGP; entries/s (higher is better)")
+    print("neural-tangents: XLA on every core; ntkgram: one rank on one core (the build scales by ranks)")
     print(f"{'dtype':8} {'neural-tangents':>16} {'ntkgram':>12} {'ratio':>6} {'ntkgram+I/O':>12} {'ratio':>6} {'build/BLAS':>10}")
     for dtype, nt, ours, io, blas in rows:
         print(f"{dtype:8} {nt:16.3g} {ours:12.3g} {ours / nt:6.2f} {io:12.3g} {io / nt:6.2f} {blas:10.2f}")

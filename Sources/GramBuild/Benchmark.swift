@@ -1,6 +1,7 @@
 import CLAPACK
 import Foundation
 import GramKernels
+import GramSolver
 import GramStorage
 import GramTiling
 
@@ -129,7 +130,9 @@ public struct Benchmark {
     }
     let dd = ddThroughput(folder: tiles, megabytes: max(64, Int(bytes / 1e6)))
 
-    // OpenBLAS Gram product of the same rows, full N×N, in the storage precision.
+    // OpenBLAS Gram product of the same rows, full N×N, in the storage precision, on one
+    // thread: the same core the single-rank build above ran on.
+    setLinearAlgebraThreads(1)
     let blas: Double
     if dtype == .float64 {
       var c = [Double](repeating: 0, count: n * n)

@@ -44,20 +44,24 @@ public final class TiledKernelOperator: KernelOperator {
     // Cache tiles in order while they fit; read the diagonal from the diagonal tiles.
     var used = 0, cached = 0
     var diag = [Double](repeating: 0, count: n)
-    for index in mine {
+    var failure: Error? = nil
+    do { for index in mine {
       let t = plan.tile(index)
       let bytes = t.rows.count * t.cols.count * dataset.scalarType!.byteCount
+      let fits = used + bytes <= memoryBudget
+      guard fits || t.isDiagonal else { continue }  // streamed later; read now only for the diagonal
       let values = try Self.readTile(dataset, t, path: path)
       if t.isDiagonal {
         let d = values.doubles
         for i in 0..<t.rows.count { diag[t.rows.lowerBound + i] = d[i * t.cols.count + i] }
       }
-      if used + bytes <= memoryBudget {
+      if fits {
         cache[index] = values
         used += bytes
         cached += 1
       }
-    }
+    } } catch { failure = error }
+    try comm.raiseIfAnyFailed(failure)
     try comm.allReduce(&diag, .sum)
     diagonal = diag
     var counts = [Double(cached), Double(mine.count - cached)]
@@ -82,7 +86,8 @@ public final class TiledKernelOperator: KernelOperator {
     var y = DenseBlock(rows: n, cols: x.cols)
     let c = x.cols
     var scratch: [Double] = []
-    if c > 0 {
+    var failure: Error? = nil
+    if c > 0 { do {
       for index in mine {
         let t = plan.tile(index)
         let stored = try cache[index] ?? Self.readTile(dataset, t, path: fileName)
@@ -106,7 +111,9 @@ public final class TiledKernelOperator: KernelOperator {
           }
         } } }
       }
-    }
+    } catch { failure = error } }
+    // A rank that failed to read a tile still meets the others here, so none waits forever.
+    try comm.raiseIfAnyFailed(failure)
     try comm.allReduce(&y.values, .sum)
     passes += 1
     return y
@@ -130,7 +137,8 @@ public func crossKernelProduct(path: String, kernel: String, alpha: DenseBlock, 
   let mine = TileAssignment(plan: plan, tiles: testTiles, ranks: comm.size).tiles(of: comm.rank)
   var out = DenseBlock(rows: m, cols: alpha.cols)
   let c = alpha.cols
-  for index in mine {
+  var failure: Error? = nil
+  do { for index in mine {
     let t = plan.tile(index)
     let k = try TiledKernelOperator.readTile(d, t, path: path).doubles
     k.withUnsafeBufferPointer { kp in alpha.values.withUnsafeBufferPointer { ap in out.values.withUnsafeMutableBufferPointer { op in
@@ -138,7 +146,8 @@ public func crossKernelProduct(path: String, kernel: String, alpha: DenseBlock, 
                   kp.baseAddress, Int32(t.cols.count), ap.baseAddress! + t.cols.lowerBound * c, Int32(c),
                   1, op.baseAddress! + t.rows.lowerBound * c, Int32(c))
     } } }
-  }
+  } } catch { failure = error }
+  try comm.raiseIfAnyFailed(failure)
   try comm.allReduce(&out.values, .sum)
   return out
 }

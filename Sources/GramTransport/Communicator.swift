@@ -42,13 +42,25 @@ extension Communicator {
   /// throws a `CollectiveFailure` carrying the lowest failing rank's message.
   public func collectively<T>(_ body: () throws -> T) throws -> T {
     var result: T? = nil
-    var message = ""
-    do { result = try body() } catch { message = "\(error)" }
-    let all = try allGather(Array(message.utf8))
+    var failure: Error? = nil
+    do { result = try body() } catch { failure = error }
+    try raiseIfAnyFailed(failure)
+    return result!
+  }
+
+  /// A meeting point every rank reaches: when any rank brings a failure, every rank throws a
+  /// `CollectiveFailure` with the lowest failing rank's message. Call it before a collective
+  /// that a failed rank could otherwise skip, so that no rank waits forever.
+  public func raiseIfAnyFailed(_ failure: Error?) throws {
+    if let failure = failure as? CollectiveFailure {
+      // Already agreed (a nested collective failed on every rank alike): rethrow as is.
+      throw failure
+    }
+    let message = failure.map { "\($0)" } ?? ""
+    let all = try allGather(Array((failure == nil ? "" : message.isEmpty ? "error" : message).utf8))
     if let first = all.firstIndex(where: { !$0.isEmpty }) {
       throw CollectiveFailure(rank: first, message: String(decoding: all[first], as: UTF8.self), isLocal: first == rank)
     }
-    return result!
   }
 }
 

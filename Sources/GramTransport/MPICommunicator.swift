@@ -39,7 +39,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
       var buffer = [CChar](repeating: 0, count: 512)
       var length: Int32 = 0
       MPI_Error_string(code, &buffer, &length)
-      throw TransportError("\(what) failed on rank \(rank): \(String(cString: buffer))")
+      let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      throw TransportError("\(what) failed on rank \(rank): \(text)")
     }
   }
 
@@ -85,6 +86,6 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     var buffer = [CChar](repeating: 0, count: 256)
     var length: Int32 = 0
     MPI_Get_processor_name(&buffer, &length)
-    return String(cString: buffer)
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
   }
 }

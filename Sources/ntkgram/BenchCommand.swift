@@ -36,7 +36,7 @@ struct BenchCommand: ParsableCommand {
     print("dot products:        \(f(r.gramSeconds)) s, \(f(r.gramGflops)) GFLOP/s")
     print("recursion + mirror:  \(f(r.recursionSeconds)) s")
     print("tile I/O:            \(f(r.ioSeconds)) s, \(f(r.ioMegabytesPerSecond)) MB/s" + (r.ddMegabytesPerSecond.map { " (dd: \(f($0)) MB/s, ratio \(f(r.ioMegabytesPerSecond / $0, 2)))" } ?? ""))
-    print("OpenBLAS X·Xᵀ:       \(f(r.blasGramSeconds)) s, \(f(r.blasGflops)) GFLOP/s; build (compute + I/O) / BLAS = \(f(r.buildOverBlas))")
+    print("OpenBLAS X·Xᵀ (1 thread): \(f(r.blasGramSeconds)) s, \(f(r.blasGflops)) GFLOP/s; build (compute + I/O) / BLAS = \(f(r.buildOverBlas))")
     print("peak RSS:            \(f(r.peakRSSMegabytes)) MB")
   }
 }
