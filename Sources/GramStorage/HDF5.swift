@@ -121,8 +121,12 @@ public class H5Object {
       var info = H5O_info_t()
       try HDF5Library.check(H5Oget_info2(id, &info, UInt32(H5O_INFO_NUM_ATTRS)), path, "object info")
       var names: [String] = []
+      // Creation order when the file tracks it, else name order (files from other tools).
+      let probe = info.num_attrs > 0 ? H5Aopen_by_idx(id, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, 0, ch5_p_default(), ch5_p_default()) : -1
+      if probe >= 0 { H5Aclose(probe) }
+      let order = probe >= 0 ? H5_INDEX_CRT_ORDER : H5_INDEX_NAME
       for index in 0..<info.num_attrs {
-        let attr = try HDF5Library.check(H5Aopen_by_idx(id, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, index, ch5_p_default(), ch5_p_default()), path, "opening attribute")
+        let attr = try HDF5Library.check(H5Aopen_by_idx(id, ".", order, H5_ITER_INC, index, ch5_p_default(), ch5_p_default()), path, "opening attribute")
         defer { H5Aclose(attr) }
         let length = H5Aget_name(attr, 0, nil)
         var buffer = [CChar](repeating: 0, count: Int(length) + 1)
@@ -150,6 +154,7 @@ public class H5Object {
           var pointer: UnsafeMutablePointer<CChar>? = nil
           let mem = H5Tcopy(ch5_c_s1()); defer { H5Tclose(mem) }
           H5Tset_size(mem, ch5_variable())
+          H5Tset_cset(mem, H5Tget_cset(type))
           try HDF5Library.check(H5Aread(attr, mem, &pointer), path, "reading attribute \(name)")
           defer { free(pointer) }
           return .string(pointer.map { String(cString: $0) } ?? "")
