@@ -191,6 +191,10 @@ public struct BuildDriver {
     var entriesDone = 0.0
     for i in 0..<plan.count where done[i] == 1 { entriesDone += plan.cost(plan.tile(i)) }
     reporter.setBaseline(entries: entriesDone)
+    let watcher = comm.size > 1 ? StopWatcher(folder: folder, rank: comm.rank, hosts: hosts, countTiles: {
+      ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { Self.tileIndex($0) != nil }.count
+    }, totalTiles: plan.count) : nil
+    defer { watcher?.stop() }
     do {
       try computeTiles(assignment.tiles(of: comm.rank), plan: plan, inputs: inputs, fingerprint: print,
                        reporter: reporter, entriesTotal: entriesTotal)

@@ -131,7 +131,7 @@ public class H5Object {
         let length = H5Aget_name(attr, 0, nil)
         var buffer = [CChar](repeating: 0, count: Int(length) + 1)
         H5Aget_name(attr, buffer.count, &buffer)
-        names.append(String(cString: buffer))
+        names.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
       }
       return names
     }
