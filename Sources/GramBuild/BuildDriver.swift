@@ -230,22 +230,41 @@ public struct BuildDriver {
     return Int(name.dropFirst(5).dropLast(3))
   }
 
+  /// Computes and checkpoints `mine`, on `settings.threads` threads (each with its own
+  /// scratch; thread t takes every t-th tile of the list). The math runs in parallel; the
+  /// checkpoint writes serialise on HDF5's lock.
   func computeTiles(_ mine: [Int], plan: TilePlan, inputs: Inputs, fingerprint: String,
                     reporter: ProgressReporter, entriesTotal: Double) throws {
     let net = settings.network
     let train = net.prepare(inputs.trainMatrix)
     let test = inputs.testMatrix.map { net.prepare($0) }
-    var computer = TileComputer(kernel: net, train: train, test: test)
     let folder = settings.checkpointFolder
-    for index in mine {
-      let tile = plan.tile(index)
-      let values = computer.compute(tile)
-      let stored = KernelFileLayout.kernelNames.map { StoredValues(values.values($0), as: settings.dtype) }
-      try TileCheckpoint(index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
-                         rows: tile.rows.count, cols: tile.cols.count, values: stored)
-        .write(folder: folder, fingerprint: fingerprint)
-      if comm.rank == 0 { reportFromFolder(plan: plan, reporter: reporter, entriesTotal: entriesTotal) }
+    let threads = max(1, min(settings.threads, mine.count))
+    let lock = NSLock()
+    nonisolated(unsafe) var failure: Error? = nil
+    // The driver and reporter are used by thread 0 only (progress) or read-only.
+    nonisolated(unsafe) let driver = self
+    nonisolated(unsafe) let progress = reporter
+    let work: @Sendable (Int) -> Void = { thread in
+      var computer = TileComputer(kernel: net, train: train, test: test)
+      for (position, index) in mine.enumerated() where position % threads == thread {
+        if lock.withLock({ failure != nil }) { return }
+        do {
+          let tile = plan.tile(index)
+          let values = computer.compute(tile)
+          let stored = KernelFileLayout.kernelNames.map { StoredValues(values.values($0), as: driver.settings.dtype) }
+          try TileCheckpoint(index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
+                             rows: tile.rows.count, cols: tile.cols.count, values: stored)
+            .write(folder: folder, fingerprint: fingerprint)
+        } catch {
+          lock.withLock { if failure == nil { failure = error } }
+          return
+        }
+        if driver.comm.rank == 0 && thread == 0 { driver.reportFromFolder(plan: plan, reporter: progress, entriesTotal: entriesTotal) }
+      }
     }
+    if threads == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: threads, execute: work) }
+    if let failure { throw failure }
   }
 
   /// Rank 0's view of the whole job: the tiles checkpointed so far by every rank.

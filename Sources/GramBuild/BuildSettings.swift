@@ -18,6 +18,8 @@ public struct BuildSettings: Sendable {
   public var force = false
   /// Discard a checkpoint folder that belongs to another job.
   public var restart = false
+  /// Threads computing tiles inside each rank (for one rank per node: use `--bind-to none`).
+  public var threads = 1
 
   public init(train: DataSource, test: DataSource? = nil, network: FullyConnected, out: String) {
     self.train = train

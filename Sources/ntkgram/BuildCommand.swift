@@ -89,6 +89,7 @@ struct BuildCommand: ParsableCommand {
   @Flag(name: .customLong("keep-checkpoints"), help: "Keep the checkpoint folder after a successful build.") var keepCheckpoints = false
   @Flag(help: "Replace an existing output file (only once the new one is complete).") var force = false
   @Flag(help: "Discard a checkpoint folder that belongs to another job.") var restart = false
+  @Option(help: "Threads computing tiles inside each rank (one rank per node: launch with mpirun --bind-to none).") var threads: Int = 1
   @Flag(help: "No progress output.") var quiet = false
   @Option(name: .customLong("log-json"), help: "Write one JSON object per event to this file.") var logJSON: String?
 
@@ -124,6 +125,8 @@ struct BuildCommand: ParsableCommand {
     s.keepCheckpoints = keepCheckpoints || (jobFile?.bool("keep_checkpoints") ?? false)
     s.force = force
     s.restart = restart
+    guard threads >= 1 else { throw CommandError("--threads must be at least 1 (got \(threads))") }
+    s.threads = threads
     return s
   }
 

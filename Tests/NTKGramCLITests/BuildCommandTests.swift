@@ -52,6 +52,13 @@ struct BuildCommandTests {
       results.append(try ["/train/ntk", "/train/nngp", "/test/ntk", "/test/nngp"].flatMap { try f.dataset($0).readAll() })
     }
     for r in results.dropFirst() { #expect(r.map(\.bitPattern) == results[0].map(\.bitPattern)) }
+    // Threads inside the rank change nothing either.
+    let r = try runNTKGram(["build", "--train", d + "/x.npy", "--test", d + "/t.npy", "--tile", "16", "--threads", "3",
+                            "--dtype", "float64", "--out", d + "/threads.h5"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let f = try H5File.open(d + "/threads.h5")
+    let threaded = try ["/train/ntk", "/train/nngp", "/test/ntk", "/test/nngp"].flatMap { try f.dataset($0).readAll() }
+    #expect(threaded.map(\.bitPattern) == results[0].map(\.bitPattern))
   }
 
   @Test("float32 storage is the float64 result rounded once")
