@@ -18,7 +18,7 @@ final class StopWatcher {
     signal(SIGTERM, SIG_IGN)
     source = DispatchSource.makeSignalSource(signal: SIGTERM, queue: queue)
     source.setEventHandler {
-      FileManager.default.createFile(atPath: folder + "/" + Self.marker(rank), contents: Data(hosts[rank].utf8))
+      _ = FileManager.default.createFile(atPath: folder + "/" + Self.marker(rank), contents: Data(hosts[rank].utf8))
       guard rank == 0 else { _exit(143) }
       usleep(400_000)
       let present = Set((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])

@@ -21,6 +21,12 @@ public struct StoppingRule: Sendable {
   public var stagnationWindow: Int = 100
   public var stagnationFactor: Double = 0.5
   public init() {}
+
+  /// Whether a residual whose best values so far are `best` (one per iteration, running
+  /// minimum) has stopped improving.
+  func hasStagnated(_ best: [Double]) -> Bool {
+    best.count > stagnationWindow && best.last! > stagnationFactor * best[best.count - 1 - stagnationWindow]
+  }
 }
 
 /// The iteration of one system family `(K + λI) X = Y`.
@@ -107,9 +113,7 @@ public final class ColumnCG: KRRIteration {
       iterations[j] += 1
       residuals[j] = norms[k] / yNorms[j]
       best[j].append(min(best[j].last!, residuals[j]))
-      let w = rule.stagnationWindow
-      let stagnated = best[j].count > w && best[j].last! > rule.stagnationFactor * best[j][best[j].count - 1 - w]
-      if residuals[j] <= rule.tolerance || stagnated || !residuals[j].isFinite { active[j] = false } else { still.append(j) }
+      if residuals[j] <= rule.tolerance || rule.hasStagnated(best[j]) || !residuals[j].isFinite { active[j] = false } else { still.append(j) }
     }
     guard !still.isEmpty else { return }
     let rs = r.columns(still)
@@ -211,9 +215,7 @@ public final class BlockCG: KRRIteration {
     residuals = zip(norms, yNorms).map { $0 / $1 }
     let worst = residuals.max() ?? 0
     best.append(min(best.last!, worst))
-    let w = rule.stagnationWindow
-    let stagnated = best.count > w && best.last! > rule.stagnationFactor * best[best.count - 1 - w]
-    if worst <= rule.tolerance || stagnated || !worst.isFinite { done = true; return }
+    if worst <= rule.tolerance || rule.hasStagnated(best) || !worst.isFinite { done = true; return }
     let z = preconditioner.apply(r, shifts: Array(repeating: lambda, count: y.cols))
     let beta = try solveSPD(delta, q.transposeTimes(z))
     var next = z
