@@ -89,7 +89,7 @@ def mpirun(ranks, *args):
 
 def test_one_and_two_ranks_agree(small):
     d, *_ = small
-    for ranks in (1, 2):
+    for ranks in (1, 2, 3):
         r = mpirun(ranks, "solve", d / "k.h5", "--ridge", "1e-3", "--tol", "1e-12", "--out", d / f"r{ranks}.h5",
                    "--quiet", "--force", "--memory-budget", "200KiB")
         assert r.returncode == 0, r.stderr
@@ -98,6 +98,21 @@ def test_one_and_two_ranks_agree(small):
         assert np.abs(a1 - a2).max() / np.abs(a1).max() <= 1e-10
         assert np.array_equal(np.argmax(a["/test/predictions"][...], 1), np.argmax(b["/test/predictions"][...], 1))
         assert int(b.attrs["ranks"]) == 2
+    with h5py.File(d / "r1.h5") as a, h5py.File(d / "r3.h5") as c:
+        assert np.abs(a["/alpha"][...] - c["/alpha"][...]).max() / np.abs(a["/alpha"][...]).max() <= 1e-10
+
+
+def test_nngp_kernel_matches_dense(small, tmp_path):
+    d, *_ = small
+    with h5py.File(d / "k.h5") as f:
+        k = f["/train/nngp"][...]
+        y = f["/train/labels"][...]
+    ntkgram("solve", d / "k.h5", "--kernel-name", "nngp", "--ridge", "1e-2", "--tol", "1e-12", "--encoding", "centered",
+            "--out", tmp_path / "s.h5", "--quiet")
+    targets = np.where(np.eye(4)[y] > 0, 0.9, -0.1)
+    ref = dense_alpha(k, targets, 1e-2 * np.trace(k) / k.shape[0])
+    with h5py.File(tmp_path / "s.h5") as f:
+        assert np.abs(f["/alpha"][...] - ref).max() / np.abs(ref).max() <= 1e-8
 
 
 def test_kill_and_resume(tmp_path):
