@@ -140,12 +140,12 @@ public struct BuildDriver {
     let inputs = try comm.collectively { try loadInputs() }
     let net = settings.network
     let n = inputs.trainMatrix.rows, m = inputs.testMatrix?.rows ?? 0
-    let print = fingerprint(train: inputs.trainMatrix, test: inputs.testMatrix, network: net,
+    let jobPrint = fingerprint(train: inputs.trainMatrix, test: inputs.testMatrix, network: net,
                             dtype: settings.dtype, tileSize: settings.tileSize)
     let plan = TilePlan(trainCount: n, testCount: m, tileSize: settings.tileSize)
     let hosts = try comm.allGather(Array(comm.processorName.utf8)).map { String(decoding: $0, as: UTF8.self) }
     reporter.event("start", ["ranks": comm.size, "hosts": hosts, "train": n, "test": m, "tiles": plan.count,
-                             "tile": settings.tileSize, "fingerprint": print, "kernel": net.summary])
+                             "tile": settings.tileSize, "fingerprint": jobPrint, "kernel": net.summary])
     if comm.size > 1 {
       let distinct = Array(Set(hosts)).sorted()
       reporter.message("\(comm.size) ranks on \(distinct.count) host(s): \(distinct.map { h in "\(h) (\(hosts.filter { $0 == h }.count))" }.joined(separator: ", "))")
@@ -153,7 +153,7 @@ public struct BuildDriver {
 
     // 2. Checkpoint folder.
     let folder = settings.checkpointFolder
-    let manifest = CheckpointManifest(fingerprint: print, tile: settings.tileSize, trainCount: n, testCount: m,
+    let manifest = CheckpointManifest(fingerprint: jobPrint, tile: settings.tileSize, trainCount: n, testCount: m,
                                       dtype: settings.dtype.rawValue, kernel: net.summary)
     try comm.collectively { if isRoot { try claimCheckpointFolder(manifest, reporter: reporter) } }
 
@@ -165,7 +165,7 @@ public struct BuildDriver {
       for index in existing where index < plan.count && index % comm.size == comm.rank {
         let tile = plan.tile(index)
         switch TileCheckpoint.read(folder: folder, index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
-                                   rows: tile.rows.count, cols: tile.cols.count, type: settings.dtype, fingerprint: print) {
+                                   rows: tile.rows.count, cols: tile.cols.count, type: settings.dtype, fingerprint: jobPrint) {
         case .success: done[index] = 1
         case .failure(let problem):
           bad += 1
@@ -196,7 +196,7 @@ public struct BuildDriver {
     }, totalTiles: plan.count) : nil
     defer { watcher?.stop() }
     do {
-      try computeTiles(assignment.tiles(of: comm.rank), plan: plan, inputs: inputs, fingerprint: print,
+      try computeTiles(assignment.tiles(of: comm.rank), plan: plan, inputs: inputs, fingerprint: jobPrint,
                        reporter: reporter, entriesTotal: entriesTotal)
     } catch {
       // Other ranks are mid-computation and cannot be told in order: stop the whole job.
@@ -211,12 +211,12 @@ public struct BuildDriver {
       reporter.update(tilesDone: plan.count, tilesTotal: plan.count, entriesDone: entriesTotal, entriesTotal: entriesTotal, force: true)
       reporter.finishBar()
       reporter.event("assembly_start")
-      try assemble(plan: plan, inputs: inputs, fingerprint: print)
+      try assemble(plan: plan, inputs: inputs, fingerprint: jobPrint)
       reporter.event("assembly_done", ["out": settings.out])
       if !settings.keepCheckpoints { try? FileManager.default.removeItem(atPath: folder) }
     }
     let outcome = BuildOutcome(trainCount: n, testCount: m, tiles: plan.count, reusedTiles: reused,
-                               rejectedTiles: Int(badCount[0]), seconds: Date().timeIntervalSince(start), fingerprint: print)
+                               rejectedTiles: Int(badCount[0]), seconds: Date().timeIntervalSince(start), fingerprint: jobPrint)
     reporter.event("done", ["seconds": outcome.seconds, "reused": reused, "tiles": plan.count])
     return outcome
   }
