@@ -81,7 +81,47 @@ public final class TiledKernelOperator: KernelOperator {
     return v
   }
 
+  /// Blocks up to this many columns take the fused one-sweep product; wider ones, dgemm.
+  static let fusedColumnLimit = 32
+
   public func apply(_ x: DenseBlock) throws -> DenseBlock {
+    precondition(x.rows == n, "TiledKernelOperator.apply: wrong row count")
+    if x.cols > Self.fusedColumnLimit { return try applyWide(x) }
+    let c = x.cols
+    let lanes = (c + 3) / 4
+    // x and y with their columns padded to whole SIMD4s (see `symmetricTileProduct`).
+    var xp = [SIMD4<Double>](repeating: SIMD4(), count: n * lanes)
+    for i in 0..<n { for j in 0..<c { xp[i * lanes + j / 4][j % 4] = x.values[i * c + j] } }
+    var yp = [SIMD4<Double>](repeating: SIMD4(), count: n * lanes)
+    var failure: Error? = nil
+    if c > 0 { do {
+      for index in mine {
+        let t = plan.tile(index)
+        let stored = try cache[index] ?? Self.readTile(dataset, t, path: fileName)
+        xp.withUnsafeBufferPointer { xb in yp.withUnsafeMutableBufferPointer { yb in
+          switch stored {
+          case .float32(let v):
+            v.withUnsafeBufferPointer { symmetricTileProduct($0.baseAddress!, rows: t.rows.count, cols: t.cols.count,
+                                                             rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, diagonal: t.isDiagonal,
+                                                             x: xb.baseAddress!, y: yb.baseAddress!, lanes: lanes) }
+          case .float64(let v):
+            v.withUnsafeBufferPointer { symmetricTileProduct($0.baseAddress!, rows: t.rows.count, cols: t.cols.count,
+                                                             rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, diagonal: t.isDiagonal,
+                                                             x: xb.baseAddress!, y: yb.baseAddress!, lanes: lanes) }
+          }
+        } }
+      }
+    } catch { failure = error } }
+    // A rank that failed to read a tile still meets the others here, so none waits forever.
+    try comm.raiseIfAnyFailed(failure)
+    var y = DenseBlock(rows: n, cols: c)
+    for i in 0..<n { for j in 0..<c { y.values[i * c + j] = yp[i * lanes + j / 4][j % 4] } }
+    try comm.allReduce(&y.values, .sum)
+    passes += 1
+    return y
+  }
+  /// Wide blocks (the Nyström sketch): widen each tile to float64 and use two dgemms.
+  func applyWide(_ x: DenseBlock) throws -> DenseBlock {
     precondition(x.rows == n, "TiledKernelOperator.apply: wrong row count")
     var y = DenseBlock(rows: n, cols: x.cols)
     let c = x.cols
