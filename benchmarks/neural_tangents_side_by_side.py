@@ -6,7 +6,7 @@ The job: FC ReLU, depth 3, W_std √2, b_std 0.1, the first 4,096 Fashion-MNIST 
 (pixels / 255, d = 784), the train kernel NTK + NNGP (an entry = one (i, j) of the N×N matrix
 giving both). neural-tangents 0.6.5 runs `jax.jit(kernel_fn)` on CPU, in float32 and in
 float64 (x64 enabled in its own process), best of 3 after a warm-up; ntkgram runs
-`ntkgram bench --json` (1 rank; its compute is float64 for both storage precisions).
+`ntkgram bench --json --threads <cores>` (its compute is float64 for both storage precisions).
 """
 import json
 import os
@@ -45,13 +45,14 @@ def main():
     rows = []
     for dtype in ("float32", "float64"):
         nt = json.loads(subprocess.run([sys.executable, "-c", NT, dtype, str(N)], check=True, capture_output=True, text=True).stdout)
-        ours = json.loads(subprocess.run([BIN, "bench", "--json", "--dtype", dtype, "--samples", str(N), "--dir", "/tmp"],
+        ours = json.loads(subprocess.run([BIN, "bench", "--json", "--dtype", dtype, "--samples", str(N), "--dir", "/tmp",
+                                          "--threads", str(os.cpu_count())],
                                          check=True, capture_output=True, text=True).stdout)
         compute_only = ours["entries_per_s"]
         with_io = N * N / (ours["compute_s"] + ours["io_s"])
         rows.append((dtype, nt["entries_per_s"], compute_only, with_io, ours["build_over_blas"]))
     print(f"N = {N}, d = 784, FC ReLU depth 3, NTK + NNGP; entries/s (higher is better)")
-    print("neural-tangents: XLA on every core; ntkgram: one rank on one core (the build scales by ranks)")
+    print(f"both on every core ({os.cpu_count()}): XLA's threads, ntkgram bench --threads {os.cpu_count()}")
     print(f"{'dtype':8} {'neural-tangents':>16} {'ntkgram':>12} {'ratio':>6} {'ntkgram+I/O':>12} {'ratio':>6} {'build/BLAS':>10}")
     for dtype, nt, ours, io, blas in rows:
         print(f"{dtype:8} {nt:16.3g} {ours:12.3g} {ours / nt:6.2f} {io:12.3g} {io / nt:6.2f} {blas:10.2f}")

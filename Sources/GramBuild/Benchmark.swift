@@ -11,6 +11,7 @@ import GramTiling
 public struct BenchmarkReport: Codable, Sendable {
   public var samples: Int
   public var features: Int
+  public var threads: Int
   public var tile: Int
   public var dtype: String
   public var data: String
@@ -33,7 +34,7 @@ public struct BenchmarkReport: Codable, Sendable {
   public var peakRSSMegabytes: Double
 
   enum CodingKeys: String, CodingKey {
-    case samples, features, tile, dtype, data
+    case samples, features, tile, dtype, data, threads
     case computeSeconds = "compute_s", entriesPerSecond = "entries_per_s", gramSeconds = "gram_s", gramGflops = "gram_gflops"
     case recursionSeconds = "recursion_s", ioSeconds = "io_s", ioMegabytesPerSecond = "io_MB_per_s"
     case ddMegabytesPerSecond = "dd_MB_per_s", blasGramSeconds = "blas_gram_s", blasGflops = "blas_gflops"
@@ -47,6 +48,8 @@ public struct Benchmark {
   public var dtype: ScalarType = .float32
   public var folder: String
   public var repeats = 3
+  /// Threads for the compute part.
+  public var threads = 1
 
   public init(folder: String) { self.folder = folder }
 
@@ -81,12 +84,21 @@ public struct Benchmark {
     let net = FullyConnected(depth: 3, activation: .relu, wStd: 2.0.squareRoot(), bStd: 0.1)
     let features = net.prepare(x)
     let plan = TilePlan(trainCount: n, testCount: 0, tileSize: tile)
-    var computer = TileComputer(kernel: net, train: features, test: nil)
-
-    // Whole compute, then the Gram part alone over the same upper tiles.
+    // Whole compute (on `threads` threads, as `build --threads` does), then the Gram part
+    // alone over the same upper tiles (one thread).
     var results: [TileValues] = []
+    let threadCount = max(1, min(threads, plan.count))
     let compute = best {
-      results = (0..<plan.count).map { computer.compute(plan.tile($0)) }
+      let lock = NSLock()
+      nonisolated(unsafe) var slots = [TileValues?](repeating: nil, count: plan.count)
+      DispatchQueue.concurrentPerform(iterations: threadCount) { t in
+        var computer = TileComputer(kernel: net, train: features, test: nil)
+        for index in stride(from: t, to: plan.count, by: threadCount) {
+          let v = computer.compute(plan.tile(index))
+          lock.withLock { slots[index] = v }
+        }
+      }
+      results = slots.map { $0! }
     }
     var scratch = [Double](repeating: 0, count: net.scratchCount(rows: tile, cols: tile))
     var gramFlops = 0.0
@@ -130,9 +142,9 @@ public struct Benchmark {
     }
     let dd = ddThroughput(folder: tiles, megabytes: max(64, Int(bytes / 1e6)))
 
-    // OpenBLAS Gram product of the same rows, full N×N, in the storage precision, on one
-    // thread: the same core the single-rank build above ran on.
-    setLinearAlgebraThreads(1)
+    // OpenBLAS Gram product of the same rows, full N×N, in the storage precision, on as many
+    // threads as the compute above used: the same cores.
+    setLinearAlgebraThreads(threadCount)
     let blas: Double
     if dtype == .float64 {
       var c = [Double](repeating: 0, count: n * n)
@@ -155,7 +167,7 @@ public struct Benchmark {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return BenchmarkReport(
-      samples: n, features: d, tile: tile, dtype: dtype.rawValue, data: data,
+      samples: n, features: d, threads: threadCount, tile: tile, dtype: dtype.rawValue, data: data,
       computeSeconds: compute, entriesPerSecond: Double(n * n) / compute,
       gramSeconds: gram, gramGflops: gramFlops / gram / 1e9, recursionSeconds: max(0, compute - gram),
       ioSeconds: io, ioMegabytesPerSecond: bytes / io / 1e6, ddMegabytesPerSecond: dd,

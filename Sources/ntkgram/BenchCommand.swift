@@ -13,16 +13,18 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Storage precision (float32 or float64); also the precision of the BLAS comparison.") var dtype: String = "float32"
   @Option(help: "Folder for the I/O part (tile checkpoints and dd).") var dir: String = "."
   @Option(help: "Runs of each part; the best is reported.") var repeats: Int = 3
+  @Option(help: "Threads for the compute part (and for the BLAS comparison).") var threads: Int = 1
   @Flag(help: "Print JSON instead of text.") var json = false
 
   func run() throws {
     guard let type = ScalarType(rawValue: dtype) else { throw CommandError("unknown dtype '\(dtype)' (valid: float32, float64)") }
-    guard samples >= 2, tile >= 1, repeats >= 1 else { throw CommandError("--samples ≥ 2, --tile ≥ 1, --repeats ≥ 1") }
+    guard samples >= 2, tile >= 1, repeats >= 1, threads >= 1 else { throw CommandError("--samples ≥ 2, --tile ≥ 1, --repeats ≥ 1, --threads ≥ 1") }
     var b = Benchmark(folder: dir)
     b.samples = samples
     b.tile = tile
     b.dtype = type
     b.repeats = repeats
+    b.threads = threads
     let r = try b.run()
     if json {
       let encoder = JSONEncoder()
@@ -31,12 +33,12 @@ struct BenchCommand: ParsableCommand {
       return
     }
     func f(_ v: Double, _ p: Int = 3) -> String { String(format: "%.\(p)g", v) }
-    print("reference job: FC ReLU depth 3, W_std √2, b_std 0.1, N = \(r.samples) \(r.data) rows, d = \(r.features), tile \(r.tile), store \(r.dtype), 1 rank")
+    print("reference job: FC ReLU depth 3, W_std √2, b_std 0.1, N = \(r.samples) \(r.data) rows, d = \(r.features), tile \(r.tile), store \(r.dtype), 1 rank, \(r.threads) thread(s)")
     print("entries/s:           \(f(r.entriesPerSecond)) (compute \(f(r.computeSeconds)) s for \(r.samples)² entries, NTK + NNGP)")
     print("dot products:        \(f(r.gramSeconds)) s, \(f(r.gramGflops)) GFLOP/s")
     print("recursion + mirror:  \(f(r.recursionSeconds)) s")
     print("tile I/O:            \(f(r.ioSeconds)) s, \(f(r.ioMegabytesPerSecond)) MB/s" + (r.ddMegabytesPerSecond.map { " (dd: \(f($0)) MB/s, ratio \(f(r.ioMegabytesPerSecond / $0, 2)))" } ?? ""))
-    print("OpenBLAS X·Xᵀ (1 thread): \(f(r.blasGramSeconds)) s, \(f(r.blasGflops)) GFLOP/s; build (compute + I/O) / BLAS = \(f(r.buildOverBlas))")
+    print("OpenBLAS X·Xᵀ (\(r.threads) thread(s)): \(f(r.blasGramSeconds)) s, \(f(r.blasGflops)) GFLOP/s; build (compute + I/O) / BLAS = \(f(r.buildOverBlas))")
     print("peak RSS:            \(f(r.peakRSSMegabytes)) MB")
   }
 }
