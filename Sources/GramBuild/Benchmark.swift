@@ -100,30 +100,38 @@ public struct Benchmark {
       }
       results = slots.map { $0! }
     }
-    var scratch = [Double](repeating: 0, count: net.scratchCount(rows: tile, cols: tile))
+    // The Gram part alone, on the same threads and tiles.
+    let tileEdge = tile
     var gramFlops = 0.0
     let gram = best {
-      gramFlops = 0
-      scratch.withUnsafeMutableBufferPointer { sp in
-        for index in 0..<plan.count {
-          let t = plan.tile(index)
-          if t.isDiagonal {
-            // As the build does: strips from the diagonal to the right edge.
-            var r = 0
-            while r < t.rows.count {
-              let h = min(32, t.rows.count - r)
-              let rows = t.rows.lowerBound + r ..< t.rows.lowerBound + r + h
-              let cols = t.cols.lowerBound + r ..< t.cols.upperBound
-              net.gramOnly(features, rows: rows, features, cols: cols, scratch: sp)
-              gramFlops += 2 * Double(d) * Double(rows.count * cols.count)
-              r += h
+      let lock = NSLock()
+      nonisolated(unsafe) var flops = 0.0
+      DispatchQueue.concurrentPerform(iterations: threadCount) { t in
+        var scratch = [Double](repeating: 0, count: net.scratchCount(rows: tileEdge, cols: tileEdge))
+        var mine = 0.0
+        scratch.withUnsafeMutableBufferPointer { sp in
+          for index in stride(from: t, to: plan.count, by: threadCount) {
+            let tl = plan.tile(index)
+            if tl.isDiagonal {
+              // As the build does: strips from the diagonal to the right edge.
+              var r = 0
+              while r < tl.rows.count {
+                let h = min(32, tl.rows.count - r)
+                let rows = tl.rows.lowerBound + r ..< tl.rows.lowerBound + r + h
+                let cols = tl.cols.lowerBound + r ..< tl.cols.upperBound
+                net.gramOnly(features, rows: rows, features, cols: cols, scratch: sp)
+                mine += 2 * Double(d) * Double(rows.count * cols.count)
+                r += h
+              }
+            } else {
+              net.gramOnly(features, rows: tl.rows, features, cols: tl.cols, scratch: sp)
+              mine += 2 * Double(d) * Double(tl.entryCount)
             }
-          } else {
-            net.gramOnly(features, rows: t.rows, features, cols: t.cols, scratch: sp)
-            gramFlops += 2 * Double(d) * Double(t.entryCount)
           }
         }
+        lock.withLock { flops += mine }
       }
+      gramFlops = flops
     }
 
     // I/O: every tile as a checkpoint, against dd to the same folder.
