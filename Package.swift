@@ -28,7 +28,7 @@ let package = Package(
     .target(name: "GramTiling"),
     .target(name: "GramTransport", dependencies: ["CMPI"]),
     .target(name: "GramStorage", dependencies: ["CHDF5", "CZlib"]),
-    .target(name: "GramSolver", dependencies: ["CLAPACK"], swiftSettings: vectorFlags),
+    .target(name: "GramSolver", dependencies: ["CLAPACK", "GramKernels"], swiftSettings: vectorFlags),
     .target(
       name: "GramBuild",
       dependencies: [

@@ -1,4 +1,5 @@
 import CLAPACK
+import GramKernels
 
 /// The randomized Nyström preconditioner of Frangella, Tropp & Udell, "Randomized Nyström
 /// preconditioning" (SIAM J. Matrix Anal. Appl. 44, 2023), Algorithms 2.1 and 5.1.
@@ -77,20 +78,12 @@ public final class NystromPreconditioner: Preconditioner {
 
 /// Standard normal numbers (SplitMix64 + Box–Muller), reproducible from a seed.
 struct NormalGenerator {
-  var state: UInt64
+  var uniforms: SplitMix64
   var spare: Double?
-  init(seed: UInt64) { state = seed }
-  mutating func uniform() -> Double {
-    state &+= 0x9e37_79b9_7f4a_7c15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-    z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-    z ^= z >> 31
-    return (Double(z >> 11) + 0.5) / Double(1 << 53)
-  }
+  init(seed: UInt64) { uniforms = SplitMix64(seed: seed) }
   mutating func next() -> Double {
     if let s = spare { spare = nil; return s }
-    let r = (-2 * log(uniform())).squareRoot(), t = 2 * Double.pi * uniform()
+    let r = (-2 * log(uniforms.unit())).squareRoot(), t = 2 * Double.pi * uniforms.unit()
     spare = r * sin(t)
     return r * cos(t)
   }

@@ -26,7 +26,7 @@ struct KernelPropertyTests {
   @Test("the train kernel is exactly symmetric and its NNGP positive definite", arguments: sampleNetworks.indices)
   func symmetricAndPSD(networkIndex: Int) {
     let net = sampleNetworks[networkIndex]
-    var g = SplitMix(seed: UInt64(networkIndex))
+    var g = SplitMix64(seed: UInt64(networkIndex))
     let rows = (0..<60).map { _ in (0..<10).map { _ in g.unit() * 2 - 1 } }
     let k = tileKernel(net, rows, rows)
     for i in rows.indices { for j in rows.indices {
@@ -39,7 +39,7 @@ struct KernelPropertyTests {
   @Test("K(test, train) equals the matching block of K over the concatenated data")
   func crossBlock() {
     let net = sampleNetworks[3]
-    var g = SplitMix(seed: 11)
+    var g = SplitMix64(seed: 11)
     let train = (0..<23).map { _ in (0..<6).map { _ in g.unit() - 0.5 } }
     let test = (0..<9).map { _ in (0..<6).map { _ in g.unit() - 0.5 } }
     let cross = tileKernel(net, test, train)

@@ -18,7 +18,7 @@ let sampleNetworks: [FullyConnected] = [
 /// Random rows plus the adversarial ones: parallel and anti-parallel pairs (θ near 0 and π),
 /// zero rows, duplicates, huge and tiny norms.
 func adversarialRows(d: Int, seed: UInt64) -> [[Double]] {
-  var g = SplitMix(seed: seed)
+  var g = SplitMix64(seed: seed)
   func gaussian() -> Double { (-2 * log(g.unit())).squareRoot() * cos(2 * .pi * g.unit()) }
   var rows = (0..<12).map { _ in (0..<d).map { _ in gaussian() } }
   let base = rows[0]
@@ -31,19 +31,6 @@ func adversarialRows(d: Int, seed: UInt64) -> [[Double]] {
   rows.append(rows[3].map { $0 * 1e12 })                            // huge norm
   rows.append(rows[4].map { $0 * 1e-12 })                           // tiny norm
   return rows
-}
-
-struct SplitMix {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9e37_79b9_7f4a_7c15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-    z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-    return z ^ (z >> 31)
-  }
-  mutating func unit() -> Double { (Double(next() >> 11) + 0.5) / Double(1 << 53) }
 }
 
 @Suite("SIMD tile kernel against the scalar reference kernel")
