@@ -330,78 +330,43 @@ public final class H5Dataset: H5Object {
     }
   }
 
-  /// Writes a row-major block of doubles at `start` (converted to the stored type by HDF5).
-  public func write(_ values: UnsafeBufferPointer<Double>, start: [Int], count: [Int]) throws {
+  /// Writes a row-major block at `start`; HDF5 converts to the stored type (`H5Dwrite`).
+  public func write<T: HDF5Element>(_ values: UnsafeBufferPointer<T>, start: [Int], count: [Int]) throws {
     precondition(values.count >= count.reduce(1, *), "H5Dataset.write: buffer too small")
-    try transfer(start: start, count: count, memType: ch5_native_double(), "writing") { mem, file in
-      H5Dwrite(id, ch5_native_double(), mem, file, ch5_p_default(), values.baseAddress)
+    try transfer(start: start, count: count, memType: T.nativeType, "writing") { mem, file in
+      H5Dwrite(id, T.nativeType, mem, file, ch5_p_default(), values.baseAddress)
     }
   }
 
-  /// Writes a row-major block of floats at `start`.
-  public func write(_ values: UnsafeBufferPointer<Float>, start: [Int], count: [Int]) throws {
-    precondition(values.count >= count.reduce(1, *), "H5Dataset.write: buffer too small")
-    try transfer(start: start, count: count, memType: ch5_native_float(), "writing") { mem, file in
-      H5Dwrite(id, ch5_native_float(), mem, file, ch5_p_default(), values.baseAddress)
-    }
-  }
-
-  /// Writes a row-major block of `Int64`s at `start`.
-  public func write(_ values: UnsafeBufferPointer<Int64>, start: [Int], count: [Int]) throws {
-    try transfer(start: start, count: count, memType: ch5_native_int64(), "writing") { mem, file in
-      H5Dwrite(id, ch5_native_int64(), mem, file, ch5_p_default(), values.baseAddress)
-    }
-  }
-
-  /// Reads a row-major block at `start` as doubles.
-  public func read(into values: UnsafeMutableBufferPointer<Double>, start: [Int], count: [Int]) throws {
+  /// Reads a row-major block at `start`, converted to `T` by HDF5 (`H5Dread`).
+  public func read<T: HDF5Element>(into values: UnsafeMutableBufferPointer<T>, start: [Int], count: [Int]) throws {
     precondition(values.count >= count.reduce(1, *), "H5Dataset.read: buffer too small")
-    try transfer(start: start, count: count, memType: ch5_native_double(), "reading") { mem, file in
-      H5Dread(id, ch5_native_double(), mem, file, ch5_p_default(), values.baseAddress)
+    try transfer(start: start, count: count, memType: T.nativeType, "reading") { mem, file in
+      H5Dread(id, T.nativeType, mem, file, ch5_p_default(), values.baseAddress)
     }
   }
 
-  /// Reads a row-major block at `start` as floats (the stored type for float32 kernels).
-  public func read(into values: UnsafeMutableBufferPointer<Float>, start: [Int], count: [Int]) throws {
-    precondition(values.count >= count.reduce(1, *), "H5Dataset.read: buffer too small")
-    try transfer(start: start, count: count, memType: ch5_native_float(), "reading") { mem, file in
-      H5Dread(id, ch5_native_float(), mem, file, ch5_p_default(), values.baseAddress)
-    }
-  }
-
-  /// Reads the whole dataset as doubles.
-  public func readAll() throws -> [Double] {
-    var out = [Double](repeating: 0, count: shape.reduce(1, *))
+  /// Reads the whole dataset as `T`.
+  public func readAll<T: HDF5Element>(as type: T.Type) throws -> [T] {
+    var out = [T](repeating: .zero, count: shape.reduce(1, *))
     try out.withUnsafeMutableBufferPointer { try read(into: $0, start: shape.map { _ in 0 }, count: shape) }
     return out
   }
 
-  /// Writes a row-major block of `UInt64`s at `start`.
-  public func write(_ values: UnsafeBufferPointer<UInt64>, start: [Int], count: [Int]) throws {
-    try transfer(start: start, count: count, memType: ch5_native_uint64(), "writing") { mem, file in
-      H5Dwrite(id, ch5_native_uint64(), mem, file, ch5_p_default(), values.baseAddress)
-    }
-  }
-
-  /// Reads the whole dataset as `UInt64`s.
-  public func readAllUInt64() throws -> [UInt64] {
-    var out = [UInt64](repeating: 0, count: shape.reduce(1, *))
-    try out.withUnsafeMutableBufferPointer { buffer in
-      try transfer(start: shape.map { _ in 0 }, count: shape, memType: ch5_native_uint64(), "reading") { mem, file in
-        H5Dread(id, ch5_native_uint64(), mem, file, ch5_p_default(), buffer.baseAddress)
-      }
-    }
-    return out
-  }
-
+  /// Reads the whole dataset as doubles.
+  public func readAll() throws -> [Double] { try readAll(as: Double.self) }
   /// Reads the whole dataset as `Int64`s.
-  public func readAllInt64() throws -> [Int64] {
-    var out = [Int64](repeating: 0, count: shape.reduce(1, *))
-    try out.withUnsafeMutableBufferPointer { buffer in
-      try transfer(start: shape.map { _ in 0 }, count: shape, memType: ch5_native_int64(), "reading") { mem, file in
-        H5Dread(id, ch5_native_int64(), mem, file, ch5_p_default(), buffer.baseAddress)
-      }
-    }
-    return out
-  }
+  public func readAllInt64() throws -> [Int64] { try readAll(as: Int64.self) }
+  /// Reads the whole dataset as `UInt64`s.
+  public func readAllUInt64() throws -> [UInt64] { try readAll(as: UInt64.self) }
 }
+
+/// Element types that HDF5 reads and writes natively (their `H5T_NATIVE_*` memory type).
+public protocol HDF5Element: Numeric {
+  static var nativeType: hid_t { get }
+}
+extension Double: HDF5Element { public static var nativeType: hid_t { ch5_native_double() } }
+extension Float: HDF5Element { public static var nativeType: hid_t { ch5_native_float() } }
+extension Int64: HDF5Element { public static var nativeType: hid_t { ch5_native_int64() } }
+extension UInt64: HDF5Element { public static var nativeType: hid_t { ch5_native_uint64() } }
+
