@@ -23,15 +23,4 @@ public struct Matrix: Sendable, Equatable {
     get { values[row * cols + col] }
     set { values[row * cols + col] = newValue }
   }
-
-  /// Rows `range` as a new matrix.
-  public func rows(_ range: Range<Int>) -> Matrix {
-    Matrix(rows: range.count, cols: cols, values: Array(values[range.lowerBound * cols ..< range.upperBound * cols]))
-  }
-
-  /// This matrix with `other`'s rows appended below.
-  public func stacked(on other: Matrix) -> Matrix {
-    precondition(cols == other.cols, "Matrix.stacked: column counts differ")
-    return Matrix(rows: rows + other.rows, cols: cols, values: values + other.values)
-  }
 }
