@@ -7,6 +7,11 @@ let vectorFlags: [SwiftSetting] = [
   .unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma"]),
 ]
 
+/// The AVX-512 instantiation of the packed Gram product; its code runs only after a CPU check.
+let avx512Flags: [SwiftSetting] = [
+  .unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mavx512f", "-Xcc", "-mavx512vl", "-Xcc", "-mavx512dq"]),
+]
+
 let package = Package(
   name: "NTKGram",
   products: [
@@ -24,7 +29,11 @@ let package = Package(
     .systemLibrary(name: "CLAPACK", providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
 
     // MARK: Implementation (arrows point one way: kernels/tiling ← storage/transport ← build ← CLI)
-    .target(name: "GramKernels", swiftSettings: vectorFlags),
+    .target(name: "CCPUFeatures"),
+    .target(name: "GramMicroKernels"),
+    .target(name: "GramMicroKernelsAVX512", dependencies: ["GramMicroKernels"], swiftSettings: avx512Flags),
+    .target(name: "GramKernels", dependencies: ["CCPUFeatures", "GramMicroKernels", "GramMicroKernelsAVX512"],
+            swiftSettings: vectorFlags),
     .target(name: "GramTiling"),
     .target(name: "GramTransport", dependencies: ["CMPI"]),
     .target(name: "GramStorage", dependencies: ["CHDF5", "CZlib"]),

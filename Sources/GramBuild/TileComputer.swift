@@ -13,15 +13,14 @@ public struct TileValues: Sendable {
 
 /// Computes whole tiles with any `GramKernel`, reusing one scratch buffer.
 ///
-/// A diagonal train tile computes only its upper part, in strips of `strip` rows each spanning
-/// from its first diagonal entry to the tile's right edge, then mirrors it; the kernel's
-/// entries do not depend on the block they are computed in, so the tile is exactly symmetric.
+/// A diagonal train tile computes only its upper part (`computeUpperTile`), then mirrors it;
+/// the kernel's entries do not depend on the block they are computed in, so the tile is
+/// exactly symmetric.
 public struct TileComputer<Kernel: GramKernel> {
   public let kernel: Kernel
   public let train: Kernel.Features
   public let test: Kernel.Features?
   private var scratch: [Double] = []
-  private let strip = 32
 
   public init(kernel: Kernel, train: Kernel.Features, test: Kernel.Features?) {
     self.kernel = kernel
@@ -33,9 +32,9 @@ public struct TileComputer<Kernel: GramKernel> {
     let m = tile.rows.count, n = tile.cols.count
     var nngp = [Double](repeating: 0, count: m * n)
     var ntk = [Double](repeating: 0, count: m * n)
-    let needed = kernel.scratchCount(rows: min(m, tile.isDiagonal ? strip : m), cols: n)
+    let needed = kernel.scratchCount(train, rows: m, cols: n)
     if scratch.count < needed { scratch = [Double](repeating: 0, count: needed) }
-    let (kernel, train, strip) = (self.kernel, self.train, self.strip)
+    let (kernel, train) = (self.kernel, self.train)
     let rowsFeatures = tile.block == .train ? train : test!
     nngp.withUnsafeMutableBufferPointer { np in
       ntk.withUnsafeMutableBufferPointer { tp in
@@ -46,16 +45,9 @@ public struct TileComputer<Kernel: GramKernel> {
                                scratch: sp)
             return
           }
-          var r = 0
-          while r < m {
-            let h = min(strip, m - r)
-            let offset = r * n + r
-            kernel.computeTile(rowsFeatures, rows: tile.rows.lowerBound + r ..< tile.rows.lowerBound + r + h,
-                               train, cols: tile.cols.lowerBound + r ..< tile.cols.upperBound,
-                               into: TileOutput(nngp: np.baseAddress! + offset, ntk: tp.baseAddress! + offset, leadingDimension: n),
-                               scratch: sp)
-            r += h
-          }
+          kernel.computeUpperTile(rowsFeatures, rows: tile.rows,
+                                  into: TileOutput(nngp: np.baseAddress!, ntk: tp.baseAddress!, leadingDimension: n),
+                                  scratch: sp)
           for i in 0..<m {
             for j in 0..<i {
               np[i * n + j] = np[j * n + i]

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import GramMicroKernels
 
 // MARK: - Prepared features
 
@@ -11,9 +12,13 @@ public struct FCFeatures: Sendable {
   public let rows: Int
   /// Feature count `d` of the input.
   public let dimension: Int
-  /// Row stride of `x`: `d` rounded up to whole `Lanes`, padded with zeros.
+  /// Row stride of `x` (and `x32`).
   let stride: Int
   let x: [Double]
+  /// `x` rounded to float32, for float32 dot products (empty otherwise).
+  let x32: [Float]
+  /// The precision of the dot products these features were prepared for.
+  let gramPrecision: GramPrecision
   /// Pre-activation variance `q_l(x)` after hidden dense layer `l`, layer-major: `[l*rows + i]`.
   let layerVariance: [Double]
   /// Exact θ = 0 values `K(x, x)`.
@@ -140,8 +145,7 @@ extension FullyConnected: GramKernel {
 
   public func prepare(_ data: Matrix) -> FCFeatures {
     let d = data.cols, n = data.rows
-    let w = Lanes.scalarCount
-    let stride = Swift.max(w, (d + w - 1) / w * w)
+    let stride = Swift.max(1, d)
     var x = [Double](repeating: 0, count: n * stride)
     var variance = [Double](repeating: 0, count: depth * n)
     var nngp = [Double](repeating: 0, count: n), ntk = [Double](repeating: 0, count: n)
@@ -158,7 +162,9 @@ extension FullyConnected: GramKernel {
     }
     x.withUnsafeBufferPointer { p in
       for i in 0..<n {
-        var q = dot(p.baseAddress! + i * stride, p.baseAddress! + i * stride, depth: stride) / Double(d)
+        // The same chain the Gram product uses, so that the diagonal of the Gram block is q.
+        let row = p.baseAddress! + i * stride
+        var q = sequentialDot(row, row, depth: d) / Double(d)
         var t = 0.0
         for l in 0..<depth {
           (q, t) = dense(q, t, layer: l, inputDimension: d)
@@ -169,63 +175,115 @@ extension FullyConnected: GramKernel {
         (nngp[i], ntk[i]) = dense(q, t, layer: depth, inputDimension: d)
       }
     }
-    return FCFeatures(rows: n, dimension: d, stride: stride, x: x, layerVariance: variance,
+    let x32 = gramPrecision == .float32 ? x.map { Float($0) } : []
+    return FCFeatures(rows: n, dimension: d, stride: stride, x: x, x32: x32, gramPrecision: gramPrecision, layerVariance: variance,
                       diagonalNNGP: nngp, diagonalNTK: ntk, rowKey: keys)
   }
 
   public func rowCount(_ features: FCFeatures) -> Int { features.rows }
 
-  /// Gram block (`rows × cols` rounded up to whole lanes) plus the column variances per layer.
-  public func scratchCount(rows: Int, cols: Int) -> Int {
-    let np = (cols + Lanes.scalarCount - 1) / Lanes.scalarCount * Lanes.scalarCount
-    return rows * np + depth * np
+  /// Scratch layout (in `Double`s): one block of Gram rows (`GramShape.blockRows ×
+  /// paddedCols`), the column variances per layer, the packing workspace. float32 dot products
+  /// use the same regions for their floats.
+  public func scratchCount(_ features: FCFeatures, rows: Int, cols: Int) -> Int {
+    let np = GramShape.paddedCols(cols)
+    return GramShape.blockRows * np + depth * np + GramShape.workspace(cols: cols, depth: features.dimension)
+  }
+
+  /// The Gram product of a tile, one block of rows at a time, each block handed to `body` with
+  /// a loader of `Lanes` from it: `load(i, j)` = the dot products of tile row `i` (in the block)
+  /// with tile columns `j ..< j + Lanes.scalarCount`.
+  @inline(__always)
+  func gramBlocks(_ a: FCFeatures, rows: Range<Int>, _ b: FCFeatures, cols: Range<Int>,
+                  scratch: UnsafeMutableBufferPointer<Double>, upper: Bool,
+                  body: (Range<Int>, (Int, Int) -> Lanes) -> Void) {
+    let m = rows.count, n = cols.count
+    let np = GramShape.paddedCols(n)
+    let base = scratch.baseAddress!
+    let workspace = base + GramShape.blockRows * np + depth * np
+    // The recursion of an upper block reads from column 4⌊i/4⌋ ≥ i − 3 in row i.
+    let upperFrom: Int? = upper ? Lanes.scalarCount - 1 : nil
+    switch gramPrecision {
+    case .float64:
+      a.x.withUnsafeBufferPointer { ap in
+        b.x.withUnsafeBufferPointer { bp in
+          gram(ap.baseAddress! + rows.lowerBound * a.stride, aStride: a.stride, rows: m,
+               bp.baseAddress! + cols.lowerBound * b.stride, bStride: b.stride, cols: n,
+               depth: a.dimension, into: base, ldc: np, workspace: workspace, upperFrom: upperFrom) { block in
+            body(block) { i, j in UnsafeRawPointer(base + (i - block.lowerBound) * np + j).loadUnaligned(as: Lanes.self) }
+          }
+        }
+      }
+    case .float32:
+      let c = UnsafeMutableRawPointer(base).bindMemory(to: Float.self, capacity: GramShape.blockRows * np)
+      let ws = UnsafeMutableRawPointer(workspace).bindMemory(
+        to: Float.self, capacity: GramShape.workspace(cols: n, depth: a.dimension))
+      a.x32.withUnsafeBufferPointer { ap in
+        b.x32.withUnsafeBufferPointer { bp in
+          gram(ap.baseAddress! + rows.lowerBound * a.stride, aStride: a.stride, rows: m,
+               bp.baseAddress! + cols.lowerBound * b.stride, bStride: b.stride, cols: n,
+               depth: a.dimension, into: c, ldc: np, workspace: ws, upperFrom: upperFrom) { block in
+            body(block) { i, j in
+              Lanes(UnsafeRawPointer(c + (i - block.lowerBound) * np + j).loadUnaligned(as: SIMD4<Float>.self))
+            }
+          }
+        }
+      }
+    }
   }
 
   public func computeTile(_ a: FCFeatures, rows: Range<Int>, _ b: FCFeatures, cols: Range<Int>,
                           into out: TileOutput, scratch: UnsafeMutableBufferPointer<Double>) {
+    tile(a, rows: rows, b, cols: cols, into: out, scratch: scratch, upper: false)
+  }
+
+  public func computeUpperTile(_ a: FCFeatures, rows: Range<Int>, into out: TileOutput,
+                               scratch: UnsafeMutableBufferPointer<Double>) {
+    tile(a, rows: rows, a, cols: rows, into: out, scratch: scratch, upper: true)
+  }
+
+  /// A tile, or with `upper` (then `a == b`, `rows == cols`) the entries `j ≥ i` of a diagonal
+  /// tile; an upper tile may also write some entries just left of its diagonal.
+  func tile(_ a: FCFeatures, rows: Range<Int>, _ b: FCFeatures, cols: Range<Int>,
+            into out: TileOutput, scratch: UnsafeMutableBufferPointer<Double>, upper: Bool) {
     precondition(a.dimension == b.dimension, "computeTile: feature counts differ")
+    precondition(a.gramPrecision == gramPrecision && b.gramPrecision == gramPrecision,
+                 "computeTile: features prepared for another dot-product precision")
     let m = rows.count, n = cols.count, w = Lanes.scalarCount
-    let np = (n + w - 1) / w * w
-    precondition(scratch.count >= scratchCount(rows: m, cols: n), "computeTile: scratch too small")
-    let gram = scratch.baseAddress!
-    let qCols = gram + m * np
+    let np = GramShape.paddedCols(n), nv = (n + w - 1) / w * w
+    precondition(scratch.count >= scratchCount(a, rows: m, cols: n), "computeTile: scratch too small")
+    let qCols = scratch.baseAddress! + GramShape.blockRows * np
     let d = a.dimension
     let act = ActivationMap(activation)
 
-    // Gram block, padded columns zeroed; column variances per layer, padded with 1.
-    a.x.withUnsafeBufferPointer { ap in
-      b.x.withUnsafeBufferPointer { bp in
-        gramBlock(ap.baseAddress! + rows.lowerBound * a.stride, aStride: a.stride, rows: m,
-                  bp.baseAddress! + cols.lowerBound * b.stride, bStride: b.stride, cols: n,
-                  depth: a.stride, into: gram, ldOut: np)
-      }
-    }
-    for i in 0..<m { for j in n..<np { gram[i * np + j] = 0 } }
+    // Column variances per layer, padded with 1.
     for l in 0..<depth {
-      for j in 0..<np { qCols[l * np + j] = j < n ? b.layerVariance[l * b.rows + cols.lowerBound + j] : 1 }
+      for j in 0..<nv { qCols[l * np + j] = j < n ? b.layerVariance[l * b.rows + cols.lowerBound + j] : 1 }
     }
 
-    // The recursion, `Lanes.scalarCount` pairs at a time.
+    // The recursion, `Lanes.scalarCount` pairs at a time, on each block of Gram rows.
     let dd = Double(d)
-    for i in 0..<m {
-      let gi = rows.lowerBound + i
-      var jb = 0
-      while jb < np {
-        var s = UnsafeRawPointer(gram + i * np + jb).loadUnaligned(as: Lanes.self) / dd
-        var t = Lanes()
-        for l in 0..<depth {
-          (s, t) = dense(s, t, layer: l, inputDimension: d)
-          let qj = UnsafeRawPointer(qCols + l * np + jb).loadUnaligned(as: Lanes.self)
-          let (sa, dot) = act.pair(s, a.layerVariance[l * a.rows + gi], qj)
-          s = sa; t *= dot
+    gramBlocks(a, rows: rows, b, cols: cols, scratch: scratch, upper: upper) { block, load in
+      for i in block {
+        let gi = rows.lowerBound + i
+        var jb = upper ? i / w * w : 0
+        while jb < nv {
+          var s = load(i, jb) / dd
+          var t = Lanes()
+          for l in 0..<depth {
+            (s, t) = dense(s, t, layer: l, inputDimension: d)
+            let qj = UnsafeRawPointer(qCols + l * np + jb).loadUnaligned(as: Lanes.self)
+            let (sa, dot) = act.pair(s, a.layerVariance[l * a.rows + gi], qj)
+            s = sa; t *= dot
+          }
+          (s, t) = dense(s, t, layer: depth, inputDimension: d)
+          let o = i * out.leadingDimension + jb
+          for lane in 0..<Swift.min(w, n - jb) {
+            out.nngp[o + lane] = s[lane]
+            out.ntk[o + lane] = t[lane]
+          }
+          jb += w
         }
-        (s, t) = dense(s, t, layer: depth, inputDimension: d)
-        let o = i * out.leadingDimension + jb
-        for lane in 0..<Swift.min(w, n - jb) {
-          out.nngp[o + lane] = s[lane]
-          out.ntk[o + lane] = t[lane]
-        }
-        jb += w
       }
     }
 
@@ -233,7 +291,7 @@ extension FullyConnected: GramKernel {
     for i in 0..<m {
       let gi = rows.lowerBound + i
       let key = a.rowKey[gi]
-      for j in 0..<n where b.rowKey[cols.lowerBound + j] == key && a.rowPointerEqual(gi, b, cols.lowerBound + j) {
+      for j in (upper ? i : 0)..<n where b.rowKey[cols.lowerBound + j] == key && a.rowPointerEqual(gi, b, cols.lowerBound + j) {
         out.nngp[i * out.leadingDimension + j] = a.diagonalNNGP[gi]
         out.ntk[i * out.leadingDimension + j] = a.diagonalNTK[gi]
       }
@@ -282,15 +340,8 @@ extension FullyConnected {
   /// Only the dot-product part of `computeTile` (into `scratch`), for benchmarks that split
   /// the time between the Gram product and the recursion.
   public func gramOnly(_ a: FCFeatures, rows: Range<Int>, _ b: FCFeatures, cols: Range<Int>,
-                       scratch: UnsafeMutableBufferPointer<Double>) {
-    let np = (cols.count + Lanes.scalarCount - 1) / Lanes.scalarCount * Lanes.scalarCount
-    precondition(scratch.count >= rows.count * np, "gramOnly: scratch too small")
-    a.x.withUnsafeBufferPointer { ap in
-      b.x.withUnsafeBufferPointer { bp in
-        gramBlock(ap.baseAddress! + rows.lowerBound * a.stride, aStride: a.stride, rows: rows.count,
-                  bp.baseAddress! + cols.lowerBound * b.stride, bStride: b.stride, cols: cols.count,
-                  depth: a.stride, into: scratch.baseAddress!, ldOut: np)
-      }
-    }
+                       scratch: UnsafeMutableBufferPointer<Double>, upper: Bool = false) {
+    precondition(scratch.count >= scratchCount(a, rows: rows.count, cols: cols.count), "gramOnly: scratch too small")
+    gramBlocks(a, rows: rows, b, cols: cols, scratch: scratch, upper: upper) { _, _ in }
   }
 }

@@ -6,6 +6,16 @@ public enum Parameterization: String, Sendable, CaseIterable {
   case standard
 }
 
+/// The precision of the dot products `x·y` a kernel starts from.
+///
+/// `float64` (the default) gives every entry to ~1e-15 relative. `float32` runs the dot
+/// products at twice the speed with rows rounded to float32 and float32 sums (the recursion
+/// stays float64); its error, ~1e-6 relative, is measured in `docs/precision.md`.
+public enum GramPrecision: String, Sendable, CaseIterable {
+  case float64
+  case float32
+}
+
 /// A kernel specification that cannot describe a network.
 public struct KernelSpecError: Error, CustomStringConvertible, Equatable {
   public let description: String
@@ -25,9 +35,13 @@ public struct FullyConnected: Sendable, Equatable {
   public var parameterization: Parameterization
   /// Hidden width: only the standard parameterization's NTK depends on it.
   public var width: Int
+  /// The precision of the input dot products (the recursion is always float64).
+  public var gramPrecision: GramPrecision
 
   public init(depth: Int, activation: Activation, wStd: Double, bStd: Double?,
-              parameterization: Parameterization = .ntk, width: Int = 512) {
+              parameterization: Parameterization = .ntk, width: Int = 512,
+              gramPrecision: GramPrecision = .float64) {
+    self.gramPrecision = gramPrecision
     self.depth = depth
     self.activation = activation
     self.wStd = wStd

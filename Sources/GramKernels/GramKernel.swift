@@ -29,9 +29,33 @@ public protocol GramKernel: Sendable {
   func prepare(_ data: Matrix) -> Features
   /// Number of rows in prepared features.
   func rowCount(_ features: Features) -> Int
-  /// Number of `Double`s of scratch `computeTile` needs for a `rows × cols` tile.
-  func scratchCount(rows: Int, cols: Int) -> Int
+  /// Number of `Double`s of scratch `computeTile` and `computeUpperTile` need for a
+  /// `rows × cols` tile of `features`.
+  func scratchCount(_ features: Features, rows: Int, cols: Int) -> Int
   /// Computes the kernel between rows `rows` of `a` and rows `cols` of `b` into `out`.
   func computeTile(_ a: Features, rows: Range<Int>, _ b: Features, cols: Range<Int>,
                    into out: TileOutput, scratch: UnsafeMutableBufferPointer<Double>)
+  /// Computes at least the entries `j ≥ i` of the diagonal tile `rows × rows` of `a` (it may
+  /// write entries left of the diagonal too; the caller mirrors the upper part over them).
+  func computeUpperTile(_ a: Features, rows: Range<Int>, into out: TileOutput,
+                        scratch: UnsafeMutableBufferPointer<Double>)
 }
+
+extension GramKernel {
+  /// Strips of `upperStrip` rows, each from its first diagonal entry to the right edge.
+  public func computeUpperTile(_ a: Features, rows: Range<Int>, into out: TileOutput,
+                               scratch: UnsafeMutableBufferPointer<Double>) {
+    var r = 0
+    while r < rows.count {
+      let h = min(upperStrip, rows.count - r)
+      let offset = r * out.leadingDimension + r
+      computeTile(a, rows: rows.lowerBound + r ..< rows.lowerBound + r + h, a, cols: rows.lowerBound + r ..< rows.upperBound,
+                  into: TileOutput(nngp: out.nngp + offset, ntk: out.ntk + offset, leadingDimension: out.leadingDimension),
+                  scratch: scratch)
+      r += h
+    }
+  }
+}
+
+/// Rows per strip of the default `computeUpperTile`.
+public let upperStrip = 32

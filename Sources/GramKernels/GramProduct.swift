@@ -1,61 +1,97 @@
-/// Dot products of every row of a block of `a` with every row of a block of `b`.
+import CCPUFeatures
+import GramMicroKernels
+import GramMicroKernelsAVX512
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The instruction set the Gram products run on, chosen once per process.
 ///
-/// `out[i*ldOut + j] = Σ_k a[i*aStride + k]·b[j*bStride + k]` for `k < depth`, where `depth`
-/// is a multiple of `Lanes.scalarCount` (callers pad rows with zeros). Register-blocked 2×4
-/// with one `Lanes` accumulator per pair; every pair, in the blocked body or in a ragged
-/// edge, accumulates in exactly the same order (fused multiply-add over lane chunks, then one
-/// `sum()`), so an entry never depends on where it sits in a tile.
-@inlinable
-func gramBlock(_ a: UnsafePointer<Double>, aStride: Int, rows m: Int,
-               _ b: UnsafePointer<Double>, bStride: Int, cols n: Int,
-               depth: Int, into out: UnsafeMutablePointer<Double>, ldOut: Int) {
-  let w = Lanes.scalarCount
-  @inline(__always) func load(_ p: UnsafePointer<Double>) -> Lanes {
-    UnsafeRawPointer(p).loadUnaligned(as: Lanes.self)
-  }
-  var i = 0
-  while i + 2 <= m {
-    let a0 = a + i * aStride, a1 = a0 + aStride
-    var j = 0
-    while j + 4 <= n {
-      let b0 = b + j * bStride, b1 = b0 + bStride, b2 = b1 + bStride, b3 = b2 + bStride
-      var c00 = Lanes(), c01 = Lanes(), c02 = Lanes(), c03 = Lanes()
-      var c10 = Lanes(), c11 = Lanes(), c12 = Lanes(), c13 = Lanes()
-      var k = 0
-      while k < depth {
-        let x0 = load(a0 + k), x1 = load(a1 + k)
-        let y0 = load(b0 + k), y1 = load(b1 + k), y2 = load(b2 + k), y3 = load(b3 + k)
-        c00.addProduct(x0, y0); c01.addProduct(x0, y1); c02.addProduct(x0, y2); c03.addProduct(x0, y3)
-        c10.addProduct(x1, y0); c11.addProduct(x1, y1); c12.addProduct(x1, y2); c13.addProduct(x1, y3)
-        k += w
-      }
-      let o0 = out + i * ldOut + j, o1 = o0 + ldOut
-      o0[0] = c00.sum(); o0[1] = c01.sum(); o0[2] = c02.sum(); o0[3] = c03.sum()
-      o1[0] = c10.sum(); o1[1] = c11.sum(); o1[2] = c12.sum(); o1[3] = c13.sum()
-      j += 4
+/// Every choice gives the same bits (one summation order, see `GramMicroKernels`), so ranks on
+/// different CPUs still write byte-identical kernels; `NTKGRAM_ISA=avx2` forces the AVX2 path
+/// on an AVX-512 machine (tests compare the two).
+public enum GramISA: String, Sendable, CaseIterable {
+  case avx2
+  case avx512
+
+  /// What this CPU supports, unless `NTKGRAM_ISA` names a supported narrower set.
+  public static let current: GramISA = {
+    let best: GramISA = ntkgram_cpu_has_avx512() != 0 ? .avx512 : .avx2
+    if let forced = getenv("NTKGRAM_ISA").map({ String(cString: $0) }), let isa = GramISA(rawValue: forced),
+       isa == .avx2 || best == .avx512 {
+      return isa
     }
-    while j < n {
-      out[i * ldOut + j] = dot(a0, b + j * bStride, depth: depth)
-      out[(i + 1) * ldOut + j] = dot(a1, b + j * bStride, depth: depth)
-      j += 1
+    return best
+  }()
+
+  /// Whether this CPU can run `self`.
+  public var isSupported: Bool {
+    switch self {
+    case .avx2: return ntkgram_cpu_has_avx2_fma() != 0
+    case .avx512: return ntkgram_cpu_has_avx512() != 0
     }
-    i += 2
   }
-  while i < m {
-    for j in 0..<n { out[i * ldOut + j] = dot(a + i * aStride, b + j * bStride, depth: depth) }
-    i += 1
+
+  func blocking(scalarBytes: Int) -> GramBlocking {
+    GramBlocking.forVector(lanes: (self == .avx512 ? 64 : 32) / scalarBytes, scalarBytes: scalarBytes)
   }
 }
 
-/// One dot product in the same accumulation order as `gramBlock`'s blocked body.
-@inlinable @inline(__always)
-func dot(_ x: UnsafePointer<Double>, _ y: UnsafePointer<Double>, depth: Int) -> Double {
-  var c = Lanes()
-  var k = 0
-  while k < depth {
-    c.addProduct(UnsafeRawPointer(x + k).loadUnaligned(as: Lanes.self),
-                 UnsafeRawPointer(y + k).loadUnaligned(as: Lanes.self))
-    k += Lanes.scalarCount
+/// Shapes of a packed Gram product, the same for every instruction set so that scratch sizes
+/// do not depend on the CPU.
+public enum GramShape {
+  /// Rows of one block of results (`GramBlocking.mc`).
+  public static let blockRows = 72
+  /// Largest k block of any instruction set (`GramBlocking.kc`).
+  static let maxKBlock = 256
+  /// Columns are padded to a multiple of the widest register block (2 × 16 floats).
+  public static func paddedCols(_ n: Int) -> Int { roundUp(max(n, 1), 32) }
+  /// Scalars of packing workspace for `n` columns of `depth` features.
+  public static func workspace(cols n: Int, depth: Int) -> Int { blockRows * maxKBlock + paddedCols(n) * depth }
+}
+
+/// `Σ_k a[i*aStride + k]·b[j*bStride + k]` on `isa`, one fused multiply-add chain over k per
+/// entry, one block of `GramShape.blockRows` rows at a time into `c` (room for
+/// `blockRows × GramShape.paddedCols(n)`), each block handed to `rowBlock` (see `packedGram`,
+/// also for `upperFrom`).
+@inline(__always)
+func gram<T: BinaryFloatingPoint>(
+  _ a: UnsafePointer<T>, aStride: Int, rows m: Int, _ b: UnsafePointer<T>, bStride: Int, cols n: Int,
+  depth: Int, into c: UnsafeMutablePointer<T>, ldc: Int, workspace: UnsafeMutablePointer<T>,
+  upperFrom: Int? = nil, isa: GramISA = .current, rowBlock: (Range<Int>) -> Void
+) {
+  precondition(ldc >= GramShape.paddedCols(n), "gram: ldc too small")
+  var blocking = isa.blocking(scalarBytes: MemoryLayout<T>.size)
+  blocking.mc = GramShape.blockRows
+  precondition(blocking.kc <= GramShape.maxKBlock)
+  if T.self == Double.self {
+    let a = UnsafeRawPointer(a).assumingMemoryBound(to: Double.self)
+    let b = UnsafeRawPointer(b).assumingMemoryBound(to: Double.self)
+    let c = UnsafeMutableRawPointer(c).assumingMemoryBound(to: Double.self)
+    let w = UnsafeMutableRawPointer(workspace).assumingMemoryBound(to: Double.self)
+    switch isa {
+    case .avx512:
+      AVX512.gram(a, aStride: aStride, rows: m, b, bStride: bStride, cols: n, depth: depth,
+                  into: c, ldc: ldc, workspace: w, blocking: blocking, upperFrom: upperFrom, rowBlock: rowBlock)
+    case .avx2:
+      packedGram(SIMD4<Double>.self, a, aStride: aStride, rows: m, b, bStride: bStride, cols: n, depth: depth,
+                 into: c, ldc: ldc, workspace: w, blocking: blocking, upperFrom: upperFrom, rowBlock: rowBlock)
+    }
+  } else if T.self == Float.self {
+    let a = UnsafeRawPointer(a).assumingMemoryBound(to: Float.self)
+    let b = UnsafeRawPointer(b).assumingMemoryBound(to: Float.self)
+    let c = UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self)
+    let w = UnsafeMutableRawPointer(workspace).assumingMemoryBound(to: Float.self)
+    switch isa {
+    case .avx512:
+      AVX512.gram(a, aStride: aStride, rows: m, b, bStride: bStride, cols: n, depth: depth,
+                  into: c, ldc: ldc, workspace: w, blocking: blocking, upperFrom: upperFrom, rowBlock: rowBlock)
+    case .avx2:
+      packedGram(SIMD8<Float>.self, a, aStride: aStride, rows: m, b, bStride: bStride, cols: n, depth: depth,
+                 into: c, ldc: ldc, workspace: w, blocking: blocking, upperFrom: upperFrom, rowBlock: rowBlock)
+    }
+  } else {
+    preconditionFailure("gram: Float or Double only")
   }
-  return c.sum()
 }

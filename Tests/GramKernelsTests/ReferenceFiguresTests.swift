@@ -51,7 +51,7 @@ func tileKernel(_ net: FullyConnected, _ x: [[Double]], _ y: [[Double]]) -> (nng
   let b = net.prepare(Matrix(rows: y.count, cols: d, values: y.flatMap { $0 }))
   var nngp = [Double](repeating: .nan, count: x.count * y.count)
   var ntk = nngp
-  var scratch = [Double](repeating: 0, count: net.scratchCount(rows: x.count, cols: y.count))
+  var scratch = [Double](repeating: 0, count: net.scratchCount(a, rows: x.count, cols: y.count))
   nngp.withUnsafeMutableBufferPointer { np in
     ntk.withUnsafeMutableBufferPointer { tp in
       scratch.withUnsafeMutableBufferPointer { sp in

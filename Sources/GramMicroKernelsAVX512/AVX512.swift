@@ -1,0 +1,30 @@
+// The packed Gram product compiled for AVX-512 (this target's flags), 8 doubles or 16 floats
+// a register. Call only when `ntkgram_cpu_has_avx512()` says so: nothing in this module may
+// run on a CPU without AVX-512. The summation order is that of every other instantiation, so
+// the results are bit-identical to the AVX2 ones (see `GramMicroKernels`).
+import GramMicroKernels
+
+public enum AVX512 {
+  public static let doubleLanes = 8
+  public static let floatLanes = 16
+
+  public static func gram(_ a: UnsafePointer<Double>, aStride: Int, rows m: Int,
+                          _ b: UnsafePointer<Double>, bStride: Int, cols n: Int, depth: Int,
+                          into c: UnsafeMutablePointer<Double>, ldc: Int,
+                          workspace: UnsafeMutablePointer<Double>, blocking: GramBlocking, upperFrom: Int?,
+                          rowBlock: (Range<Int>) -> Void) {
+    packedGram(SIMD8<Double>.self, a, aStride: aStride, rows: m, b, bStride: bStride, cols: n, depth: depth,
+               into: c, ldc: ldc, workspace: workspace, blocking: blocking, upperFrom: upperFrom,
+               rowBlock: rowBlock)
+  }
+
+  public static func gram(_ a: UnsafePointer<Float>, aStride: Int, rows m: Int,
+                          _ b: UnsafePointer<Float>, bStride: Int, cols n: Int, depth: Int,
+                          into c: UnsafeMutablePointer<Float>, ldc: Int,
+                          workspace: UnsafeMutablePointer<Float>, blocking: GramBlocking, upperFrom: Int?,
+                          rowBlock: (Range<Int>) -> Void) {
+    packedGram(SIMD16<Float>.self, a, aStride: aStride, rows: m, b, bStride: bStride, cols: n, depth: depth,
+               into: c, ldc: ldc, workspace: workspace, blocking: blocking, upperFrom: upperFrom,
+               rowBlock: rowBlock)
+  }
+}
