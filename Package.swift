@@ -29,10 +29,10 @@ let package = Package(
     .systemLibrary(name: "CLAPACK", providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
 
     // MARK: Implementation (arrows point one way: kernels/tiling ← storage/transport ← build ← CLI)
-    .target(name: "CCPUFeatures"),
+    .target(name: "CSIMDSupport"),
     .target(name: "GramMicroKernels"),
     .target(name: "GramMicroKernelsAVX512", dependencies: ["GramMicroKernels"], swiftSettings: avx512Flags),
-    .target(name: "GramKernels", dependencies: ["CCPUFeatures", "GramMicroKernels", "GramMicroKernelsAVX512"],
+    .target(name: "GramKernels", dependencies: ["CSIMDSupport", "GramMicroKernels", "GramMicroKernelsAVX512"],
             swiftSettings: vectorFlags),
     .target(name: "GramTiling"),
     .target(name: "GramTransport", dependencies: ["CMPI"]),

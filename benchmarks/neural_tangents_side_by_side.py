@@ -6,7 +6,8 @@ The job: FC ReLU, depth 3, W_std √2, b_std 0.1, the first 4,096 Fashion-MNIST 
 (pixels / 255, d = 784), the train kernel NTK + NNGP (an entry = one (i, j) of the N×N matrix
 giving both). neural-tangents 0.6.5 runs `jax.jit(kernel_fn)` on CPU, in float32 and in
 float64 (x64 enabled in its own process), best of 3 after a warm-up; ntkgram runs
-`ntkgram bench --json --threads <cores>` (its compute is float64 for both storage precisions).
+`ntkgram bench --json --threads <cores>` (dot products in the storage precision, as neural-tangents computes
+everything in it; the recursion is float64 in both).
 """
 import json
 import os

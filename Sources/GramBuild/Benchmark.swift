@@ -14,6 +14,10 @@ public struct BenchmarkReport: Codable, Sendable {
   public var threads: Int
   public var tile: Int
   public var dtype: String
+  /// Precision of the dot products (`gram_precision`).
+  public var gramPrecision: String
+  /// The kernels OpenBLAS runs (`openblas_get_corename`).
+  public var blasCore: String
   public var data: String
   /// Whole build of the train kernel (dot products + recursion + mirror), no I/O.
   public var computeSeconds: Double
@@ -27,14 +31,17 @@ public struct BenchmarkReport: Codable, Sendable {
   public var ioSeconds: Double
   public var ioMegabytesPerSecond: Double
   public var ddMegabytesPerSecond: Double?
-  /// OpenBLAS X·Xᵀ (full N×N, dgemm or sgemm as `dtype`), and our build time over it.
+  /// OpenBLAS X·Xᵀ in the dot-product precision: the full N×N (gemm) and the upper
+  /// triangle (syrk, half the flops), and our build time over the faster of the two.
   public var blasGramSeconds: Double
   public var blasGflops: Double
+  public var blasSyrkSeconds: Double
   public var buildOverBlas: Double
   public var peakRSSMegabytes: Double
 
   enum CodingKeys: String, CodingKey {
     case samples, features, tile, dtype, data, threads
+    case gramPrecision = "gram_precision", blasCore = "blas_core", blasSyrkSeconds = "blas_syrk_s"
     case computeSeconds = "compute_s", entriesPerSecond = "entries_per_s", gramSeconds = "gram_s", gramGflops = "gram_gflops"
     case recursionSeconds = "recursion_s", ioSeconds = "io_s", ioMegabytesPerSecond = "io_MB_per_s"
     case ddMegabytesPerSecond = "dd_MB_per_s", blasGramSeconds = "blas_gram_s", blasGflops = "blas_gflops"
@@ -46,6 +53,8 @@ public struct Benchmark {
   public var samples = 4096
   public var tile = 1024
   public var dtype: ScalarType = .float32
+  /// Precision of the dot products; nil: that of `dtype`.
+  public var gramPrecision: GramPrecision?
   public var folder: String
   public var repeats = 3
   /// Threads for the compute part.
@@ -81,7 +90,8 @@ public struct Benchmark {
       x = Matrix(rows: samples, cols: 784, values: (0..<(samples * 784)).map { _ in Double.random(in: -1...1, using: &g) })
     }
     let n = x.rows, d = x.cols
-    let net = FullyConnected(depth: 3, activation: .relu, wStd: 2.0.squareRoot(), bStd: 0.1)
+    let precision = gramPrecision ?? (dtype == .float64 ? .float64 : .float32)
+    let net = FullyConnected(depth: 3, activation: .relu, wStd: 2.0.squareRoot(), bStd: 0.1, gramPrecision: precision)
     let features = net.prepare(x)
     let plan = TilePlan(trainCount: n, testCount: 0, tileSize: tile)
     // Whole compute (on `threads` threads, as `build --threads` does), then the Gram part
@@ -143,16 +153,22 @@ public struct Benchmark {
     }
     let dd = ddThroughput(folder: tiles, megabytes: max(64, Int(bytes / 1e6)))
 
-    // OpenBLAS Gram product of the same rows, full N×N, in the storage precision, on as many
-    // threads as the compute above used: the same cores.
+    // OpenBLAS Gram product of the same rows in the precision of our dot products, on as many
+    // threads as the compute above used: the same cores. gemm gives all N² entries, syrk the
+    // upper triangle (what the build computes); the faster one is the floor.
     setLinearAlgebraThreads(threadCount)
-    let blas: Double
-    if dtype == .float64 {
+    let blas: Double, syrk: Double
+    let (ni, di) = (Int32(n), Int32(d))
+    if precision == .float64 {
       var c = [Double](repeating: 0, count: n * n)
       blas = best {
         x.values.withUnsafeBufferPointer { a in c.withUnsafeMutableBufferPointer { cp in
-          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(d), 1, a.baseAddress, Int32(d),
-                      a.baseAddress, Int32(d), 0, cp.baseAddress, Int32(n))
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ni, ni, di, 1, a.baseAddress, di, a.baseAddress, di, 0, cp.baseAddress, ni)
+        } }
+      }
+      syrk = best {
+        x.values.withUnsafeBufferPointer { a in c.withUnsafeMutableBufferPointer { cp in
+          cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, ni, di, 1, a.baseAddress, di, 0, cp.baseAddress, ni)
         } }
       }
     } else {
@@ -160,20 +176,25 @@ public struct Benchmark {
       var c = [Float](repeating: 0, count: n * n)
       blas = best {
         xf.withUnsafeBufferPointer { a in c.withUnsafeMutableBufferPointer { cp in
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(d), 1, a.baseAddress, Int32(d),
-                      a.baseAddress, Int32(d), 0, cp.baseAddress, Int32(n))
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ni, ni, di, 1, a.baseAddress, di, a.baseAddress, di, 0, cp.baseAddress, ni)
+        } }
+      }
+      syrk = best {
+        xf.withUnsafeBufferPointer { a in c.withUnsafeMutableBufferPointer { cp in
+          cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, ni, di, 1, a.baseAddress, di, 0, cp.baseAddress, ni)
         } }
       }
     }
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return BenchmarkReport(
-      samples: n, features: d, threads: threadCount, tile: tile, dtype: dtype.rawValue, data: data,
+      samples: n, features: d, threads: threadCount, tile: tile, dtype: dtype.rawValue,
+      gramPrecision: precision.rawValue, blasCore: linearAlgebraCore, data: data,
       computeSeconds: compute, entriesPerSecond: Double(n * n) / compute,
       gramSeconds: gram, gramGflops: gramFlops / gram / 1e9, recursionSeconds: max(0, compute - gram),
       ioSeconds: io, ioMegabytesPerSecond: bytes / io / 1e6, ddMegabytesPerSecond: dd,
-      blasGramSeconds: blas, blasGflops: 2 * Double(n) * Double(n) * Double(d) / blas / 1e9,
-      buildOverBlas: (compute + io) / blas, peakRSSMegabytes: Double(usage.ru_maxrss) / 1024)
+      blasGramSeconds: blas, blasGflops: 2 * Double(n) * Double(n) * Double(d) / blas / 1e9, blasSyrkSeconds: syrk,
+      buildOverBlas: (compute + io) / min(blas, syrk), peakRSSMegabytes: Double(usage.ru_maxrss) / 1024)
   }
 
   /// Sequential write throughput of `dd if=/dev/zero … conv=fsync` into `folder` (MB/s).

@@ -8,7 +8,8 @@ import GramStorage
 /// ```toml
 /// [data]    train, train_labels, train_label_column, train_limit,
 ///           test, test_labels, test_label_column, test_limit, preprocess
-/// [kernel]  architecture, depth, activation, leaky_slope, W_std, b_std, parameterization, width
+/// [kernel]  architecture, depth, activation, leaky_slope, W_std, b_std, parameterization, width,
+///           gram_precision
 /// [build]   tile, dtype, out, checkpoints, keep_checkpoints
 /// ```
 /// Relative paths are relative to the job file's folder. Every key has a command-line flag of
@@ -21,7 +22,8 @@ public struct JobFile: Sendable {
              "test": .string, "test_labels": .string, "test_label_column": .int, "test_limit": .int,
              "preprocess": .string],
     "kernel": ["architecture": .string, "depth": .int, "activation": .string, "leaky_slope": .double,
-               "W_std": .double, "b_std": .double, "parameterization": .string, "width": .int],
+               "W_std": .double, "b_std": .double, "parameterization": .string, "width": .int,
+               "gram_precision": .string],
     "build": ["tile": .int, "dtype": .string, "out": .string, "checkpoints": .string, "keep_checkpoints": .bool],
   ]
   /// Keys holding paths (resolved against the job file's folder).

@@ -18,6 +18,7 @@ extension FullyConnected {
       ("b_std", bStd.map { .double($0) } ?? .string("none")),
       ("parameterization", .string(parameterization.rawValue)),
       ("width", .int(Int64(width))),
+      ("gram_precision", .string(gramPrecision.rawValue)),
     ]
     return a
   }
@@ -42,12 +43,18 @@ extension FullyConnected {
     guard let p = Parameterization(rawValue: try string("parameterization")) else { throw KernelSpecError("unknown parameterization") }
     let bStd: Double?
     if case .double(let b)? = try get("b_std") { bStd = b } else { bStd = nil }
+    // Files written before the attribute existed used float64 dot products.
+    var precision = GramPrecision.float64
+    if try get("gram_precision") != nil {
+      guard let g = GramPrecision(rawValue: try string("gram_precision")) else { throw KernelSpecError("unknown gram_precision") }
+      precision = g
+    }
     self.init(depth: try int("depth"), activation: act, wStd: try double("W_std"), bStd: bStd,
-              parameterization: p, width: try int("width"))
+              parameterization: p, width: try int("width"), gramPrecision: precision)
   }
 
   /// One line for logs and `ntkgram info`.
   public var summary: String {
-    "fully_connected depth=\(depth) activation=\(activation) W_std=\(wStd) b_std=\(bStd.map { "\($0)" } ?? "none") parameterization=\(parameterization.rawValue) width=\(width)"
+    "fully_connected depth=\(depth) activation=\(activation) W_std=\(wStd) b_std=\(bStd.map { "\($0)" } ?? "none") parameterization=\(parameterization.rawValue) width=\(width) gram_precision=\(gramPrecision.rawValue)"
   }
 }

@@ -30,8 +30,9 @@ public struct TileComputer<Kernel: GramKernel> {
 
   public mutating func compute(_ tile: Tile) -> TileValues {
     let m = tile.rows.count, n = tile.cols.count
-    var nngp = [Double](repeating: 0, count: m * n)
-    var ntk = [Double](repeating: 0, count: m * n)
+    // Every entry is written below (the kernel, or the mirror), so the outputs start uninitialised.
+    var nngp = [Double](unsafeUninitializedCapacity: m * n) { _, count in count = m * n }
+    var ntk = [Double](unsafeUninitializedCapacity: m * n) { _, count in count = m * n }
     let needed = kernel.scratchCount(train, rows: m, cols: n)
     if scratch.count < needed { scratch = [Double](repeating: 0, count: needed) }
     let (kernel, train) = (self.kernel, self.train)
@@ -39,24 +40,34 @@ public struct TileComputer<Kernel: GramKernel> {
     nngp.withUnsafeMutableBufferPointer { np in
       ntk.withUnsafeMutableBufferPointer { tp in
         scratch.withUnsafeMutableBufferPointer { sp in
-          if !tile.isDiagonal {
-            kernel.computeTile(rowsFeatures, rows: tile.rows, train, cols: tile.cols,
-                               into: TileOutput(nngp: np.baseAddress!, ntk: tp.baseAddress!, leadingDimension: n),
-                               scratch: sp)
-            return
-          }
-          kernel.computeUpperTile(rowsFeatures, rows: tile.rows,
-                                  into: TileOutput(nngp: np.baseAddress!, ntk: tp.baseAddress!, leadingDimension: n),
-                                  scratch: sp)
-          for i in 0..<m {
-            for j in 0..<i {
-              np[i * n + j] = np[j * n + i]
-              tp[i * n + j] = tp[j * n + i]
-            }
+          let out = TileOutput(nngp: np.baseAddress!, ntk: tp.baseAddress!, leadingDimension: n)
+          if tile.isDiagonal {
+            kernel.computeUpperTile(rowsFeatures, rows: tile.rows, into: out, scratch: sp)
+            mirrorUpper(np.baseAddress!, n: n)
+            mirrorUpper(tp.baseAddress!, n: n)
+          } else {
+            kernel.computeTile(rowsFeatures, rows: tile.rows, train, cols: tile.cols, into: out, scratch: sp)
           }
         }
       }
     }
     return TileValues(tile: tile, nngp: nngp, ntk: ntk)
+  }
+}
+
+/// Copies the upper triangle of the square row-major `n × n` matrix at `a` onto its lower
+/// triangle, in square blocks so that the column reads stay in cache.
+func mirrorUpper(_ a: UnsafeMutablePointer<Double>, n: Int) {
+  let b = 64
+  var i0 = 0
+  while i0 < n {
+    var j0 = 0
+    while j0 <= i0 {
+      for i in i0..<min(i0 + b, n) {
+        for j in j0..<min(j0 + b, i) { a[i * n + j] = a[j * n + i] }
+      }
+      j0 += b
+    }
+    i0 += b
   }
 }

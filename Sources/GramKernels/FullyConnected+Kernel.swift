@@ -94,23 +94,61 @@ struct ActivationMap: Sendable {
       return (s, 1)
     }
   }
+}
 
-  /// The vector form of `pair`, lane by lane the same formulas.
+/// One activation family's pair map on `Lanes`, lane by lane the formulas of
+/// `ActivationMap.pair`. A type per family, so that the recursion loop is specialised for it and
+/// carries no switch.
+@usableFromInline
+protocol PairMap {
+  func pair(_ s: Lanes, _ qi: Double, _ qj: Lanes) -> (Lanes, Lanes)
+}
+
+@usableFromInline
+struct ABReLUPair: PairMap {
+  @usableFromInline let angular: Double
+  @usableFromInline let even: Double
+
   @inlinable @inline(__always)
   func pair(_ s: Lanes, _ qi: Double, _ qj: Lanes) -> (Lanes, Lanes) {
-    switch kind {
-    case .abReLU:
-      let r = sqrt((qi * qj - s * s).replacing(with: 0, where: qi * qj - s * s .< 0))
-      let theta = atan2(r, s)
-      let dot = even - angular * theta
-      return (angular * r + dot * s, dot)
-    case .erf:
-      let e = (1 + 2 * qi) * (1 + 2 * qj) - 4 * s * s
-      let r = sqrt(e.replacing(with: 0, where: e .< 0))
-      return (2 / Double.pi * atan2(2 * s, r), 4 / Double.pi / r)
-    case .identity:
-      return (s, Lanes(repeating: 1))
-    }
+    let e = qi * qj - s * s
+    let r = sqrt(max(e, Lanes(repeating: 0)))
+    let theta = atan2(r, s)
+    let dot = even - angular * theta
+    return (angular * r + dot * s, dot)
+  }
+}
+
+@usableFromInline
+struct ErfPair: PairMap {
+  @inlinable @inline(__always)
+  func pair(_ s: Lanes, _ qi: Double, _ qj: Lanes) -> (Lanes, Lanes) {
+    let e = (1 + 2 * qi) * (1 + 2 * qj) - 4 * s * s
+    let r = sqrt(max(e, Lanes(repeating: 0)))
+    return (2 / Double.pi * atan2(2 * s, r), 4 / Double.pi / r)
+  }
+}
+
+@usableFromInline
+struct IdentityPair: PairMap {
+  @inlinable @inline(__always)
+  func pair(_ s: Lanes, _ qi: Double, _ qj: Lanes) -> (Lanes, Lanes) { (s, Lanes(repeating: 1)) }
+}
+
+/// How the recursion reads `Lanes` of dot products from a block of Gram rows.
+protocol GramRowScalar {
+  static func lanes(_ p: UnsafePointer<Self>) -> Lanes
+}
+
+extension Double: GramRowScalar {
+  @inline(__always) static func lanes(_ p: UnsafePointer<Double>) -> Lanes {
+    UnsafeRawPointer(p).loadUnaligned(as: Lanes.self)
+  }
+}
+
+extension Float: GramRowScalar {
+  @inline(__always) static func lanes(_ p: UnsafePointer<Float>) -> Lanes {
+    Lanes(UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self))
   }
 }
 
@@ -183,24 +221,25 @@ extension FullyConnected: GramKernel {
   public func rowCount(_ features: FCFeatures) -> Int { features.rows }
 
   /// Scratch layout (in `Double`s): one block of Gram rows (`GramShape.blockRows ×
-  /// paddedCols`), the column variances per layer, the packing workspace. float32 dot products
-  /// use the same regions for their floats.
+  /// paddedCols`), the column variances per layer, two rows of recursion state, the packing
+  /// workspace. float32 dot products use the same regions for their floats.
   public func scratchCount(_ features: FCFeatures, rows: Int, cols: Int) -> Int {
     let np = GramShape.paddedCols(cols)
-    return GramShape.blockRows * np + depth * np + GramShape.workspace(cols: cols, depth: features.dimension)
+    return GramShape.blockRows * np + (depth + 2) * np + GramShape.workspace(cols: cols, depth: features.dimension)
   }
 
-  /// The Gram product of a tile, one block of rows at a time, each block handed to `body` with
-  /// a loader of `Lanes` from it: `load(i, j)` = the dot products of tile row `i` (in the block)
-  /// with tile columns `j ..< j + Lanes.scalarCount`.
+  /// The Gram product of a tile, one block of `GramShape.blockRows` rows at a time into the
+  /// start of `scratch`, each block handed to `body` (with the block's rows, `ldc`) while it is
+  /// in cache. `body` reads the block as `Double`s or as `Float`s, per `gramPrecision`.
   @inline(__always)
   func gramBlocks(_ a: FCFeatures, rows: Range<Int>, _ b: FCFeatures, cols: Range<Int>,
                   scratch: UnsafeMutableBufferPointer<Double>, upper: Bool,
-                  body: (Range<Int>, (Int, Int) -> Lanes) -> Void) {
+                  float64 body64: (Range<Int>, UnsafePointer<Double>) -> Void,
+                  float32 body32: (Range<Int>, UnsafePointer<Float>) -> Void) {
     let m = rows.count, n = cols.count
     let np = GramShape.paddedCols(n)
     let base = scratch.baseAddress!
-    let workspace = base + GramShape.blockRows * np + depth * np
+    let workspace = base + GramShape.blockRows * np + (depth + 2) * np
     // The recursion of an upper block reads from column 4⌊i/4⌋ ≥ i − 3 in row i.
     let upperFrom: Int? = upper ? Lanes.scalarCount - 1 : nil
     switch gramPrecision {
@@ -210,7 +249,7 @@ extension FullyConnected: GramKernel {
           gram(ap.baseAddress! + rows.lowerBound * a.stride, aStride: a.stride, rows: m,
                bp.baseAddress! + cols.lowerBound * b.stride, bStride: b.stride, cols: n,
                depth: a.dimension, into: base, ldc: np, workspace: workspace, upperFrom: upperFrom) { block in
-            body(block) { i, j in UnsafeRawPointer(base + (i - block.lowerBound) * np + j).loadUnaligned(as: Lanes.self) }
+            body64(block, UnsafePointer(base))
           }
         }
       }
@@ -223,12 +262,11 @@ extension FullyConnected: GramKernel {
           gram(ap.baseAddress! + rows.lowerBound * a.stride, aStride: a.stride, rows: m,
                bp.baseAddress! + cols.lowerBound * b.stride, bStride: b.stride, cols: n,
                depth: a.dimension, into: c, ldc: np, workspace: ws, upperFrom: upperFrom) { block in
-            body(block) { i, j in
-              Lanes(UnsafeRawPointer(c + (i - block.lowerBound) * np + j).loadUnaligned(as: SIMD4<Float>.self))
-            }
+            body32(block, UnsafePointer(c))
           }
         }
       }
+      UnsafeMutableRawPointer(base).bindMemory(to: Double.self, capacity: GramShape.blockRows * np)
     }
   }
 
@@ -253,37 +291,29 @@ extension FullyConnected: GramKernel {
     let np = GramShape.paddedCols(n), nv = (n + w - 1) / w * w
     precondition(scratch.count >= scratchCount(a, rows: m, cols: n), "computeTile: scratch too small")
     let qCols = scratch.baseAddress! + GramShape.blockRows * np
-    let d = a.dimension
-    let act = ActivationMap(activation)
+    let state = qCols + depth * np
 
     // Column variances per layer, padded with 1.
     for l in 0..<depth {
       for j in 0..<nv { qCols[l * np + j] = j < n ? b.layerVariance[l * b.rows + cols.lowerBound + j] : 1 }
     }
 
-    // The recursion, `Lanes.scalarCount` pairs at a time, on each block of Gram rows.
-    let dd = Double(d)
-    gramBlocks(a, rows: rows, b, cols: cols, scratch: scratch, upper: upper) { block, load in
-      for i in block {
-        let gi = rows.lowerBound + i
-        var jb = upper ? i / w * w : 0
-        while jb < nv {
-          var s = load(i, jb) / dd
-          var t = Lanes()
-          for l in 0..<depth {
-            (s, t) = dense(s, t, layer: l, inputDimension: d)
-            let qj = UnsafeRawPointer(qCols + l * np + jb).loadUnaligned(as: Lanes.self)
-            let (sa, dot) = act.pair(s, a.layerVariance[l * a.rows + gi], qj)
-            s = sa; t *= dot
-          }
-          (s, t) = dense(s, t, layer: depth, inputDimension: d)
-          let o = i * out.leadingDimension + jb
-          for lane in 0..<Swift.min(w, n - jb) {
-            out.nngp[o + lane] = s[lane]
-            out.ntk[o + lane] = t[lane]
-          }
-          jb += w
-        }
+    // The recursion on each block of Gram rows, specialised for the activation and the
+    // precision of the block.
+    a.layerVariance.withUnsafeBufferPointer { qa in
+      let recursion = RowRecursion(net: self, inputDimension: a.dimension, columns: n, qCols: qCols, paddedCols: np,
+                                   rowVariance: qa.baseAddress! + rows.lowerBound, rowVarianceStride: a.rows,
+                                   state: state, out: out, upper: upper)
+      func run<M: PairMap>(_ map: M) {
+        gramBlocks(a, rows: rows, b, cols: cols, scratch: scratch, upper: upper,
+                   float64: { block, c in recursion.rows(block, c, ldc: np, map) },
+                   float32: { block, c in recursion.rows(block, c, ldc: np, map) })
+      }
+      let act = ActivationMap(activation)
+      switch act.kind {
+      case .abReLU: run(ABReLUPair(angular: act.angular, even: act.even))
+      case .erf: run(ErfPair())
+      case .identity: run(IdentityPair())
       }
     }
 
@@ -294,6 +324,80 @@ extension FullyConnected: GramKernel {
       for j in (upper ? i : 0)..<n where b.rowKey[cols.lowerBound + j] == key && a.rowPointerEqual(gi, b, cols.lowerBound + j) {
         out.nngp[i * out.leadingDimension + j] = a.diagonalNNGP[gi]
         out.ntk[i * out.leadingDimension + j] = a.diagonalNTK[gi]
+      }
+    }
+  }
+}
+
+/// The layer recursion over rows of dot products: per row, layer after layer over the whole row
+/// (`Lanes` at a time, the state of the row in two L1-resident rows of scratch), the last layer
+/// written to the tile output.
+struct RowRecursion {
+  let net: FullyConnected
+  let inputDimension: Int
+  /// Valid columns of the tile; `qCols` rows (one per layer) hold `paddedCols` values.
+  let columns: Int
+  let qCols: UnsafeMutablePointer<Double>
+  let paddedCols: Int
+  /// `rowVariance[l*rowVarianceStride + i]`: variance after layer `l` of tile row `i`.
+  let rowVariance: UnsafePointer<Double>
+  let rowVarianceStride: Int
+  /// Two rows of `paddedCols`: Σ and Θ of the current row.
+  let state: UnsafeMutablePointer<Double>
+  let out: TileOutput
+  let upper: Bool
+
+  @inline(__always)
+  func rows<S: GramRowScalar, M: PairMap>(_ block: Range<Int>, _ c: UnsafePointer<S>, ldc: Int, _ map: M) {
+    let w = Lanes.scalarCount, n = columns, np = paddedCols, depth = net.depth, d = inputDimension
+    let nv = (n + w - 1) / w * w
+    let dd = Double(d)
+    let sRow = state, tRow = state + np
+    @inline(__always) func load(_ p: UnsafePointer<Double>) -> Lanes { UnsafeRawPointer(p).loadUnaligned(as: Lanes.self) }
+    @inline(__always) func store(_ v: Lanes, _ p: UnsafeMutablePointer<Double>) {
+      UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lanes.self)
+    }
+    // Two vectors per step: independent chains for the divider and square-root units.
+    @inline(__always) func sweep(from j0: Int, _ body: (Int) -> Void) {
+      var jb = j0
+      while jb + 2 * w <= nv { body(jb); body(jb + w); jb += 2 * w }
+      if jb < nv { body(jb) }
+    }
+    for i in block {
+      let row = c + (i - block.lowerBound) * ldc
+      let j0 = upper ? i / w * w : 0
+      // Layer 0 from the dot products.
+      var qi = rowVariance[i]
+      var qj = UnsafePointer(qCols)
+      sweep(from: j0) { jb in
+        let (s, t) = net.dense(S.lanes(row + jb) / dd, Lanes(), layer: 0, inputDimension: d)
+        let (sa, dot) = map.pair(s, qi, load(qj + jb))
+        store(sa, sRow + jb)
+        store(t * dot, tRow + jb)
+      }
+      for l in stride(from: 1, to: depth, by: 1) {
+        qi = rowVariance[l * rowVarianceStride + i]
+        qj = UnsafePointer(qCols + l * np)
+        sweep(from: j0) { jb in
+          let (s, t) = net.dense(load(sRow + jb), load(tRow + jb), layer: l, inputDimension: d)
+          let (sa, dot) = map.pair(s, qi, load(qj + jb))
+          store(sa, sRow + jb)
+          store(t * dot, tRow + jb)
+        }
+      }
+      // The readout layer, into the tile.
+      let o = i * out.leadingDimension
+      sweep(from: j0) { jb in
+        let (s, t) = net.dense(load(sRow + jb), load(tRow + jb), layer: depth, inputDimension: d)
+        if jb + w <= n {
+          store(s, out.nngp + o + jb)
+          store(t, out.ntk + o + jb)
+        } else {
+          for lane in 0..<(n - jb) {
+            out.nngp[o + jb + lane] = s[lane]
+            out.ntk[o + jb + lane] = t[lane]
+          }
+        }
       }
     }
   }
@@ -342,6 +446,6 @@ extension FullyConnected {
   public func gramOnly(_ a: FCFeatures, rows: Range<Int>, _ b: FCFeatures, cols: Range<Int>,
                        scratch: UnsafeMutableBufferPointer<Double>, upper: Bool = false) {
     precondition(scratch.count >= scratchCount(a, rows: rows.count, cols: cols.count), "gramOnly: scratch too small")
-    gramBlocks(a, rows: rows, b, cols: cols, scratch: scratch, upper: upper) { _, _ in }
+    gramBlocks(a, rows: rows, b, cols: cols, scratch: scratch, upper: upper, float64: { _, _ in }, float32: { _, _ in })
   }
 }

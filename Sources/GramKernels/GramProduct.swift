@@ -1,4 +1,4 @@
-import CCPUFeatures
+import CSIMDSupport
 import GramMicroKernels
 import GramMicroKernelsAVX512
 

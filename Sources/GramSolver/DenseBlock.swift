@@ -1,4 +1,7 @@
 import CLAPACK
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A dense `rows × cols` block of float64, row-major: an N×C set of vectors (one per column).
 public struct DenseBlock: Sendable, Equatable {
@@ -138,3 +141,21 @@ func solveRightUpper(_ b: DenseBlock, _ r: DenseBlock) -> DenseBlock {
 
 /// Limits OpenBLAS to `threads` threads (one per rank when ranks share a node's cores).
 public func setLinearAlgebraThreads(_ threads: Int) { openblas_set_num_threads(Int32(threads)) }
+
+/// The core type OpenBLAS picked at load time (`openblas_get_corename`).
+public var linearAlgebraCore: String { String(cString: openblas_get_corename()) }
+
+/// The `OPENBLAS_CORETYPE` this process should have been started with, or nil when OpenBLAS
+/// already picked AVX2 (or wider) kernels, or the user chose a core type.
+///
+/// OpenBLAS picks its kernels from cpuid's family and model; on virtual machines that report a
+/// generic model (Debian's 0.3.21 on the machines of `docs/performance.md`) it falls back to
+/// "Prescott", SSE3 kernels 3–5× slower than the AVX-512 ones. The core type can only be set
+/// before the library loads, so `ntkgram` restarts itself with it (`main.swift`).
+public func preferredLinearAlgebraCore(avx512: Bool, avx2: Bool) -> String? {
+  if getenv("OPENBLAS_CORETYPE") != nil { return nil }
+  let core = linearAlgebraCore.lowercased()
+  let avx2Cores: Set = ["haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"]
+  if avx2Cores.contains(core) { return nil }
+  return avx512 ? "SkylakeX" : avx2 ? "Haswell" : nil
+}

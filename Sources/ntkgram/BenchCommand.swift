@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GramBuild
+import GramKernels
 import GramStorage
 
 struct BenchCommand: ParsableCommand {
@@ -11,6 +12,8 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Samples (the first N Fashion-MNIST images; random rows without the dataset).") var samples: Int = 4096
   @Option(help: "Tile edge.") var tile: Int = 1024
   @Option(help: "Storage precision (float32 or float64); also the precision of the BLAS comparison.") var dtype: String = "float32"
+  @Option(name: .customLong("gram-precision"),
+          help: "Precision of the dot products (float32 or float64). Default: that of --dtype.") var gramPrecision: String?
   @Option(help: "Folder for the I/O part (tile checkpoints and dd).") var dir: String = "."
   @Option(help: "Runs of each part; the best is reported.") var repeats: Int = 3
   @Option(help: "Threads for the compute part (and for the BLAS comparison).") var threads: Int = 1
@@ -23,6 +26,12 @@ struct BenchCommand: ParsableCommand {
     b.samples = samples
     b.tile = tile
     b.dtype = type
+    if let gramPrecision {
+      guard let g = GramPrecision(rawValue: gramPrecision) else {
+        throw CommandError("unknown gram precision '\(gramPrecision)' (valid: float32, float64)")
+      }
+      b.gramPrecision = g
+    }
     b.repeats = repeats
     b.threads = threads
     let r = try b.run()
@@ -33,12 +42,13 @@ struct BenchCommand: ParsableCommand {
       return
     }
     func f(_ v: Double, _ p: Int = 3) -> String { String(format: "%.\(p)g", v) }
-    print("reference job: FC ReLU depth 3, W_std √2, b_std 0.1, N = \(r.samples) \(r.data) rows, d = \(r.features), tile \(r.tile), store \(r.dtype), 1 rank, \(r.threads) thread(s)")
+    print("reference job: FC ReLU depth 3, W_std √2, b_std 0.1, N = \(r.samples) \(r.data) rows, d = \(r.features), tile \(r.tile), store \(r.dtype), dot products \(r.gramPrecision), 1 rank, \(r.threads) thread(s)")
     print("entries/s:           \(f(r.entriesPerSecond)) (compute \(f(r.computeSeconds)) s for \(r.samples)² entries, NTK + NNGP)")
     print("dot products:        \(f(r.gramSeconds)) s, \(f(r.gramGflops)) GFLOP/s")
     print("recursion + mirror:  \(f(r.recursionSeconds)) s")
     print("tile I/O:            \(f(r.ioSeconds)) s, \(f(r.ioMegabytesPerSecond)) MB/s" + (r.ddMegabytesPerSecond.map { " (dd: \(f($0)) MB/s, ratio \(f(r.ioMegabytesPerSecond / $0, 2)))" } ?? ""))
-    print("OpenBLAS X·Xᵀ (\(r.threads) thread(s)): \(f(r.blasGramSeconds)) s, \(f(r.blasGflops)) GFLOP/s; build (compute + I/O) / BLAS = \(f(r.buildOverBlas))")
+    print("OpenBLAS X·Xᵀ (\(r.blasCore), \(r.threads) thread(s)): gemm \(f(r.blasGramSeconds)) s (\(f(r.blasGflops)) GFLOP/s), syrk \(f(r.blasSyrkSeconds)) s")
+    print("build / BLAS:        \(f(r.buildOverBlas)) (compute + I/O over the faster BLAS call)")
     print("peak RSS:            \(f(r.peakRSSMegabytes)) MB")
   }
 }

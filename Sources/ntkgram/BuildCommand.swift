@@ -23,6 +23,9 @@ struct KernelOptions: ParsableArguments {
   var parameterization: String?
   @Option(help: "Hidden width (only the standard parameterization's NTK depends on it). Default 512.")
   var width: Int?
+  @Option(name: .customLong("gram-precision"),
+          help: "Precision of the input dot products: float64 (~1e-15 relative) or float32 (about twice as fast, ~1e-6; docs/precision.md). Default float64.")
+  var gramPrecision: String?
 
   func network(job: JobFile?) throws -> FullyConnected {
     let arch = architecture ?? job?.string("architecture") ?? "fully_connected"
@@ -34,6 +37,10 @@ struct KernelOptions: ParsableArguments {
     let pName = parameterization ?? job?.string("parameterization") ?? "ntk"
     guard let p = Parameterization(rawValue: pName) else {
       throw CommandError("unknown parameterization '\(pName)' (valid: ntk, standard)")
+    }
+    let gName = gramPrecision ?? job?.string("gram_precision") ?? "float64"
+    guard let g = GramPrecision(rawValue: gName) else {
+      throw CommandError("unknown gram_precision '\(gName)' (valid: float64, float32)")
     }
     let b: Double?
     if let bStd {
@@ -48,7 +55,7 @@ struct KernelOptions: ParsableArguments {
     }
     let net = FullyConnected(depth: depth ?? job?.int("depth") ?? 3, activation: act,
                              wStd: wStd ?? job?.double("W_std") ?? 2.0.squareRoot(), bStd: b,
-                             parameterization: p, width: width ?? job?.int("width") ?? 512)
+                             parameterization: p, width: width ?? job?.int("width") ?? 512, gramPrecision: g)
     do { try net.validate() } catch let e as KernelSpecError {
       throw CommandError(job.map { "\($0.path): \(e.description)" } ?? e.description)
     }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import GramKernels
+import GramSolver
 import GramTransport
 
 // Every failure is one line on stderr, `ntkgram: error: …`, and a non-zero exit status:
@@ -16,6 +18,20 @@ let launcherRank: Int = {
   let env = ProcessInfo.processInfo.environment
   return ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"].lazy.compactMap { env[$0].flatMap(Int.init) }.first ?? 0
 }()
+
+// OpenBLAS chooses its kernels when it loads, from cpuid; where it falls back to SSE3 kernels on
+// an AVX2/AVX-512 CPU (see `preferredLinearAlgebraCore`), start again, once, with the core type
+// named. The same process (pid, MPI environment), the same arguments.
+if getenv("NTKGRAM_RELAUNCHED") == nil,
+   let core = preferredLinearAlgebraCore(avx512: GramISA.avx512.isSupported, avx2: GramISA.avx2.isSupported) {
+  setenv("OPENBLAS_CORETYPE", core, 1)
+  setenv("NTKGRAM_RELAUNCHED", "1", 1)
+  // The binary's own path (not /proc/self/exe), so the process keeps its name for ps and pgrep.
+  if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+    execv(path, CommandLine.unsafeArgv)
+  }
+  // If exec fails, carry on with the kernels OpenBLAS chose.
+}
 
 var command: ParsableCommand
 do {

@@ -45,4 +45,25 @@ struct VectorMathTests {
     let r = GramKernels.atan2(Lanes(repeating: 0), Lanes(repeating: 0))
     #expect(r == Lanes(repeating: 0))
   }
+
+  @Test("vector sqrt, max and min equal the scalar operations lane by lane, bit for bit")
+  func sqrtMaxMin() {
+    var g = SplitMix64(seed: 5)
+    var values: [Double] = [0, -0.0, 1, 4, 2, .leastNonzeroMagnitude, .leastNormalMagnitude, .greatestFiniteMagnitude,
+                            1e-300, 1e300, .infinity, 0.5, 3]
+    for _ in 0..<4000 { values.append(pow(10, 600 * g.unit() - 300) * g.unit()) }
+    var k = 0
+    while k + 8 <= values.count {
+      var x = Lanes(), y = Lanes()
+      for l in 0..<4 { x[l] = values[k + l]; y[l] = (l % 2 == 0 ? 1 : -1) * values[k + 4 + l] }
+      let r = GramKernels.sqrt(x), hi = GramKernels.max(x, y), lo = GramKernels.min(x, y)
+      for l in 0..<4 {
+        #expect(r[l].bitPattern == x[l].squareRoot().bitPattern, "sqrt(\(x[l]))")
+        #expect(hi[l] == Swift.max(x[l], y[l]) && lo[l] == Swift.min(x[l], y[l]), "max/min(\(x[l]), \(y[l]))")
+      }
+      k += 8
+    }
+    // Negative arguments give NaN, as the scalar square root does.
+    #expect(GramKernels.sqrt(Lanes(repeating: -1))[0].isNaN)
+  }
 }

@@ -76,6 +76,25 @@ struct BuildCommandTests {
     for (x, y) in zip(a, b) { #expect(Float(y) == Float(x)) }
   }
 
+  @Test("--gram-precision float32 is recorded in the file, close to float64, and a bad value is refused")
+  func gramPrecision() throws {
+    let d = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try writeRandomNPY(d + "/x.npy", rows: 50, cols: 200, seed: 13)
+    for g in ["float32", "float64"] {
+      let r = try runNTKGram(["build", "--train", d + "/x.npy", "--dtype", "float64", "--gram-precision", g, "--out", d + "/\(g).h5"])
+      #expect(r.status == 0, "\(r.stderr)")
+      #expect(try H5File.open(d + "/\(g).h5").attribute("gram_precision") == .string(g))
+    }
+    let a = try H5File.open(d + "/float32.h5").dataset("/train/ntk").readAll()
+    let b = try H5File.open(d + "/float64.h5").dataset("/train/ntk").readAll()
+    let scale = b.map(abs).max()!
+    let err = zip(a, b).map { abs($0 - $1) }.max()! / scale
+    #expect(err > 0 && err < 1e-4, "float32 dot products: max error \(err) of the largest entry")
+    let bad = try runNTKGram(["build", "--train", d + "/x.npy", "--gram-precision", "float16", "--out", d + "/bad.h5"])
+    #expect(bad.status != 0 && bad.stderr.contains("gram_precision") && !FileManager.default.fileExists(atPath: d + "/bad.h5"))
+  }
+
   @Test("--force replaces an existing file only with a complete one")
   func force() throws {
     let d = try temporaryFolder()
