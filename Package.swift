@@ -30,7 +30,7 @@ let package = Package(
 
     // MARK: Implementation (arrows point one way: kernels/tiling ← storage/transport ← build ← CLI)
     .target(name: "CSIMDSupport"),
-    .target(name: "GramMicroKernels"),
+    .target(name: "GramMicroKernels", dependencies: ["CSIMDSupport"]),
     .target(name: "GramMicroKernelsAVX512", dependencies: ["GramMicroKernels"], swiftSettings: avx512Flags),
     .target(name: "GramKernels", dependencies: ["CSIMDSupport", "GramMicroKernels", "GramMicroKernelsAVX512"],
             swiftSettings: vectorFlags),

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import GramMicroKernels
+import GramMicroKernelsAVX512
 
 // MARK: - Prepared features
 
@@ -96,77 +97,29 @@ struct ActivationMap: Sendable {
   }
 }
 
-/// One activation family's pair map on `Lanes`, lane by lane the formulas of
-/// `ActivationMap.pair`. A type per family, so that the recursion loop is specialised for it and
-/// carries no switch.
-@usableFromInline
-protocol PairMap {
-  func pair(_ s: Lanes, _ qi: Double, _ qj: Lanes) -> (Lanes, Lanes)
-}
-
-@usableFromInline
-struct ABReLUPair: PairMap {
-  @usableFromInline let angular: Double
-  @usableFromInline let even: Double
-
-  @inlinable @inline(__always)
-  func pair(_ s: Lanes, _ qi: Double, _ qj: Lanes) -> (Lanes, Lanes) {
-    let e = qi * qj - s * s
-    let r = sqrt(max(e, Lanes(repeating: 0)))
-    let theta = atan2(r, s)
-    let dot = even - angular * theta
-    return (angular * r + dot * s, dot)
-  }
-}
-
-@usableFromInline
-struct ErfPair: PairMap {
-  @inlinable @inline(__always)
-  func pair(_ s: Lanes, _ qi: Double, _ qj: Lanes) -> (Lanes, Lanes) {
-    let e = (1 + 2 * qi) * (1 + 2 * qj) - 4 * s * s
-    let r = sqrt(max(e, Lanes(repeating: 0)))
-    return (2 / Double.pi * atan2(2 * s, r), 4 / Double.pi / r)
-  }
-}
-
-@usableFromInline
-struct IdentityPair: PairMap {
-  @inlinable @inline(__always)
-  func pair(_ s: Lanes, _ qi: Double, _ qj: Lanes) -> (Lanes, Lanes) { (s, Lanes(repeating: 1)) }
-}
-
-/// How the recursion reads `Lanes` of dot products from a block of Gram rows.
-protocol GramRowScalar {
-  static func lanes(_ p: UnsafePointer<Self>) -> Lanes
-}
-
-extension Double: GramRowScalar {
-  @inline(__always) static func lanes(_ p: UnsafePointer<Double>) -> Lanes {
-    UnsafeRawPointer(p).loadUnaligned(as: Lanes.self)
-  }
-}
-
-extension Float: GramRowScalar {
-  @inline(__always) static func lanes(_ p: UnsafePointer<Float>) -> Lanes {
-    Lanes(UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self))
+extension ActivationMap {
+  /// The vector form of `pair` (`GramMicroKernels`: the same formulas, lane by lane).
+  var vectorForm: PairMapKind {
+    switch kind {
+    case .abReLU: return .abReLU(ABReLUPair(angular: angular, even: even))
+    case .erf: return .erf
+    case .identity: return .identity
+    }
   }
 }
 
 extension FullyConnected {
-  /// Dense layer `l` (0-based; `depth` is the readout) applied to `(Σ, Θ)`.
-  ///
-  /// ntk: Σ ← σw²Σ + σb², Θ ← Σ + σw²Θ.  standard (fan-in n): Θ ← nΣ + σw²Θ + [bias], Σ ← σw²Σ + σb².
+  /// The dense layers of this network on inputs of `inputDimension` features.
+  func denseLayers(inputDimension: Int) -> DenseLayers {
+    DenseLayers(weightVariance: weightVariance, biasVariance: biasVariance,
+                standardWidth: parameterization == .standard ? Double(width) : nil,
+                standardBiasTerm: standardBiasTerm, inputDimension: Double(inputDimension))
+  }
+
+  /// Dense layer `l` (0-based; `depth` is the readout) applied to `(Σ, Θ)` (`DenseLayers`).
   @inline(__always)
   func dense<V: SIMD>(_ s: V, _ t: V, layer: Int, inputDimension: Int) -> (V, V) where V.Scalar == Double {
-    let w2 = weightVariance, b2 = biasVariance
-    switch parameterization {
-    case .ntk:
-      let sNew = w2 * s + b2
-      return (sNew, sNew + w2 * t)
-    case .standard:
-      let fanIn = Double(layer == 0 ? inputDimension : width)
-      return (w2 * s + b2, fanIn * s + w2 * t + standardBiasTerm)
-    }
+    denseLayers(inputDimension: inputDimension).apply(s, t, layer: layer)
   }
 
   /// Scalar `dense` (the same formulas on one pair).
@@ -233,22 +186,22 @@ extension FullyConnected: GramKernel {
   /// in cache. `body` reads the block as `Double`s or as `Float`s, per `gramPrecision`.
   @inline(__always)
   func gramBlocks(_ a: FCFeatures, rows: Range<Int>, _ b: FCFeatures, cols: Range<Int>,
-                  scratch: UnsafeMutableBufferPointer<Double>, upper: Bool,
+                  scratch: UnsafeMutableBufferPointer<Double>, upper: Bool, isa: GramISA = .current,
                   float64 body64: (Range<Int>, UnsafePointer<Double>) -> Void,
                   float32 body32: (Range<Int>, UnsafePointer<Float>) -> Void) {
     let m = rows.count, n = cols.count
     let np = GramShape.paddedCols(n)
     let base = scratch.baseAddress!
     let workspace = base + GramShape.blockRows * np + (depth + 2) * np
-    // The recursion of an upper block reads from column 4⌊i/4⌋ ≥ i − 3 in row i.
-    let upperFrom: Int? = upper ? Lanes.scalarCount - 1 : nil
+    // The recursion of an upper block reads from column w⌊i/w⌋ ≥ i − 7 in row i (w ≤ 8).
+    let upperFrom: Int? = upper ? 7 : nil
     switch gramPrecision {
     case .float64:
       a.x.withUnsafeBufferPointer { ap in
         b.x.withUnsafeBufferPointer { bp in
           gram(ap.baseAddress! + rows.lowerBound * a.stride, aStride: a.stride, rows: m,
                bp.baseAddress! + cols.lowerBound * b.stride, bStride: b.stride, cols: n,
-               depth: a.dimension, into: base, ldc: np, workspace: workspace, upperFrom: upperFrom) { block in
+               depth: a.dimension, into: base, ldc: np, workspace: workspace, upperFrom: upperFrom, isa: isa) { block in
             body64(block, UnsafePointer(base))
           }
         }
@@ -261,7 +214,7 @@ extension FullyConnected: GramKernel {
         b.x32.withUnsafeBufferPointer { bp in
           gram(ap.baseAddress! + rows.lowerBound * a.stride, aStride: a.stride, rows: m,
                bp.baseAddress! + cols.lowerBound * b.stride, bStride: b.stride, cols: n,
-               depth: a.dimension, into: c, ldc: np, workspace: ws, upperFrom: upperFrom) { block in
+               depth: a.dimension, into: c, ldc: np, workspace: ws, upperFrom: upperFrom, isa: isa) { block in
             body32(block, UnsafePointer(c))
           }
         }
@@ -283,7 +236,7 @@ extension FullyConnected: GramKernel {
   /// A tile, or with `upper` (then `a == b`, `rows == cols`) the entries `j ≥ i` of a diagonal
   /// tile; an upper tile may also write some entries just left of its diagonal.
   func tile(_ a: FCFeatures, rows: Range<Int>, _ b: FCFeatures, cols: Range<Int>,
-            into out: TileOutput, scratch: UnsafeMutableBufferPointer<Double>, upper: Bool) {
+            into out: TileOutput, scratch: UnsafeMutableBufferPointer<Double>, upper: Bool, isa: GramISA = .current) {
     precondition(a.dimension == b.dimension, "computeTile: feature counts differ")
     precondition(a.gramPrecision == gramPrecision && b.gramPrecision == gramPrecision,
                  "computeTile: features prepared for another dot-product precision")
@@ -298,23 +251,24 @@ extension FullyConnected: GramKernel {
       for j in 0..<nv { qCols[l * np + j] = j < n ? b.layerVariance[l * b.rows + cols.lowerBound + j] : 1 }
     }
 
-    // The recursion on each block of Gram rows, specialised for the activation and the
-    // precision of the block.
+    // The recursion on each block of Gram rows, specialised for the activation, the precision
+    // of the block and the instruction set.
     a.layerVariance.withUnsafeBufferPointer { qa in
-      let recursion = RowRecursion(net: self, inputDimension: a.dimension, columns: n, qCols: qCols, paddedCols: np,
-                                   rowVariance: qa.baseAddress! + rows.lowerBound, rowVarianceStride: a.rows,
-                                   state: state, out: out, upper: upper)
-      func run<M: PairMap>(_ map: M) {
-        gramBlocks(a, rows: rows, b, cols: cols, scratch: scratch, upper: upper,
-                   float64: { block, c in recursion.rows(block, c, ldc: np, map) },
-                   float32: { block, c in recursion.rows(block, c, ldc: np, map) })
-      }
-      let act = ActivationMap(activation)
-      switch act.kind {
-      case .abReLU: run(ABReLUPair(angular: act.angular, even: act.even))
-      case .erf: run(ErfPair())
-      case .identity: run(IdentityPair())
-      }
+      let recursion = RowRecursion(
+        layers: denseLayers(inputDimension: a.dimension), depth: depth, columns: n, qCols: qCols, paddedCols: np,
+        rowVariance: qa.baseAddress! + rows.lowerBound, rowVarianceStride: a.rows, state: state,
+        nngp: out.nngp, ntk: out.ntk, leadingDimension: out.leadingDimension, upper: upper)
+      let kind = ActivationMap(activation).vectorForm
+      let wide = isa == .avx512
+      gramBlocks(a, rows: rows, b, cols: cols, scratch: scratch, upper: upper, isa: isa,
+                 float64: { block, c in
+                   if wide { AVX512.recurse(recursion, block, c, ldc: np, kind) }
+                   else { recursion.rows(Lanes.self, block, c, ldc: np, kind) }
+                 },
+                 float32: { block, c in
+                   if wide { AVX512.recurse(recursion, block, c, ldc: np, kind) }
+                   else { recursion.rows(Lanes.self, block, c, ldc: np, kind) }
+                 })
     }
 
     // Identical rows take the exact θ = 0 values.
@@ -324,80 +278,6 @@ extension FullyConnected: GramKernel {
       for j in (upper ? i : 0)..<n where b.rowKey[cols.lowerBound + j] == key && a.rowPointerEqual(gi, b, cols.lowerBound + j) {
         out.nngp[i * out.leadingDimension + j] = a.diagonalNNGP[gi]
         out.ntk[i * out.leadingDimension + j] = a.diagonalNTK[gi]
-      }
-    }
-  }
-}
-
-/// The layer recursion over rows of dot products: per row, layer after layer over the whole row
-/// (`Lanes` at a time, the state of the row in two L1-resident rows of scratch), the last layer
-/// written to the tile output.
-struct RowRecursion {
-  let net: FullyConnected
-  let inputDimension: Int
-  /// Valid columns of the tile; `qCols` rows (one per layer) hold `paddedCols` values.
-  let columns: Int
-  let qCols: UnsafeMutablePointer<Double>
-  let paddedCols: Int
-  /// `rowVariance[l*rowVarianceStride + i]`: variance after layer `l` of tile row `i`.
-  let rowVariance: UnsafePointer<Double>
-  let rowVarianceStride: Int
-  /// Two rows of `paddedCols`: Σ and Θ of the current row.
-  let state: UnsafeMutablePointer<Double>
-  let out: TileOutput
-  let upper: Bool
-
-  @inline(__always)
-  func rows<S: GramRowScalar, M: PairMap>(_ block: Range<Int>, _ c: UnsafePointer<S>, ldc: Int, _ map: M) {
-    let w = Lanes.scalarCount, n = columns, np = paddedCols, depth = net.depth, d = inputDimension
-    let nv = (n + w - 1) / w * w
-    let dd = Double(d)
-    let sRow = state, tRow = state + np
-    @inline(__always) func load(_ p: UnsafePointer<Double>) -> Lanes { UnsafeRawPointer(p).loadUnaligned(as: Lanes.self) }
-    @inline(__always) func store(_ v: Lanes, _ p: UnsafeMutablePointer<Double>) {
-      UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lanes.self)
-    }
-    // Two vectors per step: independent chains for the divider and square-root units.
-    @inline(__always) func sweep(from j0: Int, _ body: (Int) -> Void) {
-      var jb = j0
-      while jb + 2 * w <= nv { body(jb); body(jb + w); jb += 2 * w }
-      if jb < nv { body(jb) }
-    }
-    for i in block {
-      let row = c + (i - block.lowerBound) * ldc
-      let j0 = upper ? i / w * w : 0
-      // Layer 0 from the dot products.
-      var qi = rowVariance[i]
-      var qj = UnsafePointer(qCols)
-      sweep(from: j0) { jb in
-        let (s, t) = net.dense(S.lanes(row + jb) / dd, Lanes(), layer: 0, inputDimension: d)
-        let (sa, dot) = map.pair(s, qi, load(qj + jb))
-        store(sa, sRow + jb)
-        store(t * dot, tRow + jb)
-      }
-      for l in stride(from: 1, to: depth, by: 1) {
-        qi = rowVariance[l * rowVarianceStride + i]
-        qj = UnsafePointer(qCols + l * np)
-        sweep(from: j0) { jb in
-          let (s, t) = net.dense(load(sRow + jb), load(tRow + jb), layer: l, inputDimension: d)
-          let (sa, dot) = map.pair(s, qi, load(qj + jb))
-          store(sa, sRow + jb)
-          store(t * dot, tRow + jb)
-        }
-      }
-      // The readout layer, into the tile.
-      let o = i * out.leadingDimension
-      sweep(from: j0) { jb in
-        let (s, t) = net.dense(load(sRow + jb), load(tRow + jb), layer: depth, inputDimension: d)
-        if jb + w <= n {
-          store(s, out.nngp + o + jb)
-          store(t, out.ntk + o + jb)
-        } else {
-          for lane in 0..<(n - jb) {
-            out.nngp[o + jb + lane] = s[lane]
-            out.ntk[o + jb + lane] = t[lane]
-          }
-        }
       }
     }
   }

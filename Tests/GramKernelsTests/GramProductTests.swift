@@ -130,6 +130,37 @@ struct TileShapeTests {
     }
   }
 
+  @Test("every instruction set gives the same bits, for every activation and both precisions")
+  func instructionSetsAgree() {
+    let isas = GramISA.allCases.filter(\.isSupported)
+    for precision in GramPrecision.allCases {
+      for (k, base) in sampleNetworks.enumerated() {
+        var net = base
+        net.gramPrecision = precision
+        let f = net.prepare(data(rows: 90, d: 40 + k, seed: UInt64(20 + k)))
+        for upper in [false, true] {
+          var results: [[UInt64]] = []
+          for isa in isas {
+            let n = 90
+            var nngp = [Double](repeating: .nan, count: n * n), ntk = nngp
+            var scratch = [Double](repeating: .nan, count: net.scratchCount(f, rows: n, cols: n))
+            nngp.withUnsafeMutableBufferPointer { np in
+              ntk.withUnsafeMutableBufferPointer { tp in
+                scratch.withUnsafeMutableBufferPointer { sp in
+                  net.tile(f, rows: 0..<n, f, cols: 0..<n, into: TileOutput(nngp: np.baseAddress!, ntk: tp.baseAddress!, leadingDimension: n),
+                           scratch: sp, upper: upper, isa: isa)
+                }
+              }
+            }
+            let kept = (0..<(n * n)).filter { !upper || $0 % n >= $0 / n }
+            results.append(kept.map { nngp[$0].bitPattern } + kept.map { ntk[$0].bitPattern })
+          }
+          #expect(results.allSatisfy { $0 == results[0] }, "\(precision) network \(k) upper=\(upper): instruction sets differ")
+        }
+      }
+    }
+  }
+
   @Test("float32 dot products: error against the float64 kernel is that of float32 rounding")
   func float32Error() {
     let d = 784

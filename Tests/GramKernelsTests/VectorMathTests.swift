@@ -1,4 +1,5 @@
 import Foundation
+import GramMicroKernels
 import Testing
 @testable import GramKernels
 

@@ -5,9 +5,13 @@
 // `SIMD4<Double>.squareRoot()` runs lane by lane through libm's `sqrt`, and `pointwiseMax`/
 // `pointwiseMin` are out-of-line generic calls. These compile, inlined into the Swift caller, to
 // one `vsqrtpd` (correctly rounded, like the scalar `sqrt`), `vmaxpd`, `vminpd`.
-// Swift imports `ntkgram_double4` as `SIMD4<Double>`.
+// Swift imports `ntkgram_double4` as `SIMD4<Double>`, `ntkgram_double8` as `SIMD8<Double>`;
+// the instructions are those of the calling module's flags (AVX2 ymm, AVX-512 zmm).
 
 typedef double ntkgram_double4 __attribute__((ext_vector_type(4)));
+typedef double ntkgram_double8 __attribute__((ext_vector_type(8)));
+typedef long ntkgram_long4 __attribute__((ext_vector_type(4)));
+typedef long ntkgram_long8 __attribute__((ext_vector_type(8)));
 
 /// Lane-wise correctly rounded square root.
 static inline __attribute__((always_inline)) ntkgram_double4 ntkgram_sqrt4(ntkgram_double4 x) {
@@ -21,6 +25,32 @@ static inline __attribute__((always_inline)) ntkgram_double4 ntkgram_max4(ntkgra
 
 static inline __attribute__((always_inline)) ntkgram_double4 ntkgram_min4(ntkgram_double4 x, ntkgram_double4 y) {
   return __builtin_elementwise_min(x, y);
+}
+
+static inline __attribute__((always_inline)) ntkgram_double8 ntkgram_sqrt8(ntkgram_double8 x) {
+  return __builtin_elementwise_sqrt(x);
+}
+
+static inline __attribute__((always_inline)) ntkgram_double8 ntkgram_max8(ntkgram_double8 x, ntkgram_double8 y) {
+  return __builtin_elementwise_max(x, y);
+}
+
+static inline __attribute__((always_inline)) ntkgram_double8 ntkgram_min8(ntkgram_double8 x, ntkgram_double8 y) {
+  return __builtin_elementwise_min(x, y);
+}
+
+/// `b` in the lanes where `x > y`, else `a` (a compare and a blend; generic Swift compares of
+/// 8-lane vectors are split into scalar compares).
+static inline __attribute__((always_inline)) ntkgram_double4
+ntkgram_select_greater4(ntkgram_double4 a, ntkgram_double4 b, ntkgram_double4 x, ntkgram_double4 y) {
+  ntkgram_long4 m = x > y;
+  return (ntkgram_double4)(((ntkgram_long4)b & m) | ((ntkgram_long4)a & ~m));
+}
+
+static inline __attribute__((always_inline)) ntkgram_double8
+ntkgram_select_greater8(ntkgram_double8 a, ntkgram_double8 b, ntkgram_double8 x, ntkgram_double8 y) {
+  ntkgram_long8 m = x > y;
+  return (ntkgram_double8)(((ntkgram_long8)b & m) | ((ntkgram_long8)a & ~m));
 }
 
 #endif

@@ -1,0 +1,307 @@
+// The fully-connected kernel recursion over rows of dot products, generic over the vector type
+// so that each instruction set gets its own instantiation (SIMD4<Double> in `GramKernels` for
+// AVX2, SIMD8<Double> in `GramMicroKernelsAVX512`). Every operation is lane-wise and the same
+// in every instantiation — correctly rounded +, −, ×, ÷, √, explicit fused multiply-adds,
+// min/max, selects — so all of them give the same bits.
+import CSIMDSupport
+
+/// The lane-wise operations the standard library does not lower to single vector
+/// instructions (`squareRoot()` of a SIMD type calls libm per lane; `pointwiseMax` is an
+/// out-of-line generic call).
+public protocol RecursionVector: SIMD where Scalar == Double {
+  static func sqrt(_ x: Self) -> Self
+  static func max(_ x: Self, _ y: Self) -> Self
+  static func min(_ x: Self, _ y: Self) -> Self
+  /// `b` in the lanes where `x > y`, else `a`: one compare and one blend (the standard
+  /// library's `.>` and `replacing(with:where:)` become per-lane code on 8-lane vectors).
+  static func select(_ a: Self, _ b: Self, where x: Self, isGreaterThan y: Self) -> Self
+}
+
+extension SIMD4: RecursionVector where Scalar == Double {
+  @inlinable @inline(__always) public static func sqrt(_ x: Self) -> Self { ntkgram_sqrt4(x) }
+  @inlinable @inline(__always) public static func max(_ x: Self, _ y: Self) -> Self { ntkgram_max4(x, y) }
+  @inlinable @inline(__always) public static func min(_ x: Self, _ y: Self) -> Self { ntkgram_min4(x, y) }
+  @inlinable @inline(__always) public static func select(_ a: Self, _ b: Self, where x: Self, isGreaterThan y: Self) -> Self {
+    ntkgram_select_greater4(a, b, x, y)
+  }
+}
+
+extension SIMD8: RecursionVector where Scalar == Double {
+  @inlinable @inline(__always) public static func sqrt(_ x: Self) -> Self { ntkgram_sqrt8(x) }
+  @inlinable @inline(__always) public static func max(_ x: Self, _ y: Self) -> Self { ntkgram_max8(x, y) }
+  @inlinable @inline(__always) public static func min(_ x: Self, _ y: Self) -> Self { ntkgram_min8(x, y) }
+  @inlinable @inline(__always) public static func select(_ a: Self, _ b: Self, where x: Self, isGreaterThan y: Self) -> Self {
+    ntkgram_select_greater8(a, b, x, y)
+  }
+}
+
+public let piOverTwo = 1.5707963267948966192313216916397514
+public let piOverFour = 0.78539816339744830961566084581987572
+public let tanPiOverEight = 0.41421356237309504880168872420969808
+
+/// `atan(z)` for `|z| ≤ tan(π/8)` as `z·P(z²)/Q(z²)`: the (4, 5) rational approximation
+/// #5077 of Hart & Cheney, *Computer Approximations* (1968), 19.56 significant digits.
+@inlinable @inline(__always)
+public func atanReduced<V: RecursionVector>(_ z: V) -> V {
+  @inline(__always) func step(_ acc: V, _ x: V, _ c: Double) -> V { V(repeating: c).addingProduct(acc, x) }
+  let z2 = z * z
+  var p = step(V(repeating: 16.1536412982230228262), z2, 268.42548195503973794141)
+  p = step(p, z2, 1153.0293515404850115428136)
+  p = step(p, z2, 1780.40631643319697105464587)
+  p = step(p, z2, 896.78597403663861959987488)
+  var q = z2 + 58.95697050844462222791
+  q = step(q, z2, 536.265374031215315104235)
+  q = step(q, z2, 1666.7838148816337184521798)
+  q = step(q, z2, 2079.33497444540981287275926)
+  q = step(q, z2, 896.78597403663861962481162)
+  return z * p / q
+}
+
+/// `atan2(y, x)` lane by lane, in `[−π, π]`, with `atan2(0, 0) = 0`.
+///
+/// Reduction: with `n = min(|y|,|x|)`, `m = max(|y|,|x|)`, `atan(n/m)` is `atan(n/m)` when
+/// `n ≤ tan(π/8)·m`, else `π/4 + atan((n−m)/(n+m))`; then undo the octant and quadrant. Two
+/// divisions (the reduced argument and the rational function). Maximum error ≈ 2 ulp of π
+/// (measured in the tests against libm).
+@inlinable @inline(__always)
+public func vectorAtan2<V: RecursionVector>(_ y: V, _ x: V) -> V {
+  let zero = V(repeating: 0)
+  let ay = V.max(y, -y)
+  let ax = V.max(x, -x)
+  let small = V.min(ay, ax), large = V.max(ay, ax)
+  let bound = tanPiOverEight * large
+  let num = V.select(small, small - large, where: small, isGreaterThan: bound)
+  let den = V.select(large, small + large, where: small, isGreaterThan: bound)
+  // 0/0 (both inputs zero) is 0; otherwise den > 0.
+  let reduced = num / V.select(V(repeating: 1), den, where: den, isGreaterThan: zero)
+  var r = atanReduced(reduced) + V.select(zero, V(repeating: piOverFour), where: small, isGreaterThan: bound)
+  r = V.select(r, piOverTwo - r, where: ay, isGreaterThan: ax)
+  r = V.select(r, 2 * piOverTwo - r, where: zero, isGreaterThan: x)
+  return V.select(r, -r, where: zero, isGreaterThan: y)
+}
+
+/// One activation family's map `(Σ, q, q′) → (Σ′, Σ̇)`, lane by lane (the formulas and the
+/// scalar reference are in `GramKernels/FullyConnected+Kernel.swift`). A type per family, so that
+/// the recursion loop is specialised for it and carries no switch.
+public protocol PairMap {
+  func pair<V: RecursionVector>(_ s: V, _ qi: Double, _ qj: V) -> (V, V)
+}
+
+/// ABReLU(a, b): `angular = (a−b)²/(2π)`, `even = (a²+b²)/2`.
+@frozen
+public struct ABReLUPair: PairMap {
+  public let angular: Double
+  public let even: Double
+
+  @inlinable public init(angular: Double, even: Double) {
+    self.angular = angular
+    self.even = even
+  }
+
+  @inlinable @inline(__always)
+  public func pair<V: RecursionVector>(_ s: V, _ qi: Double, _ qj: V) -> (V, V) {
+    let e = qi * qj - s * s
+    let r = V.sqrt(V.max(e, V(repeating: 0)))
+    let theta = vectorAtan2(r, s)
+    let dot = even - angular * theta
+    return (angular * r + dot * s, dot)
+  }
+}
+
+@frozen
+public struct ErfPair: PairMap {
+  @inlinable public init() {}
+
+  @inlinable @inline(__always)
+  public func pair<V: RecursionVector>(_ s: V, _ qi: Double, _ qj: V) -> (V, V) {
+    let e = (1 + 2 * qi) * (1 + 2 * qj) - 4 * s * s
+    let r = V.sqrt(V.max(e, V(repeating: 0)))
+    return (2 / Double.pi * vectorAtan2(2 * s, r), 4 / Double.pi / r)
+  }
+}
+
+@frozen
+public struct IdentityPair: PairMap {
+  @inlinable public init() {}
+
+  @inlinable @inline(__always)
+  public func pair<V: RecursionVector>(_ s: V, _ qi: Double, _ qj: V) -> (V, V) { (s, V(repeating: 1)) }
+}
+
+/// The dense layers of a fully-connected network: layer `l` (0-based; `depth` is the readout)
+/// maps `(Σ, Θ)` to
+///   ntk:      Σ′ = σw²Σ + σb²,  Θ′ = Σ′ + σw²Θ;
+///   standard: Σ′ = σw²Σ + σb²,  Θ′ = n_l Σ + σw²Θ + [bias]   (n_0 = d, else the width).
+@frozen
+public struct DenseLayers: Sendable {
+  public let weightVariance: Double
+  public let biasVariance: Double
+  /// nil: ntk parameterization; else the standard one's hidden width.
+  public let standardWidth: Double?
+  public let standardBiasTerm: Double
+  public let inputDimension: Double
+
+  @inlinable
+  public init(weightVariance: Double, biasVariance: Double, standardWidth: Double?, standardBiasTerm: Double, inputDimension: Double) {
+    self.weightVariance = weightVariance
+    self.biasVariance = biasVariance
+    self.standardWidth = standardWidth
+    self.standardBiasTerm = standardBiasTerm
+    self.inputDimension = inputDimension
+  }
+
+  @inlinable @inline(__always)
+  public func apply<V: SIMD>(_ s: V, _ t: V, layer: Int) -> (V, V) where V.Scalar == Double {
+    let w2 = weightVariance, b2 = biasVariance
+    if let width = standardWidth {
+      let fanIn = layer == 0 ? inputDimension : width
+      return (w2 * s + b2, fanIn * s + w2 * t + standardBiasTerm)
+    }
+    let sNew = w2 * s + b2
+    return (sNew, sNew + w2 * t)
+  }
+}
+
+/// How the recursion reads a vector of dot products from a block of Gram rows.
+public protocol GramRowScalar {
+  static func load<V: RecursionVector>(_: V.Type, _ p: UnsafePointer<Self>) -> V
+}
+
+extension Double: GramRowScalar {
+  @inlinable @inline(__always)
+  public static func load<V: RecursionVector>(_: V.Type, _ p: UnsafePointer<Double>) -> V {
+    UnsafeRawPointer(p).loadUnaligned(as: V.self)
+  }
+}
+
+extension Float: GramRowScalar {
+  @inlinable @inline(__always)
+  public static func load<V: RecursionVector>(_: V.Type, _ p: UnsafePointer<Float>) -> V {
+    var v = V()
+    for l in 0..<V.scalarCount { v[l] = Double(p[l]) }
+    return v
+  }
+}
+
+/// The layer recursion over rows of dot products: per row, layer after layer over the whole
+/// row (a vector at a time, the state of the row in two rows of scratch that stay in L1), the
+/// readout layer written to the output rows.
+@frozen
+public struct RowRecursion {
+  public let layers: DenseLayers
+  public let depth: Int
+  /// Valid columns; `qCols` rows (one per hidden layer) and the state rows hold `paddedCols`
+  /// values, `qCols` padded with 1 past `columns`.
+  public let columns: Int
+  public let qCols: UnsafePointer<Double>
+  public let paddedCols: Int
+  /// `rowVariance[l*rowVarianceStride + i]`: variance after layer `l` of row `i`.
+  public let rowVariance: UnsafePointer<Double>
+  public let rowVarianceStride: Int
+  /// Two rows of `paddedCols`: Σ and Θ of the current row.
+  public let state: UnsafeMutablePointer<Double>
+  public let nngp: UnsafeMutablePointer<Double>
+  public let ntk: UnsafeMutablePointer<Double>
+  public let leadingDimension: Int
+  /// Upper rows: row `i` starts at column `w⌊i/w⌋` (≥ i − w + 1), w the vector width.
+  public let upper: Bool
+
+  @inlinable
+  public init(layers: DenseLayers, depth: Int, columns: Int, qCols: UnsafePointer<Double>, paddedCols: Int,
+              rowVariance: UnsafePointer<Double>, rowVarianceStride: Int, state: UnsafeMutablePointer<Double>,
+              nngp: UnsafeMutablePointer<Double>, ntk: UnsafeMutablePointer<Double>, leadingDimension: Int, upper: Bool) {
+    self.layers = layers
+    self.depth = depth
+    self.columns = columns
+    self.qCols = qCols
+    self.paddedCols = paddedCols
+    self.rowVariance = rowVariance
+    self.rowVarianceStride = rowVarianceStride
+    self.state = state
+    self.nngp = nngp
+    self.ntk = ntk
+    self.leadingDimension = leadingDimension
+    self.upper = upper
+  }
+
+  /// Rows `block` (tile rows), their dot products at `c + (i − block.lowerBound)*ldc`.
+  @inlinable @inline(__always)
+  public func rows<V: RecursionVector, S: GramRowScalar, M: PairMap>(
+    _: V.Type, _ block: Range<Int>, _ c: UnsafePointer<S>, ldc: Int, _ map: M
+  ) {
+    let w = V.scalarCount, n = columns, np = paddedCols
+    let nv = (n + w - 1) / w * w
+    precondition(nv <= np && nv <= ldc, "RowRecursion: rows too short for the vector width")
+    let dd = layers.inputDimension
+    let sRow = state, tRow = state + np
+    @inline(__always) func load(_ p: UnsafePointer<Double>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    @inline(__always) func store(_ v: V, _ p: UnsafeMutablePointer<Double>) {
+      UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+    }
+    // Two vectors per step: independent chains for the divider and square-root units.
+    @inline(__always) func sweep(from j0: Int, _ body: (Int) -> Void) {
+      var jb = j0
+      while jb + 2 * w <= nv { body(jb); body(jb + w); jb += 2 * w }
+      if jb < nv { body(jb) }
+    }
+    for i in block {
+      let row = c + (i - block.lowerBound) * ldc
+      let j0 = upper ? i / w * w : 0
+      // Layer 0 from the dot products.
+      var qi = rowVariance[i]
+      var qj = qCols
+      sweep(from: j0) { jb in
+        let (s, t) = layers.apply(S.load(V.self, row + jb) / dd, V(), layer: 0)
+        let (sa, dot) = map.pair(s, qi, load(qj + jb))
+        store(sa, sRow + jb)
+        store(t * dot, tRow + jb)
+      }
+      for l in stride(from: 1, to: depth, by: 1) {
+        qi = rowVariance[l * rowVarianceStride + i]
+        qj = qCols + l * np
+        sweep(from: j0) { jb in
+          let (s, t) = layers.apply(load(sRow + jb), load(tRow + jb), layer: l)
+          let (sa, dot) = map.pair(s, qi, load(qj + jb))
+          store(sa, sRow + jb)
+          store(t * dot, tRow + jb)
+        }
+      }
+      // The readout layer, into the output.
+      let o = i * leadingDimension
+      sweep(from: j0) { jb in
+        let (s, t) = layers.apply(load(sRow + jb), load(tRow + jb), layer: depth)
+        if jb + w <= n {
+          store(s, nngp + o + jb)
+          store(t, ntk + o + jb)
+        } else {
+          for lane in 0..<(n - jb) {
+            nngp[o + jb + lane] = s[lane]
+            ntk[o + jb + lane] = t[lane]
+          }
+        }
+      }
+    }
+  }
+}
+
+/// The pair map of a network's activation, chosen once per block of rows.
+public enum PairMapKind: Sendable {
+  case abReLU(ABReLUPair)
+  case erf
+  case identity
+}
+
+extension ABReLUPair: Sendable {}
+
+extension RowRecursion {
+  /// `rows` with the pair map of `kind`, each family specialised.
+  @inlinable @inline(__always)
+  public func rows<V: RecursionVector, S: GramRowScalar>(_: V.Type, _ block: Range<Int>, _ c: UnsafePointer<S>, ldc: Int,
+                                                         _ kind: PairMapKind) {
+    switch kind {
+    case .abReLU(let map): rows(V.self, block, c, ldc: ldc, map)
+    case .erf: rows(V.self, block, c, ldc: ldc, ErfPair())
+    case .identity: rows(V.self, block, c, ldc: ldc, IdentityPair())
+    }
+  }
+}
