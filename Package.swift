@@ -37,7 +37,7 @@ let package = Package(
     .target(name: "GramTiling"),
     .target(name: "GramTransport", dependencies: ["CMPI"]),
     .target(name: "GramStorage", dependencies: ["CHDF5", "CZlib"]),
-    .target(name: "GramSolver", dependencies: ["CLAPACK", "GramKernels"], swiftSettings: vectorFlags),
+    .target(name: "GramSolver", dependencies: ["CLAPACK", "GramKernels", "GramMicroKernels", "GramMicroKernelsAVX512"], swiftSettings: vectorFlags),
     .target(
       name: "GramBuild",
       dependencies: [
@@ -55,6 +55,7 @@ let package = Package(
     // MARK: Tests
     .testTarget(name: "GramKernelsTests", dependencies: ["GramKernels"],
                 resources: [.copy("Fixtures")], swiftSettings: vectorFlags),
+    .testTarget(name: "GramSolverTests", dependencies: ["GramSolver", "GramKernels"], swiftSettings: vectorFlags),
     .testTarget(name: "GramStorageTests", dependencies: ["GramStorage", "GramKernels"]),
     .testTarget(name: "GramTilingTests", dependencies: ["GramTiling"]),
     .testTarget(name: "GramTransportTests", dependencies: ["GramTransport"]),

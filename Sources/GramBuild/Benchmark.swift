@@ -38,6 +38,14 @@ public struct BenchmarkReport: Codable, Sendable {
   public var blasSyrkSeconds: Double
   public var buildOverBlas: Double
   public var peakRSSMegabytes: Double
+  /// The solver's product `K·X` (10 right-hand sides, one thread) over the upper tiles of an
+  /// N × N kernel held in memory in the storage precision, against one read-only stream over the
+  /// same tiles (which exceed the last-level cache), and their ratio.
+  public var solverSamples: Int
+  public var solverPassSeconds: Double
+  public var solverStreamSeconds: Double
+  public var solverStreamGigabytesPerSecond: Double
+  public var solverPassOverStream: Double
 
   enum CodingKeys: String, CodingKey {
     case samples, features, tile, dtype, data, threads
@@ -46,8 +54,13 @@ public struct BenchmarkReport: Codable, Sendable {
     case recursionSeconds = "recursion_s", ioSeconds = "io_s", ioMegabytesPerSecond = "io_MB_per_s"
     case ddMegabytesPerSecond = "dd_MB_per_s", blasGramSeconds = "blas_gram_s", blasGflops = "blas_gflops"
     case buildOverBlas = "build_over_blas", peakRSSMegabytes = "peak_rss_MB"
+    case solverSamples = "solver_samples", solverPassSeconds = "solver_pass_s", solverStreamSeconds = "solver_stream_s"
+    case solverStreamGigabytesPerSecond = "solver_stream_GB_per_s", solverPassOverStream = "solver_pass_over_stream"
   }
 }
+
+/// Where the stream benchmark leaves its sum, so that the reads are not optimised away.
+nonisolated(unsafe) var benchmarkSink = 0.0
 
 public struct Benchmark {
   public var samples = 4096
@@ -59,6 +72,9 @@ public struct Benchmark {
   public var repeats = 3
   /// Threads for the compute part.
   public var threads = 1
+  /// N of the solver part (0 skips it); the default's upper tiles, 800 MB in float32, exceed
+  /// the last-level caches of current servers.
+  public var solverSamples = 20_000
 
   public init(folder: String) { self.folder = folder }
 
@@ -185,6 +201,8 @@ public struct Benchmark {
         } }
       }
     }
+    let solver = solverSamples > 0 ? solverPass(n: solverSamples) : (pass: 0, stream: 0, bytes: 0)
+
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return BenchmarkReport(
@@ -194,7 +212,63 @@ public struct Benchmark {
       gramSeconds: gram, gramGflops: gramFlops / gram / 1e9, recursionSeconds: max(0, compute - gram),
       ioSeconds: io, ioMegabytesPerSecond: bytes / io / 1e6, ddMegabytesPerSecond: dd,
       blasGramSeconds: blas, blasGflops: 2 * Double(n) * Double(n) * Double(d) / blas / 1e9, blasSyrkSeconds: syrk,
-      buildOverBlas: (compute + io) / min(blas, syrk), peakRSSMegabytes: Double(usage.ru_maxrss) / 1024)
+      buildOverBlas: (compute + io) / min(blas, syrk), peakRSSMegabytes: Double(usage.ru_maxrss) / 1024,
+      solverSamples: solverSamples, solverPassSeconds: solver.pass, solverStreamSeconds: solver.stream,
+      solverStreamGigabytesPerSecond: solver.stream > 0 ? solver.bytes / solver.stream / 1e9 : 0,
+      solverPassOverStream: solver.stream > 0 ? solver.pass / solver.stream : 0)
+  }
+
+  /// One solver product over the upper tiles of an `n × n` kernel (random values: the time does
+  /// not depend on them) in the storage precision, and one read-only pass over the same bytes.
+  func solverPass(n: Int) -> (pass: Double, stream: Double, bytes: Double) {
+    let plan = TilePlan(trainCount: n, testCount: 0, tileSize: 1024)
+    var g = SplitMix64(seed: 1)
+    let tiles = (0..<plan.count).map { plan.tile($0) }
+    let columns = 10, lanes = (columns + 3) / 4
+    var x = [SIMD4<Double>](repeating: SIMD4(), count: n * lanes)
+    for i in 0..<n { for j in 0..<columns { x[i * lanes + j / 4][j % 4] = g.unit() - 0.5 } }
+    var y = x
+    func timed<T: BinaryFloatingPoint & SIMDScalar>(_ values: [[T]]) -> (Double, Double, Double) {
+      let pass = best {
+        for i in y.indices { y[i] = SIMD4() }
+        x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { yb in
+          for (t, v) in zip(tiles, values) {
+            v.withUnsafeBufferPointer {
+              symmetricTileProduct($0.baseAddress!, rows: t.rows.count, cols: t.cols.count, rowStart: t.rows.lowerBound,
+                                   colStart: t.cols.lowerBound, diagonal: t.isDiagonal, x: xb.baseAddress!, y: yb.baseAddress!,
+                                   lanes: lanes)
+            }
+          }
+        } }
+      }
+      var sink = SIMD16<T>()
+      let stream = best {
+        for v in values {
+          v.withUnsafeBufferPointer { p in
+            var a = SIMD16<T>(), b = SIMD16<T>(), c = SIMD16<T>(), d = SIMD16<T>()
+            var k = 0
+            let raw = UnsafeRawPointer(p.baseAddress!)
+            while k + 64 <= p.count {
+              a += raw.loadUnaligned(fromByteOffset: k * MemoryLayout<T>.size, as: SIMD16<T>.self)
+              b += raw.loadUnaligned(fromByteOffset: (k + 16) * MemoryLayout<T>.size, as: SIMD16<T>.self)
+              c += raw.loadUnaligned(fromByteOffset: (k + 32) * MemoryLayout<T>.size, as: SIMD16<T>.self)
+              d += raw.loadUnaligned(fromByteOffset: (k + 48) * MemoryLayout<T>.size, as: SIMD16<T>.self)
+              k += 64
+            }
+            while k < p.count { a[0] += p[k]; k += 1 }
+            sink += a + b + c + d
+          }
+        }
+      }
+      benchmarkSink = Double(sink.sum())
+      return (pass, stream, Double(values.reduce(0) { $0 + $1.count } * MemoryLayout<T>.size))
+    }
+    let result: (Double, Double, Double)
+    switch dtype {
+    case .float32: result = timed(tiles.map { t in (0..<(t.rows.count * t.cols.count)).map { _ in Float(g.unit()) } })
+    case .float64: result = timed(tiles.map { t in (0..<(t.rows.count * t.cols.count)).map { _ in g.unit() } })
+    }
+    return (result.0, result.1, result.2)
   }
 
   /// Sequential write throughput of `dd if=/dev/zero … conv=fsync` into `folder` (MB/s).

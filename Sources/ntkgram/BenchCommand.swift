@@ -17,6 +17,8 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Folder for the I/O part (tile checkpoints and dd).") var dir: String = "."
   @Option(help: "Runs of each part; the best is reported.") var repeats: Int = 3
   @Option(help: "Threads for the compute part (and for the BLAS comparison).") var threads: Int = 1
+  @Option(name: .customLong("solver-samples"),
+          help: "N of the solver part (upper tiles in memory, 10 right-hand sides); 0 skips it.") var solverSamples: Int = 20_000
   @Flag(help: "Print JSON instead of text.") var json = false
 
   func run() throws {
@@ -34,6 +36,8 @@ struct BenchCommand: ParsableCommand {
     }
     b.repeats = repeats
     b.threads = threads
+    guard solverSamples >= 0 else { throw CommandError("--solver-samples must be ≥ 0") }
+    b.solverSamples = solverSamples
     let r = try b.run()
     if json {
       let encoder = JSONEncoder()
@@ -49,6 +53,9 @@ struct BenchCommand: ParsableCommand {
     print("tile I/O:            \(f(r.ioSeconds)) s, \(f(r.ioMegabytesPerSecond)) MB/s" + (r.ddMegabytesPerSecond.map { " (dd: \(f($0)) MB/s, ratio \(f(r.ioMegabytesPerSecond / $0, 2)))" } ?? ""))
     print("OpenBLAS X·Xᵀ (\(r.blasCore), \(r.threads) thread(s)): gemm \(f(r.blasGramSeconds)) s (\(f(r.blasGflops)) GFLOP/s), syrk \(f(r.blasSyrkSeconds)) s")
     print("build / BLAS:        \(f(r.buildOverBlas)) (compute + I/O over the faster BLAS call)")
+    if r.solverSamples > 0 {
+      print("solver K·X (N = \(r.solverSamples), 10 columns, 1 thread): \(f(r.solverPassSeconds)) s per iteration; streaming the same \(r.dtype) tiles: \(f(r.solverStreamSeconds)) s (\(f(r.solverStreamGigabytesPerSecond)) GB/s); ratio \(f(r.solverPassOverStream))")
+    }
     print("peak RSS:            \(f(r.peakRSSMegabytes)) MB")
   }
 }

@@ -117,8 +117,9 @@ def test_nngp_kernel_matches_dense(small, tmp_path):
 
 def test_kill_and_resume(tmp_path):
     rng = np.random.default_rng(5)
-    np.save(tmp_path / "x.npy", rng.standard_normal((1500, 20)))
-    np.save(tmp_path / "y.npy", rng.integers(0, 3, 1500))
+    # Large enough (162 iterations, about a second) that the kill lands mid-solve.
+    np.save(tmp_path / "x.npy", rng.standard_normal((3000, 20)))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, 3000))
     ntkgram("build", "--train", tmp_path / "x.npy", "--train-labels", tmp_path / "y.npy", "--dtype", "float64",
             "--out", tmp_path / "k.h5", "--quiet")
     args = ["solve", tmp_path / "k.h5", "--preconditioner", "none", "--solver", "cg", "--ridge", "1e-6", "--tol", "1e-10",
@@ -130,7 +131,7 @@ def test_kill_and_resume(tmp_path):
     while time.time() < deadline and p.poll() is None and not state.exists():
         time.sleep(0.01)
     assert state.exists(), "no checkpoint appeared"
-    time.sleep(0.2)
+    time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert not (tmp_path / "s.h5").exists()
