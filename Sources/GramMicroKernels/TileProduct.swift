@@ -74,60 +74,93 @@ public struct TileProductShape<T: BinaryFloatingPoint> {
                                rowStart: rowStart, colStart: colStart, x: x, y: y, stride: stride)
   }
 
+  /// The product on column groups of type `V`. Float32 tiles are widened four rows at a time
+  /// into a small float64 buffer first, so that the inner loop reads every value of K as a
+  /// float64 broadcast (an operand of the fused multiply-add itself on AVX-512).
   @inlinable @inline(__always)
   public func run<V: ColumnVector>(_: V.Type, diagonal: Bool) {
-    let m = rows, w = cols, p = stride
-    @inline(__always) func xRow(_ r: Int) -> V { V.load(x + r * p) }
-    var i = 0
-    while i + 4 <= m {
-      var a0 = V(), a1 = V(), a2 = V(), a3 = V()
-      let r0 = k + i * w, r1 = r0 + w, r2 = r1 + w, r3 = r2 + w
-      if diagonal {
-        for j in 0..<w {
-          let xj = xRow(colStart + j)
-          a0.addProduct(Double(r0[j]), xj); a1.addProduct(Double(r1[j]), xj)
-          a2.addProduct(Double(r2[j]), xj); a3.addProduct(Double(r3[j]), xj)
-        }
-      } else {
-        let x0 = xRow(rowStart + i), x1 = xRow(rowStart + i + 1), x2 = xRow(rowStart + i + 2), x3 = xRow(rowStart + i + 3)
-        for j in 0..<w {
-          let k0 = Double(r0[j]), k1 = Double(r1[j]), k2 = Double(r2[j]), k3 = Double(r3[j])
-          let xj = xRow(colStart + j)
-          a0.addProduct(k0, xj); a1.addProduct(k1, xj); a2.addProduct(k2, xj); a3.addProduct(k3, xj)
-          let yp = y + (colStart + j) * p
-          var yj = V.load(yp)
-          yj.addProduct(k0, x0); yj.addProduct(k1, x1); yj.addProduct(k2, x2); yj.addProduct(k3, x3)
-          yj.store(yp)
-        }
+    let m = rows, w = cols
+    if T.self == Double.self {
+      let kd = UnsafeRawPointer(k).assumingMemoryBound(to: Double.self)
+      var i = 0
+      while i + 4 <= m {
+        fourRows(V.self, kd + i * w, rowStride: w, i: i, diagonal: diagonal)
+        i += 4
       }
-      @inline(__always) func add(_ a: V, _ t: Int) {
-        let yp = y + (rowStart + i + t) * p
-        var yi = V.load(yp)
-        yi += a
-        yi.store(yp)
-      }
-      add(a0, 0); add(a1, 1); add(a2, 2); add(a3, 3)
-      i += 4
+      while i < m { oneRow(V.self, kd + i * w, i: i, diagonal: diagonal); i += 1 }
+      return
     }
+    let buffer = UnsafeMutablePointer<Double>.allocate(capacity: max(1, 4 * w))
+    defer { buffer.deallocate() }
+    var i = 0
     while i < m {
-      var a = V()
-      let row = k + i * w
-      let xi = xRow(rowStart + i)
-      for j in 0..<w {
-        let kij = Double(row[j])
-        a.addProduct(kij, xRow(colStart + j))
-        if !diagonal {
-          let yp = y + (colStart + j) * p
-          var yj = V.load(yp)
-          yj.addProduct(kij, xi)
-          yj.store(yp)
-        }
+      let h = min(4, m - i)
+      for t in 0..<h {
+        let src = k + (i + t) * w, dst = buffer + t * w
+        for j in 0..<w { dst[j] = Double(src[j]) }
       }
-      let yp = y + (rowStart + i) * p
+      if h == 4 {
+        fourRows(V.self, UnsafePointer(buffer), rowStride: w, i: i, diagonal: diagonal)
+      } else {
+        for t in 0..<h { oneRow(V.self, UnsafePointer(buffer + t * w), i: i + t, diagonal: diagonal) }
+      }
+      i += h
+    }
+  }
+
+  /// Rows `i ..< i + 4` of the tile, their values (float64) at `r0`, `rowStride` apart.
+  @inlinable @inline(__always)
+  func fourRows<V: ColumnVector>(_: V.Type, _ r0: UnsafePointer<Double>, rowStride w: Int, i: Int, diagonal: Bool) {
+    let p = stride
+    @inline(__always) func xRow(_ r: Int) -> V { V.load(x + r * p) }
+    var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+    let r1 = r0 + w, r2 = r1 + w, r3 = r2 + w
+    if diagonal {
+      for j in 0..<cols {
+        let xj = xRow(colStart + j)
+        a0.addProduct(r0[j], xj); a1.addProduct(r1[j], xj)
+        a2.addProduct(r2[j], xj); a3.addProduct(r3[j], xj)
+      }
+    } else {
+      let x0 = xRow(rowStart + i), x1 = xRow(rowStart + i + 1), x2 = xRow(rowStart + i + 2), x3 = xRow(rowStart + i + 3)
+      for j in 0..<cols {
+        let k0 = r0[j], k1 = r1[j], k2 = r2[j], k3 = r3[j]
+        let xj = xRow(colStart + j)
+        a0.addProduct(k0, xj); a1.addProduct(k1, xj); a2.addProduct(k2, xj); a3.addProduct(k3, xj)
+        let yp = y + (colStart + j) * p
+        var yj = V.load(yp)
+        yj.addProduct(k0, x0); yj.addProduct(k1, x1); yj.addProduct(k2, x2); yj.addProduct(k3, x3)
+        yj.store(yp)
+      }
+    }
+    @inline(__always) func add(_ a: V, _ t: Int) {
+      let yp = y + (rowStart + i + t) * p
       var yi = V.load(yp)
       yi += a
       yi.store(yp)
-      i += 1
     }
+    add(a0, 0); add(a1, 1); add(a2, 2); add(a3, 3)
+  }
+
+  /// Row `i` of the tile, its values (float64) at `row`.
+  @inlinable @inline(__always)
+  func oneRow<V: ColumnVector>(_: V.Type, _ row: UnsafePointer<Double>, i: Int, diagonal: Bool) {
+    let p = stride
+    var a = V()
+    let xi = V.load(x + (rowStart + i) * p)
+    for j in 0..<cols {
+      let kij = row[j]
+      a.addProduct(kij, V.load(x + (colStart + j) * p))
+      if !diagonal {
+        let yp = y + (colStart + j) * p
+        var yj = V.load(yp)
+        yj.addProduct(kij, xi)
+        yj.store(yp)
+      }
+    }
+    let yp = y + (rowStart + i) * p
+    var yi = V.load(yp)
+    yi += a
+    yi.store(yp)
   }
 }
