@@ -242,28 +242,40 @@ public struct BuildDriver {
     let threads = max(1, min(settings.threads, mine.count))
     let lock = NSLock()
     nonisolated(unsafe) var failure: Error? = nil
-    // The driver and reporter are used by thread 0 only (progress) or read-only.
+    // Checkpoints are written by one writer thread while the next tiles compute: a tile's
+    // write (conversion, checksums, HDF5, fsync) overlaps the next tile's compute. At most
+    // `threads + 1` computed tiles wait for the writer, which bounds the memory held.
+    let writer = DispatchQueue(label: "ntkgram.checkpoint-writer")
+    let slots = DispatchSemaphore(value: threads + 1)
+    let writes = DispatchGroup()
+    // The driver and reporter are used by the writer thread only (progress) or read-only.
     nonisolated(unsafe) let driver = self
     nonisolated(unsafe) let progress = reporter
     let work: @Sendable (Int) -> Void = { thread in
       var computer = TileComputer(kernel: net, train: train, test: test)
       for (position, index) in mine.enumerated() where position % threads == thread {
         if lock.withLock({ failure != nil }) { return }
-        do {
-          let tile = plan.tile(index)
-          let values = computer.compute(tile)
-          let stored = KernelFileLayout.kernelNames.map { StoredValues(values.values($0), as: driver.settings.dtype) }
-          try TileCheckpoint(index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
-                             rows: tile.rows.count, cols: tile.cols.count, values: stored)
-            .write(folder: folder, fingerprint: fingerprint)
-        } catch {
-          lock.withLock { if failure == nil { failure = error } }
-          return
+        let tile = plan.tile(index)
+        let values = computer.compute(tile)
+        slots.wait()
+        writer.async(group: writes) {
+          defer { slots.signal() }
+          if lock.withLock({ failure != nil }) { return }
+          do {
+            let stored = KernelFileLayout.kernelNames.map { StoredValues(values.values($0), as: driver.settings.dtype) }
+            try TileCheckpoint(index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
+                               rows: tile.rows.count, cols: tile.cols.count, values: stored)
+              .write(folder: folder, fingerprint: fingerprint)
+          } catch {
+            lock.withLock { if failure == nil { failure = error } }
+            return
+          }
+          if driver.comm.rank == 0 { driver.reportFromFolder(plan: plan, reporter: progress, entriesTotal: entriesTotal) }
         }
-        if driver.comm.rank == 0 && thread == 0 { driver.reportFromFolder(plan: plan, reporter: progress, entriesTotal: entriesTotal) }
       }
     }
     if threads == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: threads, execute: work) }
+    writes.wait()
     if let failure { throw failure }
   }
 

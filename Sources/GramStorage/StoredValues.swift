@@ -41,9 +41,19 @@ public enum StoredValues: Sendable, Equatable {
 
   /// The row-major `m × n` block transposed to `n × m`.
   public func transposed(rows m: Int, cols n: Int) -> StoredValues {
+    // In 32 × 32 blocks, so that the strided side stays in cache.
     func t<T>(_ v: [T]) -> [T] {
       var out = v
-      for i in 0..<m { for j in 0..<n { out[j * m + i] = v[i * n + j] } }
+      let b = 32
+      v.withUnsafeBufferPointer { src in
+        out.withUnsafeMutableBufferPointer { dst in
+          for i0 in stride(from: 0, to: m, by: b) {
+            for j0 in stride(from: 0, to: n, by: b) {
+              for i in i0..<min(i0 + b, m) { for j in j0..<min(j0 + b, n) { dst[j * m + i] = src[i * n + j] } }
+            }
+          }
+        }
+      }
       return out
     }
     switch self {
