@@ -4,9 +4,11 @@ import Foundation
 /// datasets `/ntk` and `/nngp` (`rows × cols`, in the job's storage precision) and attributes
 /// naming the tile, the job fingerprint and a checksum of each dataset's bytes.
 ///
-/// Written atomically: a temporary file in the same folder, flushed, fsynced, then renamed. A
-/// reader therefore sees either no tile or a whole one — unless the disk itself corrupts it,
-/// which `read` detects through the checksums.
+/// Written atomically: a temporary file in the same folder, flushed, then renamed. A reader
+/// (another rank, a rerun after a killed process) therefore sees either no tile or a whole one.
+/// A checkpoint is not fsynced: after a power cut or a disk error a renamed tile may be empty or
+/// torn, which `read` detects (shape, attributes, checksums), and the build recomputes it. The
+/// kernel file, the result, is fsynced before its rename (`KernelFileWriter.commit`).
 public struct TileCheckpoint: Sendable, Equatable {
   public let index: Int
   public let rowStart: Int
@@ -51,12 +53,10 @@ public struct TileCheckpoint: Sendable, Equatable {
       unlink(temporary)
       throw error
     }
-    do {
-      try fsyncPath(temporary)
-      guard rename(temporary, final) == 0 else { throw StorageError(final, "cannot rename checkpoint: \(String(cString: strerror(errno)))") }
-    } catch {
+    guard rename(temporary, final) == 0 else {
+      let message = String(cString: strerror(errno))
       unlink(temporary)
-      throw error
+      throw StorageError(final, "cannot rename checkpoint: \(message)")
     }
   }
 

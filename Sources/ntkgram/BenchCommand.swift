@@ -15,7 +15,7 @@ struct BenchCommand: ParsableCommand {
   @Option(name: .customLong("gram-precision"),
           help: "Precision of the dot products (float32 or float64). Default: that of --dtype.") var gramPrecision: String?
   @Option(help: "Folder for the I/O part (tile checkpoints and dd).") var dir: String = "."
-  @Option(help: "Runs of each part; the best is reported.") var repeats: Int = 3
+  @Option(help: "Runs of each part; the best is reported.") var repeats: Int = 5
   @Option(help: "Threads for the compute part (and for the BLAS comparison).") var threads: Int = 1
   @Option(name: .customLong("solver-samples"),
           help: "N of the solver part (upper tiles in memory, 10 right-hand sides); 0 skips it.") var solverSamples: Int = 20_000
