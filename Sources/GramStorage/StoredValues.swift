@@ -7,7 +7,24 @@ public enum StoredValues: Sendable, Equatable {
   /// Rounds `values` (once, to nearest) to `type`.
   public init(_ values: [Double], as type: ScalarType) {
     switch type {
-    case .float32: self = .float32(values.map { Float($0) })
+    case .float32:
+      // Eight at a time (`vcvtpd2ps`); `map` converts one value per call of its closure.
+      let n = values.count
+      self = .float32([Float](unsafeUninitializedCapacity: n) { out, count in
+        values.withUnsafeBufferPointer { src in
+          let s = UnsafeRawPointer(src.baseAddress), d = UnsafeMutableRawPointer(out.baseAddress)
+          var k = 0
+          if let s, let d {
+            while k + 8 <= n {
+              let v = s.loadUnaligned(fromByteOffset: 8 * k, as: SIMD8<Double>.self)
+              d.storeBytes(of: SIMD8<Float>(v), toByteOffset: 4 * k, as: SIMD8<Float>.self)
+              k += 8
+            }
+          }
+          while k < n { out[k] = Float(src[k]); k += 1 }
+        }
+        count = n
+      })
     case .float64: self = .float64(values)
     }
   }
