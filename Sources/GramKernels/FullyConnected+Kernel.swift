@@ -307,7 +307,17 @@ extension FullyConnected {
     let vx = variances(x)
     if x.elementsEqual(y) { return (vx.nngp, vx.ntk) }
     let vy = variances(y)
-    var s = zip(x, y).reduce(0) { $0 + $1.0 * $1.1 } / Double(d), t = 0.0
+    // The dot product in the kernel's precision: float32 is the fused multiply-add chain over the
+    // rows rounded to float32, in order, which is how the tiles define it.
+    var dot = 0.0
+    switch gramPrecision {
+    case .float64: dot = zip(x, y).reduce(0) { $0 + $1.0 * $1.1 }
+    case .float32:
+      var c: Float = 0
+      for (a, b) in zip(x, y) { c = c.addingProduct(Float(a), Float(b)) }
+      dot = Double(c)
+    }
+    var s = dot / Double(d), t = 0.0
     for l in 0..<depth {
       (s, t) = dense(s, t, layer: l, inputDimension: d)
       let (sa, dot) = act.pair(s, vx.layers[l], vy.layers[l])

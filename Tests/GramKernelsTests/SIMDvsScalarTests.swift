@@ -35,9 +35,11 @@ func adversarialRows(d: Int, seed: UInt64) -> [[Double]] {
 
 @Suite("SIMD tile kernel against the scalar reference kernel")
 struct SIMDvsScalarTests {
-  @Test("random and adversarial inputs", arguments: sampleNetworks.indices)
-  func agrees(networkIndex: Int) {
-    let net = sampleNetworks[networkIndex]
+  @Test("random and adversarial inputs, float64 and float32 dot products",
+        arguments: sampleNetworks.indices, GramPrecision.allCases)
+  func agrees(networkIndex: Int, precision: GramPrecision) {
+    var net = sampleNetworks[networkIndex]
+    net.gramPrecision = precision
     for d in [1, 3, 7, 33] {
       let rows = adversarialRows(d: d, seed: UInt64(networkIndex * 100 + d))
       let k = tileKernel(net, rows, rows)
@@ -57,11 +59,11 @@ struct SIMDvsScalarTests {
             let nx = rows[i].reduce(0) { $0 + $1 * $1 }, ny = rows[j].reduce(0) { $0 + $1 * $1 }
             let cosine = zip(rows[i], rows[j]).reduce(0) { $0 + $1.0 * $1.1 } / (nx * ny).squareRoot()
             if abs(cosine) > 1 - 1e-6 {
-              #expect(err <= 1e-7, "network \(networkIndex) d=\(d) \(kernel)[\(i)][\(j)] (near-parallel): \(err)")
+              #expect(err <= 1e-7, "network \(networkIndex) \(precision) d=\(d) \(kernel)[\(i)][\(j)] (near-parallel): \(err)")
             } else if err > worst { worst = err; worstAt = (i, j) }
           }
         }
-        #expect(worst <= 1e-13, "network \(networkIndex) d=\(d) \(kernel): max error \(worst) at \(worstAt)")
+        #expect(worst <= 1e-13, "network \(networkIndex) \(precision) d=\(d) \(kernel): max error \(worst) at \(worstAt)")
       }
     }
   }
