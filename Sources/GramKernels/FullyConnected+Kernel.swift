@@ -153,7 +153,7 @@ extension FullyConnected: GramKernel {
     }
     x.withUnsafeBufferPointer { p in
       for i in 0..<n {
-        // The same chain the Gram product uses, so that the diagonal of the Gram block is q.
+        // The same chain the float64 Gram product uses, so that its diagonal is q.
         let row = p.baseAddress! + i * stride
         var q = sequentialDot(row, row, depth: d) / Double(d)
         var t = 0.0
