@@ -74,6 +74,22 @@ public struct TileProductShape<T: BinaryFloatingPoint> {
                                rowStart: rowStart, colStart: colStart, x: x, y: y, stride: stride)
   }
 
+  /// The product on a group of `columns` right-hand sides (4, 8, 12 or 16; anything else runs
+  /// as 16), each width and tile kind its own specialisation.
+  @inlinable @inline(__always)
+  public func run(columns: Int, diagonal: Bool) {
+    switch (columns, diagonal) {
+    case (4, true): run(SIMD4<Double>.self, diagonal: true)
+    case (4, false): run(SIMD4<Double>.self, diagonal: false)
+    case (8, true): run(SIMD8<Double>.self, diagonal: true)
+    case (8, false): run(SIMD8<Double>.self, diagonal: false)
+    case (12, true): run(Columns12.self, diagonal: true)
+    case (12, false): run(Columns12.self, diagonal: false)
+    case (_, true): run(SIMD16<Double>.self, diagonal: true)
+    case (_, false): run(SIMD16<Double>.self, diagonal: false)
+    }
+  }
+
   /// The product on column groups of type `V`. Float32 tiles are widened four rows at a time
   /// into a small float64 buffer first, so that the inner loop reads every value of K as a
   /// float64 broadcast (an operand of the fused multiply-add itself on AVX-512).

@@ -43,24 +43,10 @@ extension AVX512 {
 extension AVX512 {
   /// One column group (4, 8, 12 or 16 columns) of the solver's tile product on AVX-512.
   public static func tileProduct(_ shape: TileProductShape<Float>, columns: Int, diagonal: Bool) {
-    run(shape, columns: columns, diagonal: diagonal)
+    shape.run(columns: columns, diagonal: diagonal)
   }
 
   public static func tileProduct(_ shape: TileProductShape<Double>, columns: Int, diagonal: Bool) {
-    run(shape, columns: columns, diagonal: diagonal)
-  }
-
-  @inline(__always)
-  static func run<T>(_ shape: TileProductShape<T>, columns: Int, diagonal: Bool) {
-    switch (columns, diagonal) {
-    case (4, true): shape.run(SIMD4<Double>.self, diagonal: true)
-    case (4, false): shape.run(SIMD4<Double>.self, diagonal: false)
-    case (8, true): shape.run(SIMD8<Double>.self, diagonal: true)
-    case (8, false): shape.run(SIMD8<Double>.self, diagonal: false)
-    case (12, true): shape.run(Columns12.self, diagonal: true)
-    case (12, false): shape.run(Columns12.self, diagonal: false)
-    case (_, true): shape.run(SIMD16<Double>.self, diagonal: true)
-    case (_, false): shape.run(SIMD16<Double>.self, diagonal: false)
-    }
+    shape.run(columns: columns, diagonal: diagonal)
   }
 }

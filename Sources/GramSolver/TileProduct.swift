@@ -36,16 +36,7 @@ public func symmetricTileProduct<T: BinaryFloatingPoint>(
       c0 += g
       continue
     }
-    switch (g, diagonal) {
-    case (4, true): shape.run(SIMD4<Double>.self, diagonal: true)
-    case (4, false): shape.run(SIMD4<Double>.self, diagonal: false)
-    case (8, true): shape.run(SIMD8<Double>.self, diagonal: true)
-    case (8, false): shape.run(SIMD8<Double>.self, diagonal: false)
-    case (12, true): shape.run(Columns12.self, diagonal: true)
-    case (12, false): shape.run(Columns12.self, diagonal: false)
-    default:
-      if diagonal { shape.run(SIMD16<Double>.self, diagonal: true) } else { shape.run(SIMD16<Double>.self, diagonal: false) }
-    }
+    shape.run(columns: g, diagonal: diagonal)
     c0 += g
   }
 }
