@@ -153,9 +153,14 @@ public var linearAlgebraCore: String { String(cString: openblas_get_corename()) 
 /// "Prescott", SSE3 kernels 3–5× slower than the AVX-512 ones. The core type can only be set
 /// before the library loads, so `ntkgram` restarts itself with it (`main.swift`).
 public func preferredLinearAlgebraCore(avx512: Bool, avx2: Bool) -> String? {
-  if getenv("OPENBLAS_CORETYPE") != nil { return nil }
-  let core = linearAlgebraCore.lowercased()
+  preferredLinearAlgebraCore(current: linearAlgebraCore, userChoice: getenv("OPENBLAS_CORETYPE") != nil,
+                             avx512: avx512, avx2: avx2)
+}
+
+/// The rule of `preferredLinearAlgebraCore`, given the core OpenBLAS picked.
+public func preferredLinearAlgebraCore(current: String, userChoice: Bool, avx512: Bool, avx2: Bool) -> String? {
+  if userChoice { return nil }
   let avx2Cores: Set = ["haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"]
-  if avx2Cores.contains(core) { return nil }
+  if avx2Cores.contains(current.lowercased()) { return nil }
   return avx512 ? "SkylakeX" : avx2 ? "Haswell" : nil
 }

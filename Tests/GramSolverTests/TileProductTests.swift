@@ -63,3 +63,17 @@ struct TileProductTests {
     }
   }
 }
+
+@Suite("OpenBLAS core type")
+struct LinearAlgebraCoreTests {
+  @Test("restart only when OpenBLAS picked kernels without AVX2 on a CPU that has it, never over the user's choice")
+  func rule() {
+    #expect(preferredLinearAlgebraCore(current: "Prescott", userChoice: false, avx512: true, avx2: true) == "SkylakeX")
+    #expect(preferredLinearAlgebraCore(current: "Prescott", userChoice: false, avx512: false, avx2: true) == "Haswell")
+    #expect(preferredLinearAlgebraCore(current: "Prescott", userChoice: false, avx512: false, avx2: false) == nil)
+    #expect(preferredLinearAlgebraCore(current: "Prescott", userChoice: true, avx512: true, avx2: true) == nil)
+    for good in ["Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"] {
+      #expect(preferredLinearAlgebraCore(current: good, userChoice: false, avx512: true, avx2: true) == nil, "\(good)")
+    }
+  }
+}

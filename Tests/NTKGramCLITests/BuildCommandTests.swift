@@ -106,6 +106,28 @@ struct BuildCommandTests {
     #expect(try H5File.open(d + "/k.h5").dataset("/train/ntk").shape == [10, 10])
   }
 
+  @Test("bench prints every figure as JSON, with OpenBLAS on AVX2-or-wider kernels (restarted if needed)")
+  func bench() throws {
+    let d = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    let r = try runNTKGram(["bench", "--samples", "300", "--tile", "128", "--repeats", "1", "--solver-samples", "600",
+                            "--dir", d, "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    for key in ["entries_per_s", "compute_s", "gram_s", "gram_gflops", "recursion_s", "io_s", "io_MB_per_s",
+                "blas_gram_s", "blas_syrk_s", "build_over_blas", "peak_rss_MB", "solver_pass_s", "solver_stream_s",
+                "solver_pass_over_stream"] {
+      let v = try #require(json[key] as? Double, "\(key) missing")
+      #expect(v > 0 && v.isFinite, "\(key) = \(v)")
+    }
+    #expect(json["samples"] as? Int == 300 && json["gram_precision"] as? String == "float32")
+    // The harness does not set OPENBLAS_CORETYPE: the core in use is the one ntkgram chose.
+    let core = (json["blas_core"] as? String ?? "").lowercased()
+    if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil {
+      #expect(["haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"].contains(core), "OpenBLAS core \(core)")
+    }
+  }
+
   @Test("help lists the subcommands")
   func help() throws {
     let r = try runNTKGram(["--help"])
