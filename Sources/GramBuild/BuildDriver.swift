@@ -232,7 +232,7 @@ public struct BuildDriver {
 
   /// Computes and checkpoints `mine`, on `settings.threads` threads (each with its own
   /// scratch; thread t takes every t-th tile of the list). The math runs in parallel; the
-  /// checkpoint writes serialise on HDF5's lock.
+  /// checkpoints are written by one writer thread.
   func computeTiles(_ mine: [Int], plan: TilePlan, inputs: Inputs, fingerprint: String,
                     reporter: ProgressReporter, entriesTotal: Double) throws {
     let net = settings.network
@@ -243,12 +243,16 @@ public struct BuildDriver {
     let lock = NSLock()
     nonisolated(unsafe) var failure: Error? = nil
     // Checkpoints are written by one writer thread while the next tiles compute: a tile's
-    // write (conversion, checksums, HDF5, fsync) overlaps the next tile's compute. At most
-    // `threads + 1` computed tiles wait for the writer, which bounds the memory held.
+    // write (conversion, checksums, HDF5) overlaps the next tile's compute. At most
+    // `threads + 1` computed tiles are queued or being written, and each compute thread holds
+    // at most one more while it waits for a slot: 2·threads + 1 tiles' values at most.
     let writer = DispatchQueue(label: "ntkgram.checkpoint-writer")
     let slots = DispatchSemaphore(value: threads + 1)
     let writes = DispatchGroup()
     // The driver and reporter are used by the writer thread only (progress) or read-only.
+    // Progress lists the checkpoint folder (every rank's tiles), at most twice a second.
+    nonisolated(unsafe) var lastReport = 0.0
+    @Sendable func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
     nonisolated(unsafe) let driver = self
     nonisolated(unsafe) let progress = reporter
     let work: @Sendable (Int) -> Void = { thread in
@@ -270,13 +274,17 @@ public struct BuildDriver {
             lock.withLock { if failure == nil { failure = error } }
             return
           }
-          if driver.comm.rank == 0 { driver.reportFromFolder(plan: plan, reporter: progress, entriesTotal: entriesTotal) }
+          if driver.comm.rank == 0 && now() - lastReport >= 0.5 {
+            lastReport = now()
+            driver.reportFromFolder(plan: plan, reporter: progress, entriesTotal: entriesTotal)
+          }
         }
       }
     }
     if threads == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: threads, execute: work) }
     writes.wait()
     if let failure { throw failure }
+    if comm.rank == 0 { reportFromFolder(plan: plan, reporter: reporter, entriesTotal: entriesTotal) }
   }
 
   /// Rank 0's view of the whole job: the tiles checkpointed so far by every rank.

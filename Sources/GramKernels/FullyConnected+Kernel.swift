@@ -219,7 +219,8 @@ extension FullyConnected: GramKernel {
           }
         }
       }
-      UnsafeMutableRawPointer(base).bindMemory(to: Double.self, capacity: GramShape.blockRows * np)
+      // The whole scratch is Doubles again for the next tile (block and workspace alike).
+      UnsafeMutableRawPointer(base).bindMemory(to: Double.self, capacity: scratch.count)
     }
   }
 
@@ -240,15 +241,15 @@ extension FullyConnected: GramKernel {
     precondition(a.dimension == b.dimension, "computeTile: feature counts differ")
     precondition(a.gramPrecision == gramPrecision && b.gramPrecision == gramPrecision,
                  "computeTile: features prepared for another dot-product precision")
-    let m = rows.count, n = cols.count, w = Lanes.scalarCount
-    let np = GramShape.paddedCols(n), nv = (n + w - 1) / w * w
+    let m = rows.count, n = cols.count
+    let np = GramShape.paddedCols(n)
     precondition(scratch.count >= scratchCount(a, rows: m, cols: n), "computeTile: scratch too small")
     let qCols = scratch.baseAddress! + GramShape.blockRows * np
     let state = qCols + depth * np
 
-    // Column variances per layer, padded with 1.
+    // Column variances per layer, padded with 1 (up to `np`: the widest vectors read past n).
     for l in 0..<depth {
-      for j in 0..<nv { qCols[l * np + j] = j < n ? b.layerVariance[l * b.rows + cols.lowerBound + j] : 1 }
+      for j in 0..<np { qCols[l * np + j] = j < n ? b.layerVariance[l * b.rows + cols.lowerBound + j] : 1 }
     }
 
     // The recursion on each block of Gram rows, specialised for the activation, the precision

@@ -24,7 +24,7 @@ struct KernelOptions: ParsableArguments {
   @Option(help: "Hidden width (only the standard parameterization's NTK depends on it). Default 512.")
   var width: Int?
   @Option(name: .customLong("gram-precision"),
-          help: "Precision of the input dot products: float64 (~1e-15 relative) or float32 (about twice as fast, ~1e-6; docs/precision.md). Default float64.")
+          help: "Precision of the input dot products: float64 (~1e-15 relative) or float32 (about twice as fast, a few 1e-6; docs/precision.md). Default float64.")
   var gramPrecision: String?
 
   func network(job: JobFile?) throws -> FullyConnected {

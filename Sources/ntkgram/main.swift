@@ -20,10 +20,13 @@ let launcherRank: Int = {
 }()
 
 // OpenBLAS chooses its kernels when it loads, from cpuid; where it falls back to SSE3 kernels on
-// an AVX2/AVX-512 CPU (see `preferredLinearAlgebraCore`), start again, once, with the core type
-// named. The same process (pid, MPI environment), the same arguments.
-if getenv("NTKGRAM_RELAUNCHED") == nil,
-   let core = preferredLinearAlgebraCore(avx512: GramISA.avx512.isSupported, avx2: GramISA.avx2.isSupported) {
+// an AVX2/AVX-512 CPU (see `preferredLinearAlgebraCore`), the subcommands that use it start
+// again, once, with the core type named: the same process (pid, MPI environment), the same
+// arguments.
+if getenv("NTKGRAM_RELAUNCHED") != nil {
+  unsetenv("NTKGRAM_RELAUNCHED")  // not inherited by what this process starts
+} else if CommandLine.arguments.count > 1, ["solve", "predict", "bench"].contains(CommandLine.arguments[1]),
+          let core = preferredLinearAlgebraCore(avx512: GramISA.avx512.isSupported, avx2: GramISA.avx2.isSupported) {
   setenv("OPENBLAS_CORETYPE", core, 1)
   setenv("NTKGRAM_RELAUNCHED", "1", 1)
   // The binary's own path (not /proc/self/exe), so the process keeps its name for ps and pgrep.
@@ -31,6 +34,7 @@ if getenv("NTKGRAM_RELAUNCHED") == nil,
     execv(path, CommandLine.unsafeArgv)
   }
   // If exec fails, carry on with the kernels OpenBLAS chose.
+  unsetenv("NTKGRAM_RELAUNCHED")
 }
 
 var command: ParsableCommand
