@@ -130,50 +130,38 @@ public struct Benchmark {
       }
       results = slots.map { $0! }
     }
-    // The Gram part alone, on the same threads and tiles.
+    // The Gram part alone, then the kernel alone (dot products + recursion, into reused
+    // buffers), on the same threads and tiles: what `compute` spends beyond the kernel is the
+    // tiles' own arrays, the mirror and the bookkeeping.
     let tileEdge = tile
-    var gramFlops = 0.0
-    let gram = best {
-      let lock = NSLock()
-      nonisolated(unsafe) var flops = 0.0
-      DispatchQueue.concurrentPerform(iterations: threadCount) { t in
-        var scratch = [Double](repeating: 0, count: net.scratchCount(features, rows: tileEdge, cols: tileEdge))
-        var mine = 0.0
-        scratch.withUnsafeMutableBufferPointer { sp in
-          for index in stride(from: t, to: plan.count, by: threadCount) {
-            let tl = plan.tile(index)
-            if tl.isDiagonal {
-              // As the build does: the upper triangle only (counted: the entries j ≥ i).
-              net.gramOnly(features, rows: tl.rows, features, cols: tl.cols, scratch: sp, upper: true)
-              mine += 2 * Double(d) * Double(tl.rows.count * (tl.rows.count + 1) / 2)
-            } else {
-              net.gramOnly(features, rows: tl.rows, features, cols: tl.cols, scratch: sp)
-              mine += 2 * Double(d) * Double(tl.entryCount)
+    func onTiles(_ body: @escaping @Sendable (Tile, UnsafeMutableBufferPointer<Double>, TileOutput) -> Void) -> Double {
+      best {
+        DispatchQueue.concurrentPerform(iterations: threadCount) { t in
+          var scratch = [Double](repeating: 0, count: net.scratchCount(features, rows: tileEdge, cols: tileEdge))
+          var nngp = [Double](repeating: 0, count: tileEdge * tileEdge), ntk = nngp
+          scratch.withUnsafeMutableBufferPointer { sp in nngp.withUnsafeMutableBufferPointer { np in ntk.withUnsafeMutableBufferPointer { tp in
+            for index in stride(from: t, to: plan.count, by: threadCount) {
+              let tl = plan.tile(index)
+              body(tl, sp, TileOutput(nngp: np.baseAddress!, ntk: tp.baseAddress!, leadingDimension: tl.cols.count))
             }
-          }
+          } } }
         }
-        lock.withLock { flops += mine }
       }
-      gramFlops = flops
     }
-
-    // The kernel alone (dot products + recursion) on the same tiles, into reused buffers: what
-    // `compute` spends beyond it is the tiles' own arrays, the mirror and the bookkeeping.
-    let kernelOnly = best {
-      DispatchQueue.concurrentPerform(iterations: threadCount) { t in
-        var scratch = [Double](repeating: 0, count: net.scratchCount(features, rows: tileEdge, cols: tileEdge))
-        var nngp = [Double](repeating: 0, count: tileEdge * tileEdge), ntk = nngp
-        scratch.withUnsafeMutableBufferPointer { sp in nngp.withUnsafeMutableBufferPointer { np in ntk.withUnsafeMutableBufferPointer { tp in
-          for index in stride(from: t, to: plan.count, by: threadCount) {
-            let tl = plan.tile(index)
-            let out = TileOutput(nngp: np.baseAddress!, ntk: tp.baseAddress!, leadingDimension: tl.cols.count)
-            if tl.isDiagonal {
-              net.computeUpperTile(features, rows: tl.rows, into: out, scratch: sp)
-            } else {
-              net.computeTile(features, rows: tl.rows, features, cols: tl.cols, into: out, scratch: sp)
-            }
-          }
-        } } }
+    // As the build does: diagonal tiles compute their upper triangle only (counted: j ≥ i).
+    let gram = onTiles { tl, sp, _ in
+      net.gramOnly(features, rows: tl.rows, features, cols: tl.cols, scratch: sp, upper: tl.isDiagonal)
+    }
+    let gramFlops = (0..<plan.count).reduce(0.0) { sum, index in
+      let tl = plan.tile(index)
+      let entries = tl.isDiagonal ? tl.rows.count * (tl.rows.count + 1) / 2 : tl.entryCount
+      return sum + 2 * Double(d) * Double(entries)
+    }
+    let kernelOnly = onTiles { tl, sp, out in
+      if tl.isDiagonal {
+        net.computeUpperTile(features, rows: tl.rows, into: out, scratch: sp)
+      } else {
+        net.computeTile(features, rows: tl.rows, features, cols: tl.cols, into: out, scratch: sp)
       }
     }
 

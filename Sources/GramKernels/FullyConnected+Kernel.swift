@@ -195,30 +195,28 @@ extension FullyConnected: GramKernel {
     let workspace = base + GramShape.blockRows * np + (depth + 2) * np
     // The recursion of an upper block reads from column w⌊i/w⌋ ≥ i − 7 in row i (w ≤ 8).
     let upperFrom: Int? = upper ? 7 : nil
-    switch gramPrecision {
-    case .float64:
-      a.x.withUnsafeBufferPointer { ap in
-        b.x.withUnsafeBufferPointer { bp in
+    // One precision's product: rows of `ax` against rows of `bx` into `c`.
+    @inline(__always)
+    func run<T: BinaryFloatingPoint>(_ ax: [T], _ bx: [T], into c: UnsafeMutablePointer<T>, workspace ws: UnsafeMutablePointer<T>,
+                                     _ body: (Range<Int>, UnsafePointer<T>) -> Void) {
+      ax.withUnsafeBufferPointer { ap in
+        bx.withUnsafeBufferPointer { bp in
           gram(ap.baseAddress! + rows.lowerBound * a.stride, aStride: a.stride, rows: m,
                bp.baseAddress! + cols.lowerBound * b.stride, bStride: b.stride, cols: n,
-               depth: a.dimension, into: base, ldc: np, workspace: workspace, upperFrom: upperFrom, isa: isa) { block in
-            body64(block, UnsafePointer(base))
+               depth: a.dimension, into: c, ldc: np, workspace: ws, upperFrom: upperFrom, isa: isa) { block in
+            body(block, UnsafePointer(c))
           }
         }
       }
+    }
+    switch gramPrecision {
+    case .float64:
+      run(a.x, b.x, into: base, workspace: workspace, body64)
     case .float32:
       let c = UnsafeMutableRawPointer(base).bindMemory(to: Float.self, capacity: GramShape.blockRows * np)
       let ws = UnsafeMutableRawPointer(workspace).bindMemory(
         to: Float.self, capacity: GramShape.workspace(cols: n, depth: a.dimension))
-      a.x32.withUnsafeBufferPointer { ap in
-        b.x32.withUnsafeBufferPointer { bp in
-          gram(ap.baseAddress! + rows.lowerBound * a.stride, aStride: a.stride, rows: m,
-               bp.baseAddress! + cols.lowerBound * b.stride, bStride: b.stride, cols: n,
-               depth: a.dimension, into: c, ldc: np, workspace: ws, upperFrom: upperFrom, isa: isa) { block in
-            body32(block, UnsafePointer(c))
-          }
-        }
-      }
+      run(a.x32, b.x32, into: c, workspace: ws, body32)
       // The whole scratch is Doubles again for the next tile (block and workspace alike).
       UnsafeMutableRawPointer(base).bindMemory(to: Double.self, capacity: scratch.count)
     }
