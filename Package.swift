@@ -28,37 +28,51 @@ let package = Package(
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .systemLibrary(name: "CLAPACK", providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
 
-    // MARK: Implementation (arrows point one way: kernels/tiling ← storage/transport ← build ← CLI)
+    // MARK: Implementation (arrows point one way; docs/DESIGN.md draws the graph)
     .target(name: "CSIMDSupport"),
     .target(name: "GramMicroKernels", dependencies: ["CSIMDSupport"]),
     .target(name: "GramMicroKernelsAVX512", dependencies: ["GramMicroKernels"], swiftSettings: avx512Flags),
-    .target(name: "GramKernels", dependencies: ["CSIMDSupport", "GramMicroKernels", "GramMicroKernelsAVX512"],
+    .target(name: "GramNetwork"),
+    .target(name: "GramKernels", dependencies: ["CSIMDSupport", "GramMicroKernels", "GramMicroKernelsAVX512", "GramNetwork"],
             swiftSettings: vectorFlags),
     .target(name: "GramTiling"),
     .target(name: "GramTransport", dependencies: ["CMPI"]),
     .target(name: "GramStorage", dependencies: ["CHDF5", "CZlib"]),
-    .target(name: "GramSolver", dependencies: ["CLAPACK", "GramKernels", "GramMicroKernels", "GramMicroKernelsAVX512"], swiftSettings: vectorFlags),
+    .target(name: "GramEvents"),
+    .target(name: "GramData", dependencies: ["GramKernels", "GramStorage"]),
+    .target(name: "GramSolver", dependencies: ["CLAPACK", "GramMicroKernels", "GramMicroKernelsAVX512"], swiftSettings: vectorFlags),
     .target(
       name: "GramBuild",
-      dependencies: [
-        "GramKernels", "GramTiling", "GramTransport", "GramStorage", "GramSolver",
-        .product(name: "TOMLKit", package: "TOMLKit"),
-      ],
+      dependencies: ["GramData", "GramEvents", "GramKernels", "GramMicroKernels", "GramNetwork", "GramStorage", "GramTiling", "GramTransport"],
+      swiftSettings: vectorFlags),
+    .target(
+      name: "GramAnalysis",
+      dependencies: ["CLAPACK", "GramEvents", "GramMicroKernels", "GramSolver", "GramStorage", "GramTiling", "GramTransport"],
+      swiftSettings: vectorFlags),
+    .target(
+      name: "GramJobs",
+      dependencies: ["GramBuild", "GramData", "GramKernels", "GramNetwork", "GramStorage",
+                     .product(name: "TOMLKit", package: "TOMLKit")]),
+    .target(
+      name: "NTKGramBench",
+      dependencies: ["CLAPACK", "GramAnalysis", "GramBuild", "GramKernels", "GramMicroKernels", "GramSolver", "GramStorage", "GramTiling"],
       swiftSettings: vectorFlags),
     .executableTarget(
       name: "ntkgram",
       dependencies: [
-        "GramBuild", "GramKernels", "GramStorage", "GramSolver", "GramTransport",
+        "GramAnalysis", "GramBuild", "GramEvents", "GramJobs", "GramTransport", "NTKGramBench",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
     // MARK: Tests
-    .testTarget(name: "GramKernelsTests", dependencies: ["GramKernels"],
+    .testTarget(name: "GramKernelsTests", dependencies: ["GramKernels", "GramMicroKernels", "GramNetwork"],
                 resources: [.copy("Fixtures")], swiftSettings: vectorFlags),
-    .testTarget(name: "GramSolverTests", dependencies: ["GramSolver", "GramKernels"], swiftSettings: vectorFlags),
-    .testTarget(name: "GramStorageTests", dependencies: ["GramStorage", "GramKernels"]),
+    .testTarget(name: "GramNetworkTests", dependencies: ["GramNetwork"]),
+    .testTarget(name: "GramSolverTests", dependencies: ["GramSolver", "GramMicroKernels"], swiftSettings: vectorFlags),
+    .testTarget(name: "GramStorageTests", dependencies: ["GramStorage"]),
     .testTarget(name: "GramTilingTests", dependencies: ["GramTiling"]),
     .testTarget(name: "GramTransportTests", dependencies: ["GramTransport"]),
+    .testTarget(name: "GramBuildTests", dependencies: ["GramBuild", "GramData", "GramEvents", "GramNetwork", "GramStorage", "GramTransport"]),
     .testTarget(name: "NTKGramCLITests", dependencies: ["ntkgram", "GramStorage"]),
   ]
 )

@@ -1,5 +1,8 @@
 import Foundation
+import GramData
+import GramEvents
 import GramKernels
+import GramNetwork
 import GramStorage
 import GramTiling
 import GramTransport
@@ -45,12 +48,13 @@ struct CheckpointManifest: Codable, Equatable {
 public struct BuildDriver {
   public let settings: BuildSettings
   public let comm: Communicator
-  public let progress: ProgressOptions
+  /// Where progress, messages and warnings go (see `EventSink` for which rank sends what).
+  public let events: EventSink
 
-  public init(settings: BuildSettings, comm: Communicator, progress: ProgressOptions = ProgressOptions()) {
+  public init(settings: BuildSettings, comm: Communicator, events: EventSink = SilentSink()) {
     self.settings = settings
     self.comm = comm
-    self.progress = progress
+    self.events = events
   }
 
   struct Inputs {
@@ -58,22 +62,46 @@ public struct BuildDriver {
     let test: LoadedSplit?
     let trainMatrix: Matrix
     let testMatrix: Matrix?
+    let spec: KernelSpec
+    let kernel: any GramKernel
   }
 
   // MARK: 1. inputs
 
+  /// The spec checked against the data's shape and made into a kernel: a layer that cannot
+  /// take its input, or is not implemented, is one line naming the job file and the layer.
+  static func kernel(for settings: BuildSettings, sampleShape: [Int], features: Int) throws -> (KernelSpec, any GramKernel) {
+    let origin = settings.specOrigin.map { "\($0): " } ?? ""
+    let shape = try settings.resolvedInputShape(fileShape: sampleShape, features: features)
+    let spec = KernelSpec(network: settings.network, inputShape: shape, preprocess: settings.preprocess,
+                          gramPrecision: settings.gramPrecision)
+    do {
+      return (spec, try spec.makeKernel())
+    } catch let e as NetworkError {
+      throw BuildError(origin + e.description)
+    } catch let e as KernelSpecError {
+      throw BuildError(origin + e.description)
+    }
+  }
+
   func loadInputs() throws -> Inputs {
-    do { try settings.network.validate() } catch let e as KernelSpecError { throw BuildError(e.description) }
     guard settings.tileSize >= 1 else { throw BuildError("tile size must be at least 1 (got \(settings.tileSize))") }
     try checkOutputPath()
+    // The spec against the files' headers first: a network that cannot run fails before any data is read.
+    let (_, headerShape) = try DatasetReader.sampleShape(settings.train.samples, labelColumn: settings.train.labelColumn)
+    _ = try Self.kernel(for: settings, sampleShape: headerShape, features: headerShape.reduce(1, *))
     let train = try loadSplit(settings.train)
     let test = try settings.test.map(loadSplit)
     if let test, test.samples.cols != train.samples.cols {
       throw StorageError(test.source.samples, "has \(test.samples.cols) features per row but the train data \(train.source.samples) has \(train.samples.cols)")
     }
+    if let test, settings.inputShape == nil, test.sampleShape != train.sampleShape {
+      throw StorageError(test.source.samples, "has samples of shape \(test.sampleShape) but the train data \(train.source.samples) has \(train.sampleShape)")
+    }
+    let (spec, kernel) = try Self.kernel(for: settings, sampleShape: train.sampleShape, features: train.samples.cols)
     let (a, b) = preprocessSplits(train.samples, test?.samples, trainIsInteger: train.isInteger,
                                   testIsInteger: test?.isInteger ?? false, settings.preprocess)
-    return Inputs(train: train, test: test, trainMatrix: a, testMatrix: b)
+    return Inputs(train: train, test: test, trainMatrix: a, testMatrix: b, spec: spec, kernel: kernel)
   }
 
   func checkOutputPath() throws {
@@ -90,7 +118,7 @@ public struct BuildDriver {
 
   // MARK: 2. checkpoint folder
 
-  func claimCheckpointFolder(_ manifest: CheckpointManifest, reporter: ProgressReporter) throws {
+  func claimCheckpointFolder(_ manifest: CheckpointManifest, reporter: EventSink) throws {
     let folder = settings.checkpointFolder
     let fm = FileManager.default
     let outFolder = URL(fileURLWithPath: settings.out).deletingLastPathComponent().path
@@ -134,18 +162,18 @@ public struct BuildDriver {
   public func run() throws -> BuildOutcome {
     let start = Date()
     let isRoot = comm.rank == 0
-    let reporter = try comm.collectively { try ProgressReporter(options: progress, enabled: isRoot) }
+    let reporter: EventSink = isRoot ? events : SilentSink()
 
     // 1. Inputs.
     let inputs = try comm.collectively { try loadInputs() }
-    let net = settings.network
     let n = inputs.trainMatrix.rows, m = inputs.testMatrix?.rows ?? 0
-    let jobPrint = fingerprint(train: inputs.trainMatrix, test: inputs.testMatrix, network: net,
-                            dtype: settings.dtype, tileSize: settings.tileSize)
+    let jobPrint = fingerprint(train: inputs.trainMatrix, test: inputs.testMatrix, spec: inputs.spec,
+                               dtype: settings.dtype, tileSize: settings.tileSize)
     let plan = TilePlan(trainCount: n, testCount: m, tileSize: settings.tileSize)
     let hosts = try comm.allGather(Array(comm.processorName.utf8)).map { String(decoding: $0, as: UTF8.self) }
-    reporter.event("start", ["ranks": comm.size, "hosts": hosts, "train": n, "test": m, "tiles": plan.count,
-                             "tile": settings.tileSize, "fingerprint": jobPrint, "kernel": net.summary])
+    reporter.record("start", ["ranks": .int(comm.size), "hosts": .strings(hosts), "train": .int(n), "test": .int(m),
+                              "tiles": .int(plan.count), "tile": .int(settings.tileSize), "fingerprint": .string(jobPrint),
+                              "kernel": .string(inputs.spec.json)])
     if comm.size > 1 {
       let distinct = Array(Set(hosts)).sorted()
       reporter.message("\(comm.size) ranks on \(distinct.count) host(s): \(distinct.map { h in "\(h) (\(hosts.filter { $0 == h }.count))" }.joined(separator: ", "))")
@@ -154,7 +182,7 @@ public struct BuildDriver {
     // 2. Checkpoint folder.
     let folder = settings.checkpointFolder
     let manifest = CheckpointManifest(fingerprint: jobPrint, tile: settings.tileSize, trainCount: n, testCount: m,
-                                      dtype: settings.dtype.rawValue, kernel: net.summary)
+                                      dtype: settings.dtype.rawValue, kernel: inputs.spec.json)
     try comm.collectively { if isRoot { try claimCheckpointFolder(manifest, reporter: reporter) } }
 
     // 3. Verify what an earlier run left.
@@ -165,11 +193,12 @@ public struct BuildDriver {
       for index in existing where index < plan.count && index % comm.size == comm.rank {
         let tile = plan.tile(index)
         switch TileCheckpoint.read(folder: folder, index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
-                                   rows: tile.rows.count, cols: tile.cols.count, type: settings.dtype, fingerprint: jobPrint) {
+                                   rows: tile.rows.count, cols: tile.cols.count, type: settings.dtype, fingerprint: jobPrint,
+                                   names: inputs.kernel.outputNames) {
         case .success: done[index] = 1
         case .failure(let problem):
           bad += 1
-          FileHandle.standardError.write(Data("ntkgram: warning: \(TileCheckpoint.path(folder: folder, index: index)): checkpoint \(problem); recomputing \(tile)\n".utf8))
+          events.warning("\(TileCheckpoint.path(folder: folder, index: index)): checkpoint \(problem); recomputing \(tile)")
           unlink(TileCheckpoint.path(folder: folder, index: index))
         }
       }
@@ -183,24 +212,23 @@ public struct BuildDriver {
     if reused > 0 || badCount[0] > 0 {
       reporter.message("resuming: \(reused) of \(plan.count) tiles reused from \(folder)" + (badCount[0] > 0 ? ", \(Int(badCount[0])) damaged tiles to recompute" : ""))
     }
-    reporter.event("resume", ["reused": reused, "rejected": Int(badCount[0]), "remaining": remaining.count])
+    reporter.record("resume", ["reused": .int(reused), "rejected": .int(Int(badCount[0])), "remaining": .int(remaining.count)])
 
     // 4. Compute this rank's share.
     let assignment = TileAssignment(plan: plan, tiles: remaining, ranks: comm.size)
     let entriesTotal = plan.totalCost
     var entriesDone = 0.0
     for i in 0..<plan.count where done[i] == 1 { entriesDone += plan.cost(plan.tile(i)) }
-    reporter.setBaseline(entries: entriesDone)
-    let watcher = comm.size > 1 ? StopWatcher(folder: folder, rank: comm.rank, hosts: hosts, countTiles: {
+    let watcher = comm.size > 1 && comm is MPICommunicator ? StopWatcher(folder: folder, rank: comm.rank, hosts: hosts, events: events, countTiles: {
       ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { Self.tileIndex($0) != nil }.count
     }, totalTiles: plan.count) : nil
     defer { watcher?.stop() }
     do {
-      try computeTiles(assignment.tiles(of: comm.rank), plan: plan, inputs: inputs, fingerprint: jobPrint,
-                       reporter: reporter, entriesTotal: entriesTotal)
+      try computeTiles(kernel: inputs.kernel, assignment.tiles(of: comm.rank), plan: plan, inputs: inputs, fingerprint: jobPrint,
+                       reporter: reporter, entriesTotal: entriesTotal, baseline: entriesDone)
     } catch {
       // Other ranks are mid-computation and cannot be told in order: stop the whole job.
-      FileHandle.standardError.write(Data("ntkgram: error: rank \(comm.rank) (\(comm.processorName)): \(error)\n".utf8))
+      events.fatal("rank \(comm.rank) (\(comm.processorName)): \(error)")
       comm.abort(code: 1)
     }
 
@@ -208,16 +236,17 @@ public struct BuildDriver {
     try comm.barrier()
     try comm.collectively {
       guard isRoot else { return }
-      reporter.update(tilesDone: plan.count, tilesTotal: plan.count, entriesDone: entriesTotal, entriesTotal: entriesTotal, force: true)
-      reporter.finishBar()
-      reporter.event("assembly_start")
+      reporter.progress(.build(tilesDone: plan.count, tilesTotal: plan.count, entriesDone: entriesTotal, entriesTotal: entriesTotal,
+                               baselineEntries: entriesDone), force: true)
+      reporter.finishProgress()
+      reporter.record("assembly_start", [:])
       try assemble(plan: plan, inputs: inputs, fingerprint: jobPrint)
-      reporter.event("assembly_done", ["out": settings.out])
+      reporter.record("assembly_done", ["out": .string(settings.out)])
       if !settings.keepCheckpoints { try? FileManager.default.removeItem(atPath: folder) }
     }
     let outcome = BuildOutcome(trainCount: n, testCount: m, tiles: plan.count, reusedTiles: reused,
                                rejectedTiles: Int(badCount[0]), seconds: Date().timeIntervalSince(start), fingerprint: jobPrint)
-    reporter.event("done", ["seconds": outcome.seconds, "reused": reused, "tiles": plan.count])
+    reporter.record("done", ["seconds": .double(outcome.seconds), "reused": .int(reused), "tiles": .int(plan.count)])
     return outcome
   }
 
@@ -233,9 +262,8 @@ public struct BuildDriver {
   /// Computes and checkpoints `mine`, on `settings.threads` threads (each with its own
   /// scratch; thread t takes every t-th tile of the list). The math runs in parallel; the
   /// checkpoints are written by one writer thread.
-  func computeTiles(_ mine: [Int], plan: TilePlan, inputs: Inputs, fingerprint: String,
-                    reporter: ProgressReporter, entriesTotal: Double) throws {
-    let net = settings.network
+  func computeTiles<Kernel: GramKernel>(kernel net: Kernel, _ mine: [Int], plan: TilePlan, inputs: Inputs, fingerprint: String,
+                                        reporter: EventSink, entriesTotal: Double, baseline: Double) throws {
     let train = net.prepare(inputs.trainMatrix)
     let test = inputs.testMatrix.map { net.prepare($0) }
     let folder = settings.checkpointFolder
@@ -266,17 +294,17 @@ public struct BuildDriver {
           defer { slots.signal() }
           if lock.withLock({ failure != nil }) { return }
           do {
-            let stored = KernelFileLayout.kernelNames.map { StoredValues(values.values($0), as: driver.settings.dtype) }
+            let stored = (0..<values.outputs).map { StoredValues(values.values($0), as: driver.settings.dtype) }
             try TileCheckpoint(index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
                                rows: tile.rows.count, cols: tile.cols.count, values: stored)
-              .write(folder: folder, fingerprint: fingerprint)
+              .write(folder: folder, fingerprint: fingerprint, names: net.outputNames)
           } catch {
             lock.withLock { if failure == nil { failure = error } }
             return
           }
           if driver.comm.rank == 0 && now() - lastReport >= 0.5 {
             lastReport = now()
-            driver.reportFromFolder(plan: plan, reporter: progress, entriesTotal: entriesTotal)
+            driver.reportFromFolder(plan: plan, reporter: progress, entriesTotal: entriesTotal, baseline: baseline)
           }
         }
       }
@@ -284,18 +312,19 @@ public struct BuildDriver {
     if threads == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: threads, execute: work) }
     writes.wait()
     if let failure { throw failure }
-    if comm.rank == 0 { reportFromFolder(plan: plan, reporter: reporter, entriesTotal: entriesTotal) }
+    if comm.rank == 0 { reportFromFolder(plan: plan, reporter: reporter, entriesTotal: entriesTotal, baseline: baseline) }
   }
 
   /// Rank 0's view of the whole job: the tiles checkpointed so far by every rank.
-  func reportFromFolder(plan: TilePlan, reporter: ProgressReporter, entriesTotal: Double) {
+  func reportFromFolder(plan: TilePlan, reporter: EventSink, entriesTotal: Double, baseline: Double) {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: settings.checkpointFolder)) ?? []
     var tiles = 0, entries = 0.0
     for index in names.compactMap(Self.tileIndex) where index < plan.count {
       tiles += 1
       entries += plan.cost(plan.tile(index))
     }
-    reporter.update(tilesDone: tiles, tilesTotal: plan.count, entriesDone: entries, entriesTotal: entriesTotal)
+    reporter.progress(.build(tilesDone: tiles, tilesTotal: plan.count, entriesDone: entries, entriesTotal: entriesTotal,
+                             baselineEntries: baseline), force: false)
   }
 
   // MARK: 5. assembly
@@ -305,27 +334,29 @@ public struct BuildDriver {
     defer { writer.discard() }
     let n = plan.trainCount, m = plan.testCount
     let chunk = [settings.tileSize, settings.tileSize]
+    let names = inputs.kernel.outputNames
     var datasets: [String: H5Dataset] = [:]
-    for kernel in KernelFileLayout.kernelNames {
+    for kernel in names {
       datasets[KernelFileLayout.train(kernel)] = try writer.dataset(KernelFileLayout.train(kernel), shape: [n, n], type: settings.dtype, chunk: chunk)
       if m > 0 {
         datasets[KernelFileLayout.test(kernel)] = try writer.dataset(KernelFileLayout.test(kernel), shape: [m, n], type: settings.dtype, chunk: chunk)
       }
     }
-    var checksums = [UInt64](repeating: 0, count: plan.count * KernelFileLayout.kernelNames.count)
+    var checksums = [UInt64](repeating: 0, count: plan.count * names.count)
     for index in 0..<plan.count {
       let tile = plan.tile(index)
       let (r, c) = (tile.rows.count, tile.cols.count)
       let checkpoint: TileCheckpoint
       switch TileCheckpoint.read(folder: settings.checkpointFolder, index: index, rowStart: tile.rows.lowerBound,
-                                 colStart: tile.cols.lowerBound, rows: r, cols: c, type: settings.dtype, fingerprint: fingerprint) {
+                                 colStart: tile.cols.lowerBound, rows: r, cols: c, type: settings.dtype, fingerprint: fingerprint,
+                                 names: names) {
       case .success(let t): checkpoint = t
       case .failure(let problem):
         throw StorageError(TileCheckpoint.path(folder: settings.checkpointFolder, index: index), "checkpoint \(problem) during assembly; rerun to recompute it")
       }
-      for (k, kernel) in KernelFileLayout.kernelNames.enumerated() {
+      for (k, kernel) in names.enumerated() {
         let values = checkpoint.values[k]
-        checksums[index * KernelFileLayout.kernelNames.count + k] = values.checksum
+        checksums[index * names.count + k] = values.checksum
         switch tile.block {
         case .train:
           let d = datasets[KernelFileLayout.train(kernel)]!
@@ -339,21 +370,21 @@ public struct BuildDriver {
       }
     }
     datasets.removeAll()
-    let sums = try writer.handle.createUInt64Dataset(KernelFileLayout.tileChecksums, shape: [plan.count, KernelFileLayout.kernelNames.count])
-    try checksums.withUnsafeBufferPointer { try sums.write($0, start: [0, 0], count: [plan.count, KernelFileLayout.kernelNames.count]) }
-    try sums.setAttribute("columns", .string(KernelFileLayout.kernelNames.joined(separator: ",")))
+    let sums = try writer.handle.createUInt64Dataset(KernelFileLayout.tileChecksums, shape: [plan.count, names.count])
+    try checksums.withUnsafeBufferPointer { try sums.write($0, start: [0, 0], count: [plan.count, names.count]) }
+    try sums.setAttribute("columns", .string(names.joined(separator: ",")))
     try sums.setAttribute("algorithm", .string("checksum64 (FNV-1a over 8-byte words, final mix) of the upper tile's stored bytes, row-major"))
     if let labels = inputs.train.labels { try writer.writeLabels(KernelFileLayout.trainLabels, labels) }
     if let labels = inputs.test?.labels { try writer.writeLabels(KernelFileLayout.testLabels, labels) }
     let root = writer.handle
-    for (k, v) in settings.network.attributes { try root.setAttribute(k, v) }
+    for (k, v) in inputs.spec.attributes { try root.setAttribute(k, v) }
     let attributes: [(String, AttributeValue)] = [
       ("dtype", .string(settings.dtype.rawValue)),
       ("N", .int(Int64(n))),
       ("M", .int(Int64(m))),
       ("features", .int(Int64(inputs.trainMatrix.cols))),
       ("tile", .int(Int64(settings.tileSize))),
-      ("preprocess", .string(settings.preprocess.rawValue)),
+      ("kernels", .string(names.joined(separator: ","))),
       ("train_source", .string(absolutePath(settings.train.samples))),
       ("train_limit", .int(Int64(settings.train.limit ?? -1))),
       ("test_source", .string(settings.test.map { absolutePath($0.samples) } ?? "")),

@@ -1,12 +1,20 @@
+import GramData
 import GramKernels
+import GramNetwork
 import GramStorage
 
-/// Everything `ntkgram build` needs, after the job file and the command-line flags are merged.
+/// Everything `ntkgram build` needs, after the job file and the command-line flags are merged
+/// and validated (`GramJobs` makes them).
 public struct BuildSettings: Sendable {
   public var train: DataSource
   public var test: DataSource?
   public var preprocess: Preprocess = .scale
-  public var network: FullyConnected
+  /// The network as a layer list (the fully-connected shorthand already expanded).
+  public var network: Network
+  public var gramPrecision: GramPrecision = .float64
+  /// The shape of one sample when the data gives flat rows (`--input-shape H,W,C`); nil: as
+  /// the files give it.
+  public var inputShape: [Int]?
   public var dtype: ScalarType = .float32
   public var tileSize: Int = 1024
   public var out: String
@@ -20,8 +28,10 @@ public struct BuildSettings: Sendable {
   public var restart = false
   /// Threads computing tiles inside each rank (for one rank per node: use `--bind-to none`).
   public var threads = 1
+  /// Where errors about the spec point: the job file, when there is one.
+  public var specOrigin: String?
 
-  public init(train: DataSource, test: DataSource? = nil, network: FullyConnected, out: String) {
+  public init(train: DataSource, test: DataSource? = nil, network: Network, out: String) {
     self.train = train
     self.test = test
     self.network = network
@@ -32,6 +42,20 @@ public struct BuildSettings: Sendable {
     if let checkpoints { return checkpoints }
     let base = out.hasSuffix(".h5") ? String(out.dropLast(3)) : out
     return base + ".tiles"
+  }
+
+  /// The sample shape the network sees: `inputShape` (its product must be the feature count),
+  /// else the files' own.
+  public func resolvedInputShape(fileShape: [Int], features: Int) throws -> [Int] {
+    guard let inputShape else { return fileShape }
+    let (product, overflow) = inputShape.reduce((1, false)) { acc, v in
+      let (p, o) = acc.0.multipliedReportingOverflow(by: v)
+      return (p, acc.1 || o)
+    }
+    guard !overflow, product == features, inputShape.allSatisfy({ $0 >= 1 }) else {
+      throw BuildError("\(specOrigin.map { "\($0): " } ?? "")input shape \(inputShape.map(String.init).joined(separator: ",")) has \(overflow ? "too many" : String(product)) values per sample, the data has \(features) features")
+    }
+    return inputShape
   }
 }
 

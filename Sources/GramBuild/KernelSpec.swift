@@ -1,41 +1,79 @@
+import GramData
 import GramKernels
+import GramNetwork
 import GramStorage
 
-/// The version written into every kernel file.
-public let toolVersion = "0.1.0"
+/// What a kernel is a kernel of: the network, the shape of one sample, the preprocessing and
+/// the precision of the input dot products. Its canonical JSON is what the fingerprint hashes
+/// (never a log line), and the kernel file stores it as attributes that h5py and R read
+/// directly: `network` (the layer list as a JSON string), `input_shape` (integers),
+/// `preprocess`, `gram_precision`.
+public struct KernelSpec: Sendable, Equatable {
+  public var network: Network
+  /// `[d]` for flat rows, `[H, W, C]` for images.
+  public var inputShape: [Int]
+  public var preprocess: Preprocess
+  public var gramPrecision: GramPrecision
 
-extension FullyConnected {
-  /// The spec as root attributes of the kernel file (and of every checkpoint tile).
-  public var attributes: [(String, AttributeValue)] {
-    var a: [(String, AttributeValue)] = [
-      ("architecture", .string("fully_connected")),
-      ("depth", .int(Int64(depth))),
-      ("activation", .string(activation.name)),
-    ]
-    if case .leakyReLU(let slope) = activation { a.append(("leaky_slope", .double(slope))) }
-    a += [
-      ("W_std", .double(wStd)),
-      ("b_std", bStd.map { .double($0) } ?? .string("none")),
-      ("parameterization", .string(parameterization.rawValue)),
-      ("width", .int(Int64(width))),
-      ("gram_precision", .string(gramPrecision.rawValue)),
-    ]
-    return a
+  public init(network: Network, inputShape: [Int], preprocess: Preprocess, gramPrecision: GramPrecision) {
+    self.network = network
+    self.inputShape = inputShape
+    self.preprocess = preprocess
+    self.gramPrecision = gramPrecision
   }
 
-  /// Reads a spec back from kernel-file attributes.
+  /// The canonical encoding: one JSON object, keys sorted.
+  public var json: String {
+    SpecValue.table([
+      "gram_precision": .string(gramPrecision.rawValue),
+      "input_shape": .list(inputShape.map { .int($0) }),
+      "network": .list(network.tables.map { .table($0) }),
+      "preprocess": .string(preprocess.rawValue),
+    ]).json
+  }
+
+  /// The kernel this spec computes (throws a `NetworkError` naming the layer it cannot take).
+  public func makeKernel() throws -> any GramKernel {
+    try KernelFactory.make(network: network, inputShape: inputShape, gramPrecision: gramPrecision)
+  }
+
+  /// The spec as root attributes of the kernel file.
+  public var attributes: [(String, AttributeValue)] {
+    [
+      ("architecture", .string(network.isConvolutional ? "convolutional" : "fully_connected")),
+      ("network", .string(network.json)),
+      ("input_shape", .int64s(inputShape.map(Int64.init))),
+      ("preprocess", .string(preprocess.rawValue)),
+      ("gram_precision", .string(gramPrecision.rawValue)),
+    ]
+  }
+
+  /// Reads a spec back from kernel-file attributes. Files of release 0.1 (no `network`) are
+  /// read from their fully-connected attributes (`depth`, `activation`, …).
   public init(attributes get: (String) throws -> AttributeValue?) throws {
     func string(_ k: String) throws -> String {
       guard case .string(let s)? = try get(k) else { throw KernelSpecError("missing attribute \(k)") }
       return s
     }
+    func int(_ k: String) throws -> Int {
+      guard case .int(let i)? = try get(k) else { throw KernelSpecError("missing attribute \(k)") }
+      return Int(i)
+    }
     func double(_ k: String) throws -> Double {
       guard case .double(let d)? = try get(k) else { throw KernelSpecError("missing attribute \(k)") }
       return d
     }
-    func int(_ k: String) throws -> Int {
-      guard case .int(let i)? = try get(k) else { throw KernelSpecError("missing attribute \(k)") }
-      return Int(i)
+    var precision = GramPrecision.float64  // files before the attribute used float64 dot products
+    if try get("gram_precision") != nil {
+      guard let g = GramPrecision(rawValue: try string("gram_precision")) else { throw KernelSpecError("unknown gram_precision") }
+      precision = g
+    }
+    let preprocess = try get("preprocess") == nil ? Preprocess.scale : Preprocess(rawValue: try string("preprocess")) ?? .scale
+    if try get("network") != nil {
+      let network = try Network(json: try string("network"))
+      guard case .int64s(let shape)? = try get("input_shape") else { throw KernelSpecError("missing attribute input_shape") }
+      self.init(network: network, inputShape: shape.map { Int($0) }, preprocess: preprocess, gramPrecision: precision)
+      return
     }
     let name = try string("activation")
     let slope = name == "leaky_relu" ? try double("leaky_slope") : 0.01
@@ -43,18 +81,20 @@ extension FullyConnected {
     guard let p = Parameterization(rawValue: try string("parameterization")) else { throw KernelSpecError("unknown parameterization") }
     let bStd: Double?
     if case .double(let b)? = try get("b_std") { bStd = b } else { bStd = nil }
-    // Files written before the attribute existed used float64 dot products.
-    var precision = GramPrecision.float64
-    if try get("gram_precision") != nil {
-      guard let g = GramPrecision(rawValue: try string("gram_precision")) else { throw KernelSpecError("unknown gram_precision") }
-      precision = g
-    }
-    self.init(depth: try int("depth"), activation: act, wStd: try double("W_std"), bStd: bStd,
-              parameterization: p, width: try int("width"), gramPrecision: precision)
+    let network = Network.fullyConnected(depth: try int("depth"), activation: act, wStd: try double("W_std"), bStd: bStd,
+                                         parameterization: p, width: try int("width"))
+    self.init(network: network, inputShape: [try int("features")], preprocess: preprocess, gramPrecision: precision)
   }
+}
 
-  /// One line for logs and `ntkgram info`.
-  public var summary: String {
-    "fully_connected depth=\(depth) activation=\(activation) W_std=\(wStd) b_std=\(bStd.map { "\($0)" } ?? "none") parameterization=\(parameterization.rawValue) width=\(width) gram_precision=\(gramPrecision.rawValue)"
-  }
+/// The identity of a build's result: a checksum of the (preprocessed) samples and of the
+/// canonical spec, the storage precision and the tile size. Checkpoints carry it, so a folder
+/// from another job is recognised, and the kernel file records it.
+func fingerprint(train: Matrix, test: Matrix?, spec: KernelSpec, dtype: ScalarType, tileSize: Int) -> String {
+  let parts: [UInt64] = [
+    checksum64(train.values), UInt64(train.rows), UInt64(train.cols),
+    checksum64(test?.values ?? []), UInt64(test?.rows ?? 0),
+    checksum64(Array((spec.json + "|dtype=" + dtype.rawValue + "|tile=\(tileSize)").utf8)),
+  ]
+  return hex(checksum64(parts))
 }

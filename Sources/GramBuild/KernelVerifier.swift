@@ -1,12 +1,16 @@
 import Foundation
+import GramData
 import GramKernels
+import GramMicroKernels
+import GramNetwork
 import GramStorage
 import GramTiling
 
 /// Checks a kernel file against itself and against its recipe:
 /// shapes and attributes, exact symmetry of `/train/*`, every tile against its stored
 /// checksum, and a random sample of entries recomputed by the scalar reference kernel from
-/// the data named in the file's attributes (or given anew).
+/// the data named in the file's attributes (or given anew), with the kernel rebuilt from the
+/// file's own spec (`network`, `input_shape`, …), whatever the architecture.
 public struct KernelVerifier {
   public var path: String
   public var samples: Int
@@ -47,14 +51,18 @@ public struct KernelVerifier {
     }
     let n = try int("N"), m = try int("M"), tileSize = try int("tile")
     guard let dtype = ScalarType(rawValue: try string("dtype")) else { throw fail("attribute dtype is not float32 or float64") }
-    let network: FullyConnected
-    do { network = try FullyConnected(attributes: { try f.attribute($0) }) } catch { throw fail("kernel spec attributes: \(error)") }
-    try network.validate()
+    let spec: KernelSpec
+    let network: any GramKernel
+    do {
+      spec = try KernelSpec(attributes: { try f.attribute($0) })
+      network = try spec.makeKernel()
+    } catch { throw fail("kernel spec attributes: \(error)") }
+    let names = network.outputNames
     let plan = TilePlan(trainCount: n, testCount: m, tileSize: tileSize)
 
     // Shapes and types.
     var datasets: [String: H5Dataset] = [:]
-    for kernel in KernelFileLayout.kernelNames {
+    for kernel in names {
       for (name, shape) in [(KernelFileLayout.train(kernel), [n, n])] + (m > 0 ? [(KernelFileLayout.test(kernel), [m, n])] : []) {
         guard f.exists(name) else { throw fail("no dataset \(name)") }
         let d = try f.dataset(name)
@@ -64,7 +72,7 @@ public struct KernelVerifier {
       }
     }
     let sums = try f.dataset(KernelFileLayout.tileChecksums)
-    guard sums.shape == [plan.count, KernelFileLayout.kernelNames.count] else {
+    guard sums.shape == [plan.count, names.count] else {
       throw fail("\(KernelFileLayout.tileChecksums) has shape \(sums.shape), the plan has \(plan.count) tiles")
     }
     let stored = try sums.readAllUInt64()
@@ -74,10 +82,10 @@ public struct KernelVerifier {
     for index in 0..<plan.count {
       let tile = plan.tile(index)
       let (r, c) = (tile.rows.count, tile.cols.count)
-      for (k, kernel) in KernelFileLayout.kernelNames.enumerated() {
+      for (k, kernel) in names.enumerated() {
         let d = datasets[tile.block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)]!
         let block = try d.readStored(start: [tile.rows.lowerBound, tile.cols.lowerBound], count: [r, c])
-        guard block.checksum == stored[index * KernelFileLayout.kernelNames.count + k] else {
+        guard block.checksum == stored[index * names.count + k] else {
           throw fail("\(tile): /\(tile.block.rawValue)/\(kernel) does not match its stored checksum")
         }
         guard tile.block == .train else { continue }
@@ -91,7 +99,7 @@ public struct KernelVerifier {
 
     // Recompute a random sample of entries from the data.
     guard samples > 0 else { return report }
-    let preprocess = Preprocess(rawValue: try string("preprocess")) ?? .scale
+    let preprocess = spec.preprocess
     let limit = { (k: String) throws -> Int? in let v = try int(k); return v > 0 ? v : nil }
     let train = try loadSplit(DataSource(samples: trainOverride ?? string("train_source"), limit: limit("train_limit")))
     let testSource = try testOverride ?? string("test_source")
@@ -101,11 +109,13 @@ public struct KernelVerifier {
     guard a.rows == n, (b?.rows ?? 0) == m else { throw fail("the data now has \(a.rows) train and \(b?.rows ?? 0) test rows, the file \(n) and \(m)") }
     var rng = SplitMix64(seed: seed)
     let tolerance = dtype == .float32 ? 1e-6 : 1e-10
-    var diagonalScale = [Double](repeating: 0, count: 2)
+    guard a.cols == spec.inputShape.reduce(1, *) else {
+      throw fail("the data now has \(a.cols) features per sample, the file's input_shape \(spec.inputShape)")
+    }
+    var diagonalScale = [Double](repeating: 0, count: names.count)
     for i in 0..<min(n, 64) {
       let x = Array(a.values[i * a.cols ..< (i + 1) * a.cols])
-      let k = network.referenceKernel(x, x)
-      diagonalScale[0] = max(diagonalScale[0], abs(k.ntk)); diagonalScale[1] = max(diagonalScale[1], abs(k.nngp))
+      for (k, v) in network.referenceEntry(x, x).enumerated() { diagonalScale[k] = max(diagonalScale[k], abs(v)) }
     }
     var worst = 0.0
     for s in 0..<samples {
@@ -113,15 +123,15 @@ public struct KernelVerifier {
       let i = Int(rng.next() % UInt64(fromTest ? m : n)), j = Int(rng.next() % UInt64(n))
       let rowsMatrix = fromTest ? b! : a
       let x = Array(rowsMatrix.values[i * a.cols ..< (i + 1) * a.cols]), y = Array(a.values[j * a.cols ..< (j + 1) * a.cols])
-      let ref = network.referenceKernel(x, y)
+      let ref = network.referenceEntry(x, y)
       let nx = x.reduce(0) { $0 + $1 * $1 }, ny = y.reduce(0) { $0 + $1 * $1 }
       let cosine = zip(x, y).reduce(0) { $0 + $1.0 * $1.1 } / max((nx * ny).squareRoot(), .leastNormalMagnitude)
       let pairTolerance = abs(cosine) > 1 - 1e-6 && x != y ? max(tolerance, 1e-6) : tolerance
-      for (k, kernel) in KernelFileLayout.kernelNames.enumerated() {
+      for (k, kernel) in names.enumerated() {
         let d = datasets[fromTest ? KernelFileLayout.test(kernel) : KernelFileLayout.train(kernel)]!
         var v = [0.0]
         try v.withUnsafeMutableBufferPointer { try d.read(into: $0, start: [i, j], count: [1, 1]) }
-        let expected = kernel == "ntk" ? ref.ntk : ref.nngp
+        let expected = ref[k]
         let err = abs(v[0] - expected) / (abs(expected) + 0.01 * diagonalScale[k])
         worst = max(worst, err)
         guard err <= pairTolerance else {

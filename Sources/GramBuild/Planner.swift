@@ -1,53 +1,91 @@
+import GramKernels
 import GramStorage
 import GramTiling
 
+/// What one rank of a build holds, in bytes, by part (see `BuildPlan.memory`).
+public struct MemoryEstimate: Sendable {
+  /// The process itself: code, libraries, runtime (measured: `docs/performance.md`).
+  public var baseline: Double
+  /// The samples as read and after preprocessing (every rank loads the whole dataset).
+  public var samples: Double
+  /// The kernel's prepared features of every sample (`GramKernel.preparedBytesPerSample`).
+  public var features: Double
+  /// Computed tiles waiting for or being written as checkpoints, and their storage copies.
+  public var tiles: Double
+  /// Each compute thread's scratch (`GramKernel.scratchCount`).
+  public var scratch: Double
+  public var total: Double { baseline + samples + features + tiles + scratch }
+}
+
 /// What a build will cost, computed without computing anything: tiles, work per rank,
-/// memory per rank, disk, and wall time from a measured throughput.
+/// memory per rank, disk, and wall time — from the kernel's own declared cost per entry,
+/// prepared bytes and scratch, never from a formula of one architecture.
 public struct BuildPlan: Sendable {
   public let trainCount: Int
   public let testCount: Int
   public let features: Int
   public let tileSize: Int
   public let ranks: Int
-  public let depth: Int
+  public let threads: Int
   public let bytesPerValue: Int
+  public let outputs: [String]
   public let tiles: Int
   public let assignment: TileAssignment
-  /// Kernel entries per second of one rank.
+  /// Floating-point operations per kernel entry (the kernel's estimate).
+  public let costPerEntry: Double
+  public let memory: MemoryEstimate
+  /// Kernel entries per second of one rank (measured, or derived from `flopsPerSecondPerRank`).
   public let entriesPerSecondPerRank: Double
 
-  public init(trainCount: Int, testCount: Int, features: Int, tileSize: Int, ranks: Int, depth: Int,
-              dtype: ScalarType, entriesPerSecondPerRank: Double) {
+  /// Resident size of the process before any data: measured for a build of a few samples on
+  /// this machine (`benchmarks/plan-memory.sh`).
+  public static let baselineBytes = 30.0 * 1024 * 1024
+  /// The effective rate of the kernel's operations per rank and thread, calibrated on the
+  /// fully-connected kernel (7.3e6 entries/s for depth 3 on 784 features, docs/performance.md).
+  public static let flopsPerSecondPerThread = 2.0e9
+
+  public init<K: GramKernel>(kernel: K, trainCount: Int, testCount: Int, features: Int, tileSize: Int, ranks: Int,
+                             threads: Int = 1, dtype: ScalarType, entriesPerSecondPerRank: Double? = nil) {
     self.trainCount = trainCount
     self.testCount = testCount
     self.features = features
     self.tileSize = tileSize
     self.ranks = ranks
-    self.depth = depth
+    self.threads = threads
     bytesPerValue = dtype.byteCount
+    outputs = kernel.outputNames
     let plan = TilePlan(trainCount: trainCount, testCount: testCount, tileSize: tileSize)
     tiles = plan.count
     assignment = TileAssignment.summary(plan: plan, ranks: ranks)
+    costPerEntry = kernel.costPerEntry(inputFeatures: features)
     self.entriesPerSecondPerRank = entriesPerSecondPerRank
+      ?? Self.flopsPerSecondPerThread * Double(threads) / max(costPerEntry, 1)
+
+    let rows = Double(trainCount) + Double(testCount)
+    let t = Double(min(tileSize, max(trainCount, 1)))
+    let tileBytes = t * t * 8 * Double(outputs.count)
+    // Tiles held at once: 2·threads + 1 computed (float64), and the checkpoint being written
+    // in storage precision.
+    let heldTiles = Double(2 * threads + 1) * tileBytes + t * t * Double(bytesPerValue) * Double(outputs.count)
+    let tileEdge = min(tileSize, max(trainCount, 1))
+    memory = MemoryEstimate(
+      baseline: Self.baselineBytes,
+      samples: rows * Double(features) * 8 * 2,
+      features: rows * Double(kernel.preparedBytesPerSample(inputFeatures: features)),
+      tiles: heldTiles,
+      scratch: Double(threads) * Double(kernel.scratchCount(inputFeatures: features, rows: tileEdge, cols: tileEdge)) * 8)
   }
 
   public var totalEntries: Double { assignment.workByRank.reduce(0, +) }
+  public var memoryPerRank: Double { memory.total }
 
-  /// Per rank: the samples (as read, and padded for the kernels), per-layer variances, one
-  /// tile's values in float64 and in storage precision, and the Gram scratch.
-  public var memoryPerRank: Double {
-    let rows = Double(trainCount + testCount)
-    let padded = Double((features + 3) / 4 * 4)
-    let t = Double(tileSize)
-    return rows * Double(features) * 8 * 2 + rows * padded * 8 + rows * Double(depth + 3) * 8
-      + t * t * 8 * 2 + t * t * Double(bytesPerValue) * 2 + (t * t + Double(depth) * t) * 8
+  /// Checkpoints: every computed tile (upper triangle + test), every output.
+  public var checkpointBytes: Double {
+    totalEntries * Double(outputs.count) * Double(bytesPerValue) + Double(tiles) * 12_000
   }
-
-  /// Checkpoints: every computed tile (upper triangle + test), both kernels.
-  public var checkpointBytes: Double { totalEntries * 2 * Double(bytesPerValue) + Double(tiles) * 12_000 }
   /// The kernel file: the full symmetric train kernels and the cross kernels.
   public var kernelFileBytes: Double {
-    (Double(trainCount) * Double(trainCount) + Double(testCount) * Double(trainCount)) * 2 * Double(bytesPerValue)
+    (Double(trainCount) * Double(trainCount) + Double(testCount) * Double(trainCount)) * Double(outputs.count) * Double(bytesPerValue)
   }
   public var wallSeconds: Double { (assignment.workByRank.max() ?? 0) / entriesPerSecondPerRank }
 }

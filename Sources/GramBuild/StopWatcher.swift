@@ -1,4 +1,5 @@
 import Foundation
+import GramEvents
 
 /// Names the rank that failed when the MPI launcher ends a job.
 ///
@@ -11,7 +12,7 @@ final class StopWatcher {
   private let source: DispatchSourceSignal
   private let queue = DispatchQueue(label: "ntkgram.stop-watcher")
 
-  init(folder: String, rank: Int, hosts: [String], countTiles: @escaping () -> Int, totalTiles: Int) {
+  init(folder: String, rank: Int, hosts: [String], events: EventSink, countTiles: @escaping () -> Int, totalTiles: Int) {
     for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where name == Self.marker(rank) {
       unlink(folder + "/" + name)
     }
@@ -28,7 +29,7 @@ final class StopWatcher {
         ? "the MPI launcher ended the job (a rank or host failed, or the job was cancelled)"
         : missing.map { "rank \($0) on host \(hosts[$0])" }.joined(separator: ", ") + " failed" +
           " (no answer to the launcher's stop signal); the job was ended"
-      FileHandle.standardError.write(Data("ntkgram: error: \(what). \(resume)\n".utf8))
+      events.fatal("\(what). \(resume)")
       for r in hosts.indices { unlink(folder + "/" + Self.marker(r)) }
       _exit(1)
     }

@@ -1,14 +1,19 @@
 import GramKernels
 import GramTiling
 
-/// The values of one tile, row-major (`tile.rows.count × tile.cols.count`).
+/// The values of one tile, row-major (`tile.rows.count × tile.cols.count`), one block per
+/// output of the kernel (`GramKernel.outputNames` order).
 public struct TileValues: Sendable {
   public let tile: Tile
-  public var nngp: [Double]
-  public var ntk: [Double]
+  /// Every output's block, one after the other.
+  public let block: [Double]
+  public let outputs: Int
 
-  /// The tile's values by kernel name (`"nngp"`, `"ntk"`).
-  public func values(_ kernel: String) -> [Double] { kernel == "ntk" ? ntk : nngp }
+  /// Output `k`'s values.
+  public func values(_ k: Int) -> ArraySlice<Double> {
+    let size = block.count / max(outputs, 1)
+    return block[k * size ..< (k + 1) * size]
+  }
 }
 
 /// Computes whole tiles with any `GramKernel`, reusing one scratch buffer.
@@ -30,28 +35,27 @@ public struct TileComputer<Kernel: GramKernel> {
 
   public mutating func compute(_ tile: Tile) -> TileValues {
     let m = tile.rows.count, n = tile.cols.count
-    // Every entry is written below (the kernel, or the mirror), so the outputs start uninitialised.
-    var nngp = [Double](unsafeUninitializedCapacity: m * n) { _, count in count = m * n }
-    var ntk = [Double](unsafeUninitializedCapacity: m * n) { _, count in count = m * n }
+    let outputs = kernel.outputNames.count
+    // Every entry is written below (the kernel, or the mirror), so the outputs start
+    // uninitialised, in one allocation.
+    var block = [Double](unsafeUninitializedCapacity: outputs * m * n) { _, count in count = outputs * m * n }
     let needed = kernel.scratchCount(train, rows: m, cols: n)
     if scratch.count < needed { scratch = [Double](repeating: 0, count: needed) }
     let (kernel, train) = (self.kernel, self.train)
     let rowsFeatures = tile.block == .train ? train : test!
-    nngp.withUnsafeMutableBufferPointer { np in
-      ntk.withUnsafeMutableBufferPointer { tp in
-        scratch.withUnsafeMutableBufferPointer { sp in
-          let out = TileOutput(nngp: np.baseAddress!, ntk: tp.baseAddress!, leadingDimension: n)
-          if tile.isDiagonal {
-            kernel.computeUpperTile(rowsFeatures, rows: tile.rows, into: out, scratch: sp)
-            mirrorUpper(np.baseAddress!, n: n)
-            mirrorUpper(tp.baseAddress!, n: n)
-          } else {
-            kernel.computeTile(rowsFeatures, rows: tile.rows, train, cols: tile.cols, into: out, scratch: sp)
-          }
+    block.withUnsafeMutableBufferPointer { bp in
+      scratch.withUnsafeMutableBufferPointer { sp in
+        let pointers = (0..<outputs).map { bp.baseAddress! + $0 * m * n }
+        let out = TileOutput(values: pointers, leadingDimension: n)
+        if tile.isDiagonal {
+          kernel.computeUpperTile(rowsFeatures, rows: tile.rows, into: out, scratch: sp)
+          for p in pointers { mirrorUpper(p, n: n) }
+        } else {
+          kernel.computeTile(rowsFeatures, rows: tile.rows, train, cols: tile.cols, into: out, scratch: sp)
         }
       }
     }
-    return TileValues(tile: tile, nngp: nngp, ntk: ntk)
+    return TileValues(tile: tile, block: block, outputs: outputs)
   }
 }
 

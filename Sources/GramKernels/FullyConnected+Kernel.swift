@@ -5,6 +5,7 @@ import Darwin
 #endif
 import GramMicroKernels
 import GramMicroKernelsAVX512
+import GramNetwork
 
 // MARK: - Prepared features
 
@@ -109,30 +110,45 @@ extension ActivationMap {
 }
 
 extension FullyConnected {
-  /// The dense layers of this network on inputs of `inputDimension` features.
-  func denseLayers(inputDimension: Int) -> DenseLayers {
-    DenseLayers(weightVariance: weightVariance, biasVariance: biasVariance,
-                standardWidth: parameterization == .standard ? Double(width) : nil,
-                standardBiasTerm: standardBiasTerm, inputDimension: Double(inputDimension))
-  }
-
-  /// Dense layer `l` (0-based; `depth` is the readout) applied to `(Σ, Θ)` (`DenseLayers`).
-  @inline(__always)
-  func dense<V: SIMD>(_ s: V, _ t: V, layer: Int, inputDimension: Int) -> (V, V) where V.Scalar == Double {
-    denseLayers(inputDimension: inputDimension).apply(s, t, layer: layer)
-  }
-
-  /// Scalar `dense` (the same formulas on one pair).
+  /// Dense layer `l` (0-based; `depth` is the readout) applied to one pair `(Σ, Θ)`: the same
+  /// formulas the recursion applies to vectors.
   func dense(_ s: Double, _ t: Double, layer: Int, inputDimension: Int) -> (Double, Double) {
-    let (sv, tv) = dense(SIMD2(s, 0), SIMD2(t, 0), layer: layer, inputDimension: inputDimension)
+    let (sv, tv) = denseLayer(layer, inputDimension: inputDimension).apply(SIMD2(s, 0), SIMD2(t, 0))
     return (sv[0], tv[0])
   }
+
+  /// The activation maps of the hidden layers.
+  var activationMaps: [ActivationMap] { activations.map(ActivationMap.init) }
 }
 
 // MARK: - GramKernel conformance
 
 extension FullyConnected: GramKernel {
   public typealias Features = FCFeatures
+
+  /// `/train/ntk` and `/train/nngp` (and `/test/*`).
+  public var outputNames: [String] { ["ntk", "nngp"] }
+
+  /// The dot product (2d) and, per hidden layer, the activation map: about 70 operations for
+  /// the angular maps (√, atan2, two divisions), 10 for identity; 4 per dense layer.
+  public func costPerEntry(inputFeatures: Int) -> Double {
+    let maps = activations.reduce(0.0) { acc, act in
+      switch act.family {
+      case .abReLU, .erf: acc + 70
+      case .identity: acc + 10
+      }
+    }
+    return 2 * Double(inputFeatures) * (gramPrecision == .float32 ? 0.5 : 1) + maps + 4 * Double(depth + 1)
+  }
+
+  /// The row in float64 (and float32 for float32 dot products), its variance per hidden
+  /// layer, the two diagonal values and the row hash.
+  public func preparedBytesPerSample(inputFeatures: Int) -> Int {
+    let d = max(1, inputFeatures)
+    return d * 8 + (gramPrecision == .float32 ? d * 4 : 0) + depth * 8 + 3 * 8
+  }
+
+  public func inputFeatures(_ features: FCFeatures) -> Int { features.dimension }
 
   public func prepare(_ data: Matrix) -> FCFeatures {
     let d = data.cols, n = data.rows
@@ -141,7 +157,7 @@ extension FullyConnected: GramKernel {
     var variance = [Double](repeating: 0, count: depth * n)
     var nngp = [Double](repeating: 0, count: n), ntk = [Double](repeating: 0, count: n)
     var keys = [UInt64](repeating: 0, count: n)
-    let act = ActivationMap(activation)
+    let maps = activationMaps
     for i in 0..<n {
       var hash: UInt64 = 0xcbf2_9ce4_8422_2325
       for k in 0..<d {
@@ -160,7 +176,7 @@ extension FullyConnected: GramKernel {
         for l in 0..<depth {
           (q, t) = dense(q, t, layer: l, inputDimension: d)
           variance[l * n + i] = q
-          let (qa, dot) = act.diagonal(q)
+          let (qa, dot) = maps[l].diagonal(q)
           q = qa; t *= dot
         }
         (nngp[i], ntk[i]) = dense(q, t, layer: depth, inputDimension: d)
@@ -176,9 +192,9 @@ extension FullyConnected: GramKernel {
   /// Scratch layout (in `Double`s): one block of Gram rows (`GramShape.blockRows ×
   /// paddedCols`), the column variances per layer, two rows of recursion state, the packing
   /// workspace. float32 dot products use the same regions for their floats.
-  public func scratchCount(_ features: FCFeatures, rows: Int, cols: Int) -> Int {
+  public func scratchCount(inputFeatures: Int, rows: Int, cols: Int) -> Int {
     let np = GramShape.paddedCols(cols)
-    return GramShape.blockRows * np + (depth + 2) * np + GramShape.workspace(cols: cols, depth: features.dimension)
+    return GramShape.blockRows * np + (depth + 2) * np + GramShape.workspace(cols: cols, depth: inputFeatures)
   }
 
   /// The Gram product of a tile, one block of `GramShape.blockRows` rows at a time into the
@@ -250,24 +266,31 @@ extension FullyConnected: GramKernel {
       for j in 0..<np { qCols[l * np + j] = j < n ? b.layerVariance[l * b.rows + cols.lowerBound + j] : 1 }
     }
 
-    // The recursion on each block of Gram rows, specialised for the activation, the precision
-    // of the block and the instruction set.
+    // The recursion on each block of Gram rows, specialised for each layer's activation, the
+    // precision of the block and the instruction set.
+    let ntkOut = out.values[0], nngpOut = out.values[1]
+    let layers = (0...depth).map { denseLayer($0, inputDimension: a.dimension) }
+    let maps = activationMaps.map(\.vectorForm)
     a.layerVariance.withUnsafeBufferPointer { qa in
-      let recursion = RowRecursion(
-        layers: denseLayers(inputDimension: a.dimension), depth: depth, columns: n, qCols: qCols, paddedCols: np,
-        rowVariance: qa.baseAddress! + rows.lowerBound, rowVarianceStride: a.rows, state: state,
-        nngp: out.nngp, ntk: out.ntk, leadingDimension: out.leadingDimension, upper: upper)
-      let kind = ActivationMap(activation).vectorForm
-      let wide = isa == .avx512
-      gramBlocks(a, rows: rows, b, cols: cols, scratch: scratch, upper: upper, isa: isa,
-                 float64: { block, c in
-                   if wide { AVX512.recurse(recursion, block, c, ldc: np, kind) }
-                   else { recursion.rows(Lanes.self, block, c, ldc: np, kind) }
-                 },
-                 float32: { block, c in
-                   if wide { AVX512.recurse(recursion, block, c, ldc: np, kind) }
-                   else { recursion.rows(Lanes.self, block, c, ldc: np, kind) }
-                 })
+      layers.withUnsafeBufferPointer { lp in
+        maps.withUnsafeBufferPointer { mp in
+          let recursion = RowRecursion(
+            layers: lp.baseAddress!, maps: mp.baseAddress ?? UnsafePointer(bitPattern: MemoryLayout<PairMapKind>.alignment)!,
+            depth: depth, inputDimension: Double(a.dimension), columns: n, qCols: qCols, paddedCols: np,
+            rowVariance: (qa.baseAddress ?? UnsafePointer(bitPattern: 8)!) + rows.lowerBound, rowVarianceStride: a.rows, state: state,
+            nngp: nngpOut, ntk: ntkOut, leadingDimension: out.leadingDimension, upper: upper)
+          let wide = isa == .avx512
+          gramBlocks(a, rows: rows, b, cols: cols, scratch: scratch, upper: upper, isa: isa,
+                     float64: { block, c in
+                       if wide { AVX512.recurse(recursion, block, c, ldc: np) }
+                       else { recursion.rows(Lanes.self, block, c, ldc: np) }
+                     },
+                     float32: { block, c in
+                       if wide { AVX512.recurse(recursion, block, c, ldc: np) }
+                       else { recursion.rows(Lanes.self, block, c, ldc: np) }
+                     })
+        }
+      }
     }
 
     // Identical rows take the exact θ = 0 values.
@@ -275,8 +298,8 @@ extension FullyConnected: GramKernel {
       let gi = rows.lowerBound + i
       let key = a.rowKey[gi]
       for j in (upper ? i : 0)..<n where b.rowKey[cols.lowerBound + j] == key && a.rowPointerEqual(gi, b, cols.lowerBound + j) {
-        out.nngp[i * out.leadingDimension + j] = a.diagonalNNGP[gi]
-        out.ntk[i * out.leadingDimension + j] = a.diagonalNTK[gi]
+        nngpOut[i * out.leadingDimension + j] = a.diagonalNNGP[gi]
+        ntkOut[i * out.leadingDimension + j] = a.diagonalNTK[gi]
       }
     }
   }
@@ -290,14 +313,14 @@ extension FullyConnected {
   public func referenceKernel(_ x: some Collection<Double>, _ y: some Collection<Double>) -> (nngp: Double, ntk: Double) {
     precondition(x.count == y.count, "referenceKernel: feature counts differ")
     let d = x.count
-    let act = ActivationMap(activation)
+    let maps = activationMaps
     func variances(_ v: some Collection<Double>) -> (layers: [Double], nngp: Double, ntk: Double) {
       var q = v.reduce(0) { $0 + $1 * $1 } / Double(d), t = 0.0
       var layers: [Double] = []
       for l in 0..<depth {
         (q, t) = dense(q, t, layer: l, inputDimension: d)
         layers.append(q)
-        let (qa, dot) = act.diagonal(q)
+        let (qa, dot) = maps[l].diagonal(q)
         q = qa; t *= dot
       }
       (q, t) = dense(q, t, layer: depth, inputDimension: d)
@@ -319,11 +342,16 @@ extension FullyConnected {
     var s = dot / Double(d), t = 0.0
     for l in 0..<depth {
       (s, t) = dense(s, t, layer: l, inputDimension: d)
-      let (sa, dot) = act.pair(s, vx.layers[l], vy.layers[l])
+      let (sa, dot) = maps[l].pair(s, vx.layers[l], vy.layers[l])
       s = sa; t *= dot
     }
     let (nngp, ntk) = dense(s, t, layer: depth, inputDimension: d)
     return (nngp, ntk)
+  }
+
+  public func referenceEntry(_ x: [Double], _ y: [Double]) -> [Double] {
+    let k = referenceKernel(x, y)
+    return [k.ntk, k.nngp]
   }
 }
 

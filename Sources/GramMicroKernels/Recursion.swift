@@ -128,33 +128,31 @@ public struct IdentityPair: PairMap {
   public func pair<V: RecursionVector>(_ s: V, _ qi: Double, _ qj: V) -> (V, V) { (s, V(repeating: 1)) }
 }
 
-/// The dense layers of a fully-connected network: layer `l` (0-based; `depth` is the readout)
-/// maps `(Σ, Θ)` to
+/// One dense layer of a fully-connected network, mapping `(Σ, Θ)` to
 ///   ntk:      Σ′ = σw²Σ + σb²,  Θ′ = Σ′ + σw²Θ;
-///   standard: Σ′ = σw²Σ + σb²,  Θ′ = n_l Σ + σw²Θ + [bias]   (n_0 = d, else the width).
+///   standard: Σ′ = σw²Σ + σb²,  Θ′ = n Σ + σw²Θ + [bias]   (n: the layer's fan-in).
 @frozen
-public struct DenseLayers: Sendable {
+public struct DenseLayer: Sendable {
   public let weightVariance: Double
   public let biasVariance: Double
-  /// nil: ntk parameterization; else the standard one's hidden width.
-  public let standardWidth: Double?
+  /// nil: ntk parameterization; else the standard one's fan-in (the input's features for the
+  /// first layer, the previous dense layer's width after it).
+  public let standardFanIn: Double?
+  /// The NTK term the bias gradient adds under the standard parameterization (0 without bias).
   public let standardBiasTerm: Double
-  public let inputDimension: Double
 
   @inlinable
-  public init(weightVariance: Double, biasVariance: Double, standardWidth: Double?, standardBiasTerm: Double, inputDimension: Double) {
+  public init(weightVariance: Double, biasVariance: Double, standardFanIn: Double?, standardBiasTerm: Double) {
     self.weightVariance = weightVariance
     self.biasVariance = biasVariance
-    self.standardWidth = standardWidth
+    self.standardFanIn = standardFanIn
     self.standardBiasTerm = standardBiasTerm
-    self.inputDimension = inputDimension
   }
 
   @inlinable @inline(__always)
-  public func apply<V: SIMD>(_ s: V, _ t: V, layer: Int) -> (V, V) where V.Scalar == Double {
+  public func apply<V: SIMD>(_ s: V, _ t: V) -> (V, V) where V.Scalar == Double {
     let w2 = weightVariance, b2 = biasVariance
-    if let width = standardWidth {
-      let fanIn = layer == 0 ? inputDimension : width
+    if let fanIn = standardFanIn {
       return (w2 * s + b2, fanIn * s + w2 * t + standardBiasTerm)
     }
     let sNew = w2 * s + b2
@@ -185,11 +183,16 @@ extension Float: GramRowScalar {
 
 /// The layer recursion over rows of dot products: per row, layer after layer over the whole
 /// row (a vector at a time, the state of the row in two rows of scratch that stay in L1), the
-/// readout layer written to the output rows.
+/// readout layer written to the output rows. Every hidden layer has its own dense parameters and
+/// activation (the pair map is chosen once per row and layer, so each sweep is specialised).
 @frozen
 public struct RowRecursion {
-  public let layers: DenseLayers
+  /// `depth + 1` dense layers (the last is the readout) and `depth` pair maps between them.
+  public let layers: UnsafePointer<DenseLayer>
+  public let maps: UnsafePointer<PairMapKind>
   public let depth: Int
+  /// The input's feature count: layer 0 starts from `x·y / inputDimension`.
+  public let inputDimension: Double
   /// Valid columns; `qCols` rows (one per hidden layer) and the state rows hold `paddedCols`
   /// values, `qCols` padded with 1 past `columns`.
   public let columns: Int
@@ -207,11 +210,14 @@ public struct RowRecursion {
   public let upper: Bool
 
   @inlinable
-  public init(layers: DenseLayers, depth: Int, columns: Int, qCols: UnsafePointer<Double>, paddedCols: Int,
+  public init(layers: UnsafePointer<DenseLayer>, maps: UnsafePointer<PairMapKind>, depth: Int, inputDimension: Double,
+              columns: Int, qCols: UnsafePointer<Double>, paddedCols: Int,
               rowVariance: UnsafePointer<Double>, rowVarianceStride: Int, state: UnsafeMutablePointer<Double>,
               nngp: UnsafeMutablePointer<Double>, ntk: UnsafeMutablePointer<Double>, leadingDimension: Int, upper: Bool) {
     self.layers = layers
+    self.maps = maps
     self.depth = depth
+    self.inputDimension = inputDimension
     self.columns = columns
     self.qCols = qCols
     self.paddedCols = paddedCols
@@ -224,52 +230,78 @@ public struct RowRecursion {
     self.upper = upper
   }
 
+  /// Two vectors per step: independent chains for the divider and square-root units.
+  @inlinable @inline(__always)
+  func sweep<V: RecursionVector>(_: V.Type, from j0: Int, _ body: (Int) -> Void) {
+    let w = V.scalarCount
+    let nv = (columns + w - 1) / w * w
+    var jb = j0
+    while jb + 2 * w <= nv { body(jb); body(jb + w); jb += 2 * w }
+    if jb < nv { body(jb) }
+  }
+
+  /// Hidden layer `l` of row `i` (dense, then the pair map), into the state rows; layer 0
+  /// reads the dot products `row`, the others the state.
+  @inlinable @inline(__always)
+  func hidden<V: RecursionVector, S: GramRowScalar, M: PairMap>(
+    _: V.Type, _ l: Int, row i: Int, _ row: UnsafePointer<S>, from j0: Int, _ map: M
+  ) {
+    let np = paddedCols
+    let sRow = state, tRow = state + np
+    let layer = layers[l]
+    let qi = rowVariance[l * rowVarianceStride + i]
+    let qj = qCols + l * np
+    @inline(__always) func load(_ p: UnsafePointer<Double>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    @inline(__always) func store(_ v: V, _ p: UnsafeMutablePointer<Double>) {
+      UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+    }
+    if l == 0 {
+      let dd = inputDimension
+      sweep(V.self, from: j0) { jb in
+        let (s, t) = layer.apply(S.load(V.self, row + jb) / dd, V())
+        let (sa, dot) = map.pair(s, qi, load(qj + jb))
+        store(sa, sRow + jb)
+        store(t * dot, tRow + jb)
+      }
+    } else {
+      sweep(V.self, from: j0) { jb in
+        let (s, t) = layer.apply(load(sRow + jb), load(tRow + jb))
+        let (sa, dot) = map.pair(s, qi, load(qj + jb))
+        store(sa, sRow + jb)
+        store(t * dot, tRow + jb)
+      }
+    }
+  }
+
   /// Rows `block` (tile rows), their dot products at `c + (i − block.lowerBound)*ldc`.
   @inlinable @inline(__always)
-  public func rows<V: RecursionVector, S: GramRowScalar, M: PairMap>(
-    _: V.Type, _ block: Range<Int>, _ c: UnsafePointer<S>, ldc: Int, _ map: M
-  ) {
+  public func rows<V: RecursionVector, S: GramRowScalar>(_: V.Type, _ block: Range<Int>, _ c: UnsafePointer<S>, ldc: Int) {
     let w = V.scalarCount, n = columns, np = paddedCols
     let nv = (n + w - 1) / w * w
     precondition(nv <= np && nv <= ldc, "RowRecursion: rows too short for the vector width")
-    let dd = layers.inputDimension
     let sRow = state, tRow = state + np
     @inline(__always) func load(_ p: UnsafePointer<Double>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
     @inline(__always) func store(_ v: V, _ p: UnsafeMutablePointer<Double>) {
       UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
     }
-    // Two vectors per step: independent chains for the divider and square-root units.
-    @inline(__always) func sweep(from j0: Int, _ body: (Int) -> Void) {
-      var jb = j0
-      while jb + 2 * w <= nv { body(jb); body(jb + w); jb += 2 * w }
-      if jb < nv { body(jb) }
-    }
     for i in block {
       let row = c + (i - block.lowerBound) * ldc
       let j0 = upper ? i / w * w : 0
-      // Layer 0 from the dot products.
-      var qi = rowVariance[i]
-      var qj = qCols
-      sweep(from: j0) { jb in
-        let (s, t) = layers.apply(S.load(V.self, row + jb) / dd, V(), layer: 0)
-        let (sa, dot) = map.pair(s, qi, load(qj + jb))
-        store(sa, sRow + jb)
-        store(t * dot, tRow + jb)
-      }
-      for l in stride(from: 1, to: depth, by: 1) {
-        qi = rowVariance[l * rowVarianceStride + i]
-        qj = qCols + l * np
-        sweep(from: j0) { jb in
-          let (s, t) = layers.apply(load(sRow + jb), load(tRow + jb), layer: l)
-          let (sa, dot) = map.pair(s, qi, load(qj + jb))
-          store(sa, sRow + jb)
-          store(t * dot, tRow + jb)
+      for l in 0..<depth {
+        switch maps[l] {
+        case .abReLU(let map): hidden(V.self, l, row: i, row, from: j0, map)
+        case .erf: hidden(V.self, l, row: i, row, from: j0, ErfPair())
+        case .identity: hidden(V.self, l, row: i, row, from: j0, IdentityPair())
         }
       }
-      // The readout layer, into the output.
+      // The readout layer, into the output (straight from the dot products without hidden layers).
       let o = i * leadingDimension
-      sweep(from: j0) { jb in
-        let (s, t) = layers.apply(load(sRow + jb), load(tRow + jb), layer: depth)
+      let readout = layers[depth]
+      let dd = inputDimension
+      let noHidden = depth == 0
+      sweep(V.self, from: j0) { jb in
+        let (s, t) = noHidden ? readout.apply(S.load(V.self, row + jb) / dd, V())
+                              : readout.apply(load(sRow + jb), load(tRow + jb))
         if jb + w <= n {
           store(s, nngp + o + jb)
           store(t, ntk + o + jb)
@@ -284,7 +316,7 @@ public struct RowRecursion {
   }
 }
 
-/// The pair map of a network's activation, chosen once per block of rows.
+/// The pair map of one activation, chosen once per row and layer.
 public enum PairMapKind: Sendable {
   case abReLU(ABReLUPair)
   case erf
@@ -292,16 +324,3 @@ public enum PairMapKind: Sendable {
 }
 
 extension ABReLUPair: Sendable {}
-
-extension RowRecursion {
-  /// `rows` with the pair map of `kind`, each family specialised.
-  @inlinable @inline(__always)
-  public func rows<V: RecursionVector, S: GramRowScalar>(_: V.Type, _ block: Range<Int>, _ c: UnsafePointer<S>, ldc: Int,
-                                                         _ kind: PairMapKind) {
-    switch kind {
-    case .abReLU(let map): rows(V.self, block, c, ldc: ldc, map)
-    case .erf: rows(V.self, block, c, ldc: ldc, ErfPair())
-    case .identity: rows(V.self, block, c, ldc: ldc, IdentityPair())
-    }
-  }
-}

@@ -31,12 +31,12 @@ public enum AVX512 {
 
 extension AVX512 {
   /// The recursion over a block of rows on 8-double vectors (see `RowRecursion`).
-  public static func recurse(_ r: RowRecursion, _ block: Range<Int>, _ c: UnsafePointer<Double>, ldc: Int, _ kind: PairMapKind) {
-    r.rows(SIMD8<Double>.self, block, c, ldc: ldc, kind)
+  public static func recurse(_ r: RowRecursion, _ block: Range<Int>, _ c: UnsafePointer<Double>, ldc: Int) {
+    r.rows(SIMD8<Double>.self, block, c, ldc: ldc)
   }
 
-  public static func recurse(_ r: RowRecursion, _ block: Range<Int>, _ c: UnsafePointer<Float>, ldc: Int, _ kind: PairMapKind) {
-    r.rows(SIMD8<Double>.self, block, c, ldc: ldc, kind)
+  public static func recurse(_ r: RowRecursion, _ block: Range<Int>, _ c: UnsafePointer<Float>, ldc: Int) {
+    r.rows(SIMD8<Double>.self, block, c, ldc: ldc)
   }
 }
 

@@ -1,5 +1,5 @@
 import CLAPACK
-import GramKernels
+import GramMicroKernels
 
 /// The randomized Nyström preconditioner of Frangella, Tropp & Udell, "Randomized Nyström
 /// preconditioning" (SIAM J. Matrix Anal. Appl. 44, 2023), Algorithms 2.1 and 5.1.

@@ -1,4 +1,3 @@
-import GramKernels
 import GramMicroKernels
 import GramMicroKernelsAVX512
 

@@ -55,7 +55,7 @@ public enum DatasetReader {
 
   static func limited(_ a: DenseArray, _ limit: Int?) -> DenseArray {
     guard let limit, limit < a.rows else { return a }
-    return DenseArray(rows: limit, cols: a.cols, values: Array(a.values.prefix(limit * a.cols)))
+    return DenseArray(rows: limit, cols: a.cols, values: Array(a.values.prefix(limit * a.cols)), sampleShape: a.sampleShape)
   }
 }
 
@@ -72,7 +72,7 @@ enum HDF5Dataset {
     try values.withUnsafeMutableBufferPointer {
       try d.read(into: $0, start: d.shape.map { _ in 0 }, count: [rows] + d.shape.dropFirst())
     }
-    return (DenseArray(rows: rows, cols: cols, values: values), d.isInteger)
+    return (DenseArray(rows: rows, cols: cols, values: values, sampleShape: DenseArray.sampleShape(ofArray: d.shape)), d.isInteger)
   }
 
   static func readLabels(_ file: String, _ name: String) throws -> [Int64] {
@@ -144,23 +144,30 @@ enum CSV {
 extension DatasetReader {
   /// `(rows, features)` of a samples file, reading headers only where the format allows.
   public static func shape(_ path: String, labelColumn: Int? = nil) throws -> (Int, Int) {
+    let (rows, sample) = try sampleShape(path, labelColumn: labelColumn)
+    return (rows, sample.reduce(1, *))
+  }
+
+  /// The sample count and the shape of one sample (`DenseArray.sampleShape(ofArray:)`), from
+  /// the file's header where it has one.
+  public static func sampleShape(_ path: String, labelColumn: Int? = nil) throws -> (Int, [Int]) {
     if let (file, dataset) = hdf5Location(path) {
       let d = try H5File.open(file).dataset(dataset.hasPrefix("/") ? dataset : "/" + dataset)
       guard d.shape.count >= 2 else { throw StorageError(path, "expected samples with features, got shape \(d.shape)") }
-      return (d.shape[0], d.shape.dropFirst().reduce(1, *))
+      return (d.shape[0], DenseArray.sampleShape(ofArray: d.shape))
     }
     switch URL(fileURLWithPath: path).pathExtension.lowercased() {
     case "npy":
       let (h, _) = try NPY.parseHeader(NPY.readFile(path), path: path)
-      guard h.shape.count == 2 else { throw StorageError(path, "expected a 2-D array, got shape \(h.shape)") }
-      return (h.shape[0], h.shape[1])
+      guard (2...4).contains(h.shape.count) else { throw StorageError(path, "expected a 2-D, 3-D or 4-D array, got shape \(h.shape)") }
+      return (h.shape[0], DenseArray.sampleShape(ofArray: h.shape))
     case "csv":
       let (a, _) = try CSV.read(path, limit: nil, labelColumn: labelColumn)
-      return (a.rows, a.cols)
+      return (a.rows, [a.cols])
     default:
       let s = try IDX.shape(path)
       guard s.count >= 2 else { throw StorageError(path, "expected samples with features, got shape \(s)") }
-      return (s[0], s.dropFirst().reduce(1, *))
+      return (s[0], DenseArray.sampleShape(ofArray: s))
     }
   }
 }

@@ -48,9 +48,12 @@ public enum AttributeValue: Sendable, Equatable, CustomStringConvertible {
   case double(Double)
   case int(Int64)
   case uint64s([UInt64])
+  /// A 1-D array of signed integers (a shape, such as `input_shape`).
+  case int64s([Int64])
 
   public var description: String {
     switch self {
+    case .int64s(let v): "[" + v.map(String.init).joined(separator: ", ") + "]"
     case .string(let s): s
     case .double(let d): "\(d)"
     case .int(let i): "\(i)"
@@ -101,6 +104,8 @@ public class H5Object {
         try writeNumeric(name, fileType: ch5_std_i64le(), memType: ch5_native_int64(), count: nil, &i)
       case .uint64s(var v):
         try writeNumeric(name, fileType: ch5_std_u64le(), memType: ch5_native_uint64(), count: v.count, &v)
+      case .int64s(var v):
+        try writeNumeric(name, fileType: ch5_std_i64le(), memType: ch5_native_int64(), count: v.count, &v)
       }
     }
   }
@@ -173,6 +178,11 @@ public class H5Object {
           var i: Int64 = 0
           try HDF5Library.check(H5Aread(attr, ch5_native_int64(), &i), path, "reading attribute \(name)")
           return .int(i)
+        }
+        if H5Tget_sign(type) == H5T_SGN_2 {
+          var v = [Int64](repeating: 0, count: count)
+          try HDF5Library.check(H5Aread(attr, ch5_native_int64(), &v), path, "reading attribute \(name)")
+          return .int64s(v)
         }
         var v = [UInt64](repeating: 0, count: count)
         try HDF5Library.check(H5Aread(attr, ch5_native_uint64(), &v), path, "reading attribute \(name)")

@@ -115,7 +115,7 @@ public enum IDX {
     let a = try read(path, limit: limit)
     guard a.shape.count >= 2 else { throw StorageError(path, "expected samples with features (≥ 2 dimensions), got shape \(a.shape)") }
     let rows = a.shape[0], cols = a.shape.dropFirst().reduce(1, *)
-    return (DenseArray(rows: rows, cols: cols, values: a.values), a.isInteger)
+    return (DenseArray(rows: rows, cols: cols, values: a.values, sampleShape: DenseArray.sampleShape(ofArray: a.shape)), a.isInteger)
   }
 
   /// Reads labels: a 1-D integer array.

@@ -1,5 +1,8 @@
 import Foundation
 
+/// The version written into every kernel and solution file.
+public let toolVersion = "0.2.0"
+
 /// Dataset names of the kernel file (see docs/DESIGN.md, "Kernel file").
 public enum KernelFileLayout {
   public static func train(_ kernel: String) -> String { "/train/\(kernel)" }

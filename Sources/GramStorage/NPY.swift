@@ -13,15 +13,24 @@ public enum NPY {
     public var shape: [Int]
   }
 
-  /// Reads a 2-D float32 or float64 array (rows are samples) and converts it to `Double`.
+  /// Reads a float32 or float64 array whose first axis is the sample and converts it to
+  /// `Double`: 2-D (samples × features), 3-D (N×H×W, one channel) or 4-D (NHWC), the sample
+  /// shape kept (`DenseArray.sampleShape`).
   public static func readMatrix(_ path: String, shapeOverride: [Int]? = nil) throws -> DenseArray {
     let data = try readFile(path)
     var (header, offset) = try parseHeader(data, path: path)
     if let shapeOverride { header.shape = shapeOverride }
-    guard header.shape.count == 2 else {
-      throw StorageError(path, "expected a 2-D array (samples × features), got \(header.shape.count)-D shape \(header.shape)")
+    guard (2...4).contains(header.shape.count) else {
+      throw StorageError(path, "expected a 2-D (samples × features), 3-D (N×H×W) or 4-D (N×H×W×C) array, got \(header.shape.count)-D shape \(header.shape)")
     }
-    let (rows, cols) = (header.shape[0], header.shape[1])
+    let rows = header.shape[0]
+    let (cols, overflow) = header.shape.dropFirst().reduce((1, false)) { acc, v in
+      let (p, o) = acc.0.multipliedReportingOverflow(by: v)
+      return (p, acc.1 || o)
+    }
+    guard !overflow, rows.multipliedReportingOverflow(by: cols).overflow == false else {
+      throw StorageError(path, "shape \(header.shape) is too large")
+    }
     guard rows > 0, cols > 0 else { throw StorageError(path, "empty array of shape \(header.shape)") }
     let (width, bigEndian) = try floatLayout(header.descr, path: path)
     let count = rows * cols
@@ -41,12 +50,23 @@ public enum NPY {
         }
       }
     }
-    if header.fortranOrder {  // column-major on disk: transpose to rows of samples
+    if header.fortranOrder {  // column-major on disk: back to C order (rows of samples)
       var transposed = values
-      for i in 0..<rows { for j in 0..<cols { transposed[i * cols + j] = values[j * rows + i] } }
+      let dims = header.shape
+      // Fortran strides of every axis; walk each sample's values in C order.
+      var fStride = [Int](repeating: 1, count: dims.count)
+      for k in 1..<dims.count { fStride[k] = fStride[k - 1] * dims[k - 1] }
+      var index = [Int](repeating: 0, count: dims.count)
+      for c in 0..<(rows * cols) {
+        var f = 0
+        for k in 0..<dims.count { f += index[k] * fStride[k] }
+        transposed[c] = values[f]
+        var k = dims.count - 1
+        while k >= 0 { index[k] += 1; if index[k] < dims[k] { break }; index[k] = 0; k -= 1 }
+      }
       values = transposed
     }
-    return DenseArray(rows: rows, cols: cols, values: values)
+    return DenseArray(rows: rows, cols: cols, values: values, sampleShape: DenseArray.sampleShape(ofArray: header.shape))
   }
 
   /// Reads a 1-D array of integers (labels): any signed or unsigned integer width.

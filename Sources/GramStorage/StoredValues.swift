@@ -7,6 +7,14 @@ public enum StoredValues: Sendable, Equatable {
   /// Rounds `values` (once, to nearest) to `type`.
   public init(_ values: [Double], as type: ScalarType) {
     switch type {
+    case .float32: self.init(values[...], as: .float32)
+    case .float64: self = .float64(values)
+    }
+  }
+
+  /// Rounds `values` (once, to nearest) to `type`.
+  public init(_ values: ArraySlice<Double>, as type: ScalarType) {
+    switch type {
     case .float32:
       // Eight at a time (`vcvtpd2ps`); `map` converts one value per call of its closure.
       let n = values.count
@@ -25,7 +33,7 @@ public enum StoredValues: Sendable, Equatable {
         }
         count = n
       })
-    case .float64: self = .float64(values)
+    case .float64: self = .float64(Array(values))
     }
   }
 

@@ -15,7 +15,7 @@ public struct TileCheckpoint: Sendable, Equatable {
   public let colStart: Int
   public let rows: Int
   public let cols: Int
-  /// Values by kernel name (`KernelFileLayout.kernelNames` order).
+  /// Values by kernel name (in the order of the `names` they are written and read with).
   public let values: [StoredValues]
 
   public init(index: Int, rowStart: Int, colStart: Int, rows: Int, cols: Int, values: [StoredValues]) {
@@ -33,13 +33,14 @@ public struct TileCheckpoint: Sendable, Equatable {
   public static func path(folder: String, index: Int) -> String { folder + "/" + fileName(index) }
 
   /// Writes the tile atomically under `folder`, stamped with `fingerprint`.
-  public func write(folder: String, fingerprint: String) throws {
+  public func write(folder: String, fingerprint: String, names: [String] = KernelFileLayout.kernelNames) throws {
+    precondition(names.count == values.count, "TileCheckpoint.write: one name per value block")
     let final = Self.path(folder: folder, index: index)
     let temporary = folder + "/.\(Self.fileName(index)).tmp-\(getpid())"
     unlink(temporary)
     do {
       let f = try H5File.create(temporary)
-      for (name, v) in zip(KernelFileLayout.kernelNames, values) {
+      for (name, v) in zip(names, values) {
         let d = try f.createDataset("/" + name, shape: [rows, cols], type: v.type)
         try d.write(v, start: [0, 0], count: [rows, cols])
       }
@@ -79,7 +80,8 @@ public struct TileCheckpoint: Sendable, Equatable {
 
   /// Reads and verifies tile `index`: shape, position, fingerprint and checksums.
   public static func read(folder: String, index: Int, rowStart: Int, colStart: Int, rows: Int, cols: Int,
-                          type: ScalarType, fingerprint: String) -> Result<TileCheckpoint, Problem> {
+                          type: ScalarType, fingerprint: String,
+                          names: [String] = KernelFileLayout.kernelNames) -> Result<TileCheckpoint, Problem> {
     let path = Self.path(folder: folder, index: index)
     guard FileManager.default.fileExists(atPath: path) else { return .failure(.missing) }
     do {
@@ -88,11 +90,11 @@ public struct TileCheckpoint: Sendable, Equatable {
       guard fp == fingerprint else { return .failure(.foreign("fingerprint \(fp)")) }
       guard try f.attribute("tile") == .int(Int64(index)), try f.attribute("row_start") == .int(Int64(rowStart)),
             try f.attribute("col_start") == .int(Int64(colStart)) else { return .failure(.corrupt("wrong tile position")) }
-      guard case .uint64s(let sums)? = try f.attribute("checksums"), sums.count == KernelFileLayout.kernelNames.count else {
+      guard case .uint64s(let sums)? = try f.attribute("checksums"), sums.count == names.count else {
         return .failure(.corrupt("no checksums"))
       }
       var values: [StoredValues] = []
-      for (k, name) in KernelFileLayout.kernelNames.enumerated() {
+      for (k, name) in names.enumerated() {
         let d = try f.dataset("/" + name)
         guard d.shape == [rows, cols], d.scalarType == type else { return .failure(.corrupt("/\(name) has shape \(d.shape)")) }
         let v = try d.readStored(start: [0, 0], count: [rows, cols])

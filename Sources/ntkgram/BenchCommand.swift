@@ -1,8 +1,6 @@
 import ArgumentParser
 import Foundation
-import GramBuild
-import GramKernels
-import GramStorage
+import NTKGramBench
 
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -22,18 +20,11 @@ struct BenchCommand: ParsableCommand {
   @Flag(help: "Print JSON instead of text.") var json = false
 
   func run() throws {
-    guard let type = ScalarType(rawValue: dtype) else { throw CommandError("unknown dtype '\(dtype)' (valid: float32, float64)") }
     guard samples >= 2, tile >= 1, repeats >= 1, threads >= 1 else { throw CommandError("--samples ≥ 2, --tile ≥ 1, --repeats ≥ 1, --threads ≥ 1") }
     var b = Benchmark(folder: dir)
     b.samples = samples
     b.tile = tile
-    b.dtype = type
-    if let gramPrecision {
-      guard let g = GramPrecision(rawValue: gramPrecision) else {
-        throw CommandError("unknown gram precision '\(gramPrecision)' (valid: float32, float64)")
-      }
-      b.gramPrecision = g
-    }
+    do { try b.setPrecisions(dtype: dtype, gramPrecision: gramPrecision) } catch let e as BenchmarkError { throw CommandError(e.description) }
     b.repeats = repeats
     b.threads = threads
     guard solverSamples >= 0 else { throw CommandError("--solver-samples must be ≥ 0") }

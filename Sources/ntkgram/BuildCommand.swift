@@ -1,65 +1,46 @@
 import ArgumentParser
 import Foundation
 import GramBuild
-import GramKernels
-import GramStorage
+import GramJobs
 
 /// The kernel spec flags, shared by every command that needs a network. Each overrides the
 /// job file's `[kernel]` key of the same name.
 struct KernelOptions: ParsableArguments {
-  @Option(help: "Architecture (only fully_connected today).")
+  @Option(help: "Architecture of the shorthand (fully_connected); any other network is a layer list (--layers, [[kernel.layers]]).")
   var architecture: String?
-  @Option(help: "Number of hidden [Dense, activation] blocks (≥ 1). Default 3.")
+  @Option(help: "Shorthand: number of hidden [Dense, activation] blocks (≥ 1). Default 3.")
   var depth: Int?
-  @Option(help: "Activation: \(Activation.validNames.joined(separator: ", ")). Default relu.")
+  @Option(help: "Shorthand: activation \(Settings.activationNames.joined(separator: ", ")). Default relu.")
   var activation: String?
-  @Option(name: .customLong("leaky-slope"), help: "Negative slope of leaky_relu. Default 0.01.")
+  @Option(name: .customLong("leaky-slope"), help: "Shorthand: negative slope of leaky_relu. Default 0.01.")
   var leakySlope: Double?
-  @Option(name: .customLong("W-std"), help: "Weight standard deviation σw (√2 = He scaling for ReLU). Default √2.")
+  @Option(name: .customLong("W-std"), help: "Shorthand: weight standard deviation σw (√2 = He scaling for ReLU). Default √2.")
   var wStd: Double?
-  @Option(name: .customLong("b-std"), help: "Bias standard deviation σb, or 'none' for no bias at all (not the same as 0). Default 0.1.")
+  @Option(name: .customLong("b-std"), help: "Shorthand: bias standard deviation σb, or 'none' for no bias at all (not the same as 0). Default 0.1.")
   var bStd: String?
-  @Option(help: "Parameterization: ntk or standard. Default ntk.")
+  @Option(help: "Parameterization: ntk or standard (the default of every layer). Default ntk.")
   var parameterization: String?
-  @Option(help: "Hidden width (only the standard parameterization's NTK depends on it). Default 512.")
+  @Option(help: "Shorthand: hidden width (only the standard parameterization's NTK depends on it). Default 512.")
   var width: Int?
   @Option(name: .customLong("gram-precision"),
           help: "Precision of the input dot products: float64 (~1e-15 relative) or float32 (about twice as fast, a few 1e-6; docs/precision.md). Default float64.")
   var gramPrecision: String?
+  @Option(help: "The network as a layer list: JSON (as in a kernel file's network attribute) or a .json file holding it. Replaces the shorthand flags.")
+  var layers: String?
 
-  func network(job: JobFile?) throws -> FullyConnected {
-    let arch = architecture ?? job?.string("architecture") ?? "fully_connected"
-    guard arch == "fully_connected" else { throw CommandError("unknown architecture '\(arch)' (valid: fully_connected)") }
-    let name = activation ?? job?.string("activation") ?? "relu"
-    guard let act = Activation(name: name, leakySlope: leakySlope ?? job?.double("leaky_slope") ?? 0.01) else {
-      throw CommandError("unknown activation '\(name)' (valid: \(Activation.validNames.joined(separator: ", ")))")
-    }
-    let pName = parameterization ?? job?.string("parameterization") ?? "ntk"
-    guard let p = Parameterization(rawValue: pName) else {
-      throw CommandError("unknown parameterization '\(pName)' (valid: ntk, standard)")
-    }
-    let gName = gramPrecision ?? job?.string("gram_precision") ?? "float64"
-    guard let g = GramPrecision(rawValue: gName) else {
-      throw CommandError("unknown gram_precision '\(gName)' (valid: float64, float32)")
-    }
-    let b: Double?
-    if let bStd {
-      if bStd.lowercased() == "none" { b = nil } else {
-        guard let v = Double(bStd) else { throw CommandError("--b-std must be a number or 'none' (got '\(bStd)')") }
-        b = v
-      }
-    } else if job?.string("b_std") == "none" {
-      b = nil
-    } else {
-      b = job?.double("b_std") ?? 0.1
-    }
-    let net = FullyConnected(depth: depth ?? job?.int("depth") ?? 3, activation: act,
-                             wStd: wStd ?? job?.double("W_std") ?? 2.0.squareRoot(), bStd: b,
-                             parameterization: p, width: width ?? job?.int("width") ?? 512, gramPrecision: g)
-    do { try net.validate() } catch let e as KernelSpecError {
-      throw CommandError(job.map { "\($0.path): \(e.description)" } ?? e.description)
-    }
-    return net
+  var flags: KernelFlags {
+    var f = KernelFlags()
+    f.architecture = architecture
+    f.depth = depth
+    f.activation = activation
+    f.leakySlope = leakySlope
+    f.wStd = wStd
+    f.bStd = bStd
+    f.parameterization = parameterization
+    f.width = width
+    f.gramPrecision = gramPrecision
+    f.layers = layers
+    return f
   }
 }
 
@@ -85,6 +66,8 @@ struct BuildCommand: ParsableCommand {
   @Option(name: .customLong("test-label-column"), help: "CSV only: the column of the test file holding labels.") var testLabelColumn: Int?
   @Option(name: .customLong("test-limit"), help: "Use only the first N test rows.") var testLimit: Int?
   @Option(help: "scale (integer data / 255), standardize, unit_norm or none. Default scale.") var preprocess: String?
+  @Option(name: .customLong("input-shape"), help: "The shape H,W,C of one sample when the data has flat rows (CSV, 2-D NPY): needed by convolutions. Images (IDX, 3-D/4-D NPY and HDF5) keep their own.")
+  var inputShape: String?
 
   @OptionGroup var kernel: KernelOptions
 
@@ -101,46 +84,34 @@ struct BuildCommand: ParsableCommand {
   @Option(name: .customLong("log-json"), help: "Write one JSON object per event to this file.") var logJSON: String?
 
   func settings() throws -> BuildSettings {
-    let jobFile = try job.map { try JobFile(path: $0) }
-    let where_ = jobFile.map { "\($0.path): " } ?? ""
-    guard let trainPath = train ?? jobFile?.string("train") else { throw CommandError("\(where_)no training data: give --train or [data] train") }
-    guard let outPath = out ?? jobFile?.string("out") else { throw CommandError("\(where_)no output: give --out or [build] out") }
-    var s = BuildSettings(
-      train: DataSource(samples: trainPath, labels: trainLabels ?? jobFile?.string("train_labels"),
-                        limit: trainLimit ?? jobFile?.int("train_limit"),
-                        labelColumn: trainLabelColumn ?? jobFile?.int("train_label_column")),
-      network: try kernel.network(job: jobFile), out: outPath)
-    if let testPath = test ?? jobFile?.string("test") {
-      s.test = DataSource(samples: testPath, labels: testLabels ?? jobFile?.string("test_labels"),
-                          limit: testLimit ?? jobFile?.int("test_limit"),
-                          labelColumn: testLabelColumn ?? jobFile?.int("test_label_column"))
-    }
-    let pre = preprocess ?? jobFile?.string("preprocess") ?? "scale"
-    guard let p = Preprocess(rawValue: pre) else {
-      throw CommandError("\(where_)unknown preprocess '\(pre)' (valid: \(Preprocess.allCases.map(\.rawValue).joined(separator: ", ")))")
-    }
-    s.preprocess = p
-    let typeName = dtype ?? jobFile?.string("dtype") ?? "float32"
-    guard let type = ScalarType(rawValue: typeName) else { throw CommandError("\(where_)unknown dtype '\(typeName)' (valid: float32, float64)") }
-    s.dtype = type
-    s.tileSize = tile ?? jobFile?.int("tile") ?? 1024
-    guard s.tileSize >= 1 else { throw CommandError("\(where_)tile must be at least 1 (got \(s.tileSize))") }
-    for (name, v) in [("train_limit", s.train.limit), ("test_limit", s.test?.limit)] {
-      if let v, v < 1 { throw CommandError("\(where_)\(name) must be at least 1 (got \(v))") }
-    }
-    s.checkpoints = checkpoints ?? jobFile?.string("checkpoints")
-    s.keepCheckpoints = keepCheckpoints || (jobFile?.bool("keep_checkpoints") ?? false)
-    s.force = force
-    s.restart = restart
-    guard threads >= 1 else { throw CommandError("--threads must be at least 1 (got \(threads))") }
-    s.threads = threads
-    return s
+    var f = BuildFlags()
+    f.train = train
+    f.trainLabels = trainLabels
+    f.trainLabelColumn = trainLabelColumn
+    f.trainLimit = trainLimit
+    f.test = test
+    f.testLabels = testLabels
+    f.testLabelColumn = testLabelColumn
+    f.testLimit = testLimit
+    f.preprocess = preprocess
+    f.inputShape = inputShape
+    f.kernel = kernel.flags
+    f.dtype = dtype
+    f.tile = tile
+    f.out = out
+    f.checkpoints = checkpoints
+    f.keepCheckpoints = keepCheckpoints
+    f.force = force
+    f.restart = restart
+    f.threads = threads
+    return try Settings.build(job: job, flags: f)
   }
 
   func run() throws {
     let s = try settings()
     let outcome = try withCommunicator { comm in
-      try BuildDriver(settings: s, comm: comm, progress: ProgressOptions(quiet: quiet, jsonLog: logJSON)).run()
+      let sink = try comm.collectively { try ProgressRenderer(options: ProgressOptions(quiet: quiet, jsonLog: logJSON), rank: comm.rank) }
+      return try BuildDriver(settings: s, comm: comm, events: sink).run()
     }
     if !quiet && launcherRank == 0 {
       FileHandle.standardError.write(Data((

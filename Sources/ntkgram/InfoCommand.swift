@@ -1,24 +1,15 @@
 import ArgumentParser
-import GramStorage
+import GramBuild
 
 struct InfoCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "info",
-    abstract: "Print a kernel file's datasets (shape, dtype) and its kernel spec.")
+    abstract: "Print a kernel file's datasets (shape, dtype), its network layer by layer, and its attributes.")
 
   @Argument(help: "A kernel file written by `ntkgram build`.")
   var file: String
 
   func run() throws {
-    let f = try H5File.open(file)
-    print("file: \(file)")
-    for name in ["/train/ntk", "/train/nngp", "/test/ntk", "/test/nngp", "/train/labels", "/test/labels"] where f.exists(name) {
-      let d = try f.dataset(name)
-      let type = d.scalarType?.rawValue ?? (d.isInteger ? "int64" : "?")
-      print("  \(name): \(d.shape.map(String.init).joined(separator: "×")) \(type)")
-    }
-    for name in try f.attributeNames() {
-      if let v = try f.attribute(name) { print("  @\(name) = \(v)") }
-    }
+    for line in try KernelFileSummary(path: file).lines { print(line) }
   }
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import GramBuild
+import GramAnalysis
 
 struct PredictCommand: ParsableCommand {
   static let configuration = CommandConfiguration(

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
-import GramBuild
-import GramSolver
+import GramAnalysis
 
 /// `4GiB`, `512MiB`, `2GB`, `1e9` → bytes.
 func parseBytes(_ text: String) throws -> Int {
@@ -83,7 +82,8 @@ struct SolveCommand: ParsableCommand {
   func run() throws {
     let s = try settings()
     let report = try withCommunicator { comm in
-      try SolveDriver(settings: s, comm: comm, progress: ProgressOptions(quiet: quiet, jsonLog: logJSON)).run()
+      let sink = try comm.collectively { try ProgressRenderer(options: ProgressOptions(quiet: quiet, jsonLog: logJSON), rank: comm.rank) }
+      return try SolveDriver(settings: s, comm: comm, events: sink).run()
     }
     guard launcherRank == 0 else { return }
     print("solved \(report.trainCount) samples × \(report.columns) columns with \(report.solver) + \(report.preconditioner)" +

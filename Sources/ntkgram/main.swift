@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import GramKernels
-import GramSolver
+import GramAnalysis
+import GramJobs
 import GramTransport
 
 // Every failure is one line on stderr, `ntkgram: error: …`, and a non-zero exit status:
@@ -26,7 +26,7 @@ let launcherRank: Int = {
 if getenv("NTKGRAM_RELAUNCHED") != nil {
   unsetenv("NTKGRAM_RELAUNCHED")  // not inherited by what this process starts
 } else if CommandLine.arguments.count > 1, ["solve", "predict", "bench"].contains(CommandLine.arguments[1]),
-          let core = preferredLinearAlgebraCore(avx512: GramISA.avx512.isSupported, avx2: GramISA.avx2.isSupported) {
+          let core = preferredLinearAlgebraCoreForThisCPU() {
   setenv("OPENBLAS_CORETYPE", core, 1)
   setenv("NTKGRAM_RELAUNCHED", "1", 1)
   // The binary's own path (not /proc/self/exe), so the process keeps its name for ps and pgrep.
@@ -48,6 +48,8 @@ do {
 do {
   try command.run()
 } catch let error as CommandError {
+  fail(error.description, status: 2)
+} catch let error as SettingsError {
   fail(error.description, status: 2)
 } catch let error as CollectiveFailure {
   fail(error.message.split(separator: "\n").first.map(String.init) ?? error.message, status: 1)

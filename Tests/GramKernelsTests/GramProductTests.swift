@@ -1,5 +1,6 @@
 import Foundation
 import GramMicroKernels
+import GramNetwork
 import Testing
 @testable import GramKernels
 
@@ -90,7 +91,7 @@ struct TileShapeTests {
     nngp.withUnsafeMutableBufferPointer { np in
       ntk.withUnsafeMutableBufferPointer { tp in
         scratch.withUnsafeMutableBufferPointer { sp in
-          let out = TileOutput(nngp: np.baseAddress!, ntk: tp.baseAddress!, leadingDimension: n)
+          let out = TileOutput(values: [tp.baseAddress!, np.baseAddress!], leadingDimension: n)
           if upper { net.computeUpperTile(f, rows: rows, into: out, scratch: sp) }
           else { net.computeTile(f, rows: rows, f, cols: cols, into: out, scratch: sp) }
         }
@@ -147,7 +148,7 @@ struct TileShapeTests {
             nngp.withUnsafeMutableBufferPointer { np in
               ntk.withUnsafeMutableBufferPointer { tp in
                 scratch.withUnsafeMutableBufferPointer { sp in
-                  net.tile(f, rows: 0..<n, f, cols: 0..<n, into: TileOutput(nngp: np.baseAddress!, ntk: tp.baseAddress!, leadingDimension: n),
+                  net.tile(f, rows: 0..<n, f, cols: 0..<n, into: TileOutput(values: [tp.baseAddress!, np.baseAddress!], leadingDimension: n),
                            scratch: sp, upper: upper, isa: isa)
                 }
               }

@@ -1,3 +1,5 @@
+import GramMicroKernels
+import GramNetwork
 import Testing
 @testable import GramKernels
 

@@ -1,4 +1,6 @@
 import Foundation
+import GramMicroKernels
+import GramNetwork
 import Testing
 @testable import GramKernels
 
@@ -56,7 +58,7 @@ func tileKernel(_ net: FullyConnected, _ x: [[Double]], _ y: [[Double]]) -> (nng
     ntk.withUnsafeMutableBufferPointer { tp in
       scratch.withUnsafeMutableBufferPointer { sp in
         net.computeTile(a, rows: 0..<x.count, b, cols: 0..<y.count,
-                        into: TileOutput(nngp: np.baseAddress!, ntk: tp.baseAddress!, leadingDimension: y.count),
+                        into: TileOutput(values: [tp.baseAddress!, np.baseAddress!], leadingDimension: y.count),
                         scratch: sp)
       }
     }

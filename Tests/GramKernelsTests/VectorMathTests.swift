@@ -1,5 +1,6 @@
 import Foundation
 import GramMicroKernels
+import GramNetwork
 import Testing
 @testable import GramKernels
 

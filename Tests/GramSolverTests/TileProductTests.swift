@@ -1,4 +1,4 @@
-import GramKernels
+import GramMicroKernels
 import GramSolver
 import Testing
 

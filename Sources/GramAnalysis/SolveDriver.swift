@@ -1,4 +1,5 @@
 import Foundation
+import GramEvents
 import GramSolver
 import GramStorage
 import GramTransport
@@ -108,23 +109,24 @@ struct Targets {
 public struct SolveDriver {
   public let settings: SolveSettings
   public let comm: Communicator
-  public let progress: ProgressOptions
+  /// Where progress goes (messages and progress from rank 0 only).
+  public let events: EventSink
 
-  public init(settings: SolveSettings, comm: Communicator, progress: ProgressOptions = ProgressOptions()) {
+  public init(settings: SolveSettings, comm: Communicator, events: EventSink = SilentSink()) {
     self.settings = settings
     self.comm = comm
-    self.progress = progress
+    self.events = events
   }
 
   func validate() throws {
     guard !settings.ridges.isEmpty, settings.ridges.allSatisfy({ $0 > 0 && $0.isFinite }) else {
-      throw BuildError("ridge values must be positive (got \(settings.ridges.map { "\($0)" }.joined(separator: ",")))")
+      throw AnalysisError("ridge values must be positive (got \(settings.ridges.map { "\($0)" }.joined(separator: ",")))")
     }
-    guard settings.tolerance > 0 else { throw BuildError("--tol must be positive") }
-    guard settings.maxIterations >= 1 else { throw BuildError("--max-iter must be at least 1") }
-    guard settings.rank >= 1 else { throw BuildError("--rank must be at least 1") }
+    guard settings.tolerance > 0 else { throw AnalysisError("--tol must be positive") }
+    guard settings.maxIterations >= 1 else { throw AnalysisError("--max-iter must be at least 1") }
+    guard settings.rank >= 1 else { throw AnalysisError("--rank must be at least 1") }
     guard KernelFileLayout.kernelNames.contains(settings.kernelName) else {
-      throw BuildError("unknown kernel '\(settings.kernelName)' (valid: \(KernelFileLayout.kernelNames.joined(separator: ", ")))")
+      throw AnalysisError("unknown kernel '\(settings.kernelName)' (valid: \(KernelFileLayout.kernelNames.joined(separator: ", ")))")
     }
     if FileManager.default.fileExists(atPath: settings.out) && !settings.force {
       throw StorageError(settings.out, "already exists (use --force to replace it)")
@@ -173,7 +175,7 @@ public struct SolveDriver {
   public func run() throws -> SolveReport {
     let start = Date()
     let isRoot = comm.rank == 0
-    let reporter = try comm.collectively { try ProgressReporter(options: progress, enabled: isRoot) }
+    let reporter: EventSink = isRoot ? events : SilentSink()
     // One BLAS thread per rank: the products here are thin (N × C), where OpenBLAS threads
     // cost more than they give (measured 3× slower on 2 cores), and ranks already fill the cores.
     setLinearAlgebraThreads(1)
@@ -221,12 +223,12 @@ public struct SolveDriver {
       let rate = done > 0 ? log(max(worst, 1e-300) / r0) / Double(done) : 0
       let remainingIterations = rate < 0 ? max(0, log(settings.tolerance / worst) / rate) : .infinity
       let eta = remainingIterations * elapsed / Double(max(done, 1))
-      reporter.solveProgress(iteration: solver.iteration, worst: worst, elapsed: elapsed, eta: eta)
+      reporter.progress(.iteration(solver.iteration, worstResidual: worst, elapsed: elapsed, eta: eta), force: false)
       if settings.checkpointEvery > 0 && solver.iteration % settings.checkpointEvery == 0 && !solver.finished {
         try comm.collectively { if isRoot { try saveState(solver) } }
       }
     }
-    reporter.finishBar()
+    reporter.finishProgress()
     let solution = try solver.solution(targets: targets.y)
     let count = lambdas.count
 
@@ -371,4 +373,10 @@ public struct SolveDriver {
     solver.restore(iteration: Int(iteration), history: history)
     return Int(iteration)
   }
+}
+
+/// An analysis asked for something that cannot be done (a bad ridge, an unknown kernel, …).
+public struct AnalysisError: Error, CustomStringConvertible {
+  public let description: String
+  public init(_ description: String) { self.description = description }
 }

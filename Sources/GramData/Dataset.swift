@@ -39,6 +39,8 @@ public struct LoadedSplit: Sendable {
   public let labels: [Int64]?
   /// Whether the file stores integers (IDX pixels), which `scale` divides by 255.
   public let isInteger: Bool
+  /// The shape of one sample as the file gives it: `[d]`, or `[H, W, C]` for images.
+  public let sampleShape: [Int]
 }
 
 /// Loads a split: reads the samples and labels, applies `limit`, checks the values are
@@ -55,7 +57,7 @@ public func loadSplit(_ source: DataSource) throws -> LoadedSplit {
     }
   }
   return LoadedSplit(source: source, samples: Matrix(rows: array.rows, cols: array.cols, values: array.values),
-                     labels: labels, isInteger: isInteger)
+                     labels: labels, isInteger: isInteger, sampleShape: array.sampleShape)
 }
 
 /// Applies `preprocess` to the train split and, with the train statistics, to the test split.

@@ -1,5 +1,5 @@
 import Foundation
-import GramKernels
+import GramNetwork
 import GramStorage
 @preconcurrency import TOMLKit
 
@@ -7,9 +7,11 @@ import GramStorage
 ///
 /// ```toml
 /// [data]    train, train_labels, train_label_column, train_limit,
-///           test, test_labels, test_label_column, test_limit, preprocess
-/// [kernel]  architecture, depth, activation, leaky_slope, W_std, b_std, parameterization, width,
-///           gram_precision
+///           test, test_labels, test_label_column, test_limit, preprocess, input_shape
+/// [kernel]  parameterization, gram_precision, and either
+///           [[kernel.layers]] tables (type = "dense" | "conv" | "avg_pool" | … , see `Network`)
+///           or the fully-connected shorthand: architecture, depth, activation, leaky_slope,
+///           W_std, b_std, width
 /// [build]   tile, dtype, out, checkpoints, keep_checkpoints
 /// ```
 /// Relative paths are relative to the job file's folder. Every key has a command-line flag of
@@ -20,10 +22,10 @@ public struct JobFile: Sendable {
   public static let schema: [String: [String: KeyType]] = [
     "data": ["train": .string, "train_labels": .string, "train_label_column": .int, "train_limit": .int,
              "test": .string, "test_labels": .string, "test_label_column": .int, "test_limit": .int,
-             "preprocess": .string],
+             "preprocess": .string, "input_shape": .ints],
     "kernel": ["architecture": .string, "depth": .int, "activation": .string, "leaky_slope": .double,
                "W_std": .double, "b_std": .double, "parameterization": .string, "width": .int,
-               "gram_precision": .string],
+               "gram_precision": .string, "layers": .layers],
     "build": ["tile": .int, "dtype": .string, "out": .string, "checkpoints": .string, "keep_checkpoints": .bool],
   ]
   /// Keys holding paths (resolved against the job file's folder).
@@ -34,10 +36,12 @@ public struct JobFile: Sendable {
   public private(set) var values: [String: Value] = [:]
 
   /// The type a key takes.
-  public enum KeyType: Sendable { case string, int, double, bool }
+  public enum KeyType: Sendable { case string, int, double, bool, ints, layers }
 
   public enum Value: Sendable, Equatable {
-    case string(String), int(Int), double(Double), bool(Bool)
+    case string(String), int(Int), double(Double), bool(Bool), ints([Int])
+    /// `[[kernel.layers]]`: one table per layer, in order.
+    case layers([[String: SpecValue]])
   }
 
   public init(path: String) throws {
@@ -72,8 +76,30 @@ public struct JobFile: Sendable {
         case (.double, TOMLType.int): value = .double(Double(raw.int!))
         case (.bool, TOMLType.bool): value = .bool(raw.bool!)
         case (.double, TOMLType.string) where key == "b_std" && raw.string! == "none": value = .string("none")
+        case (.ints, TOMLType.array):
+          let items = raw.array!.map { $0.int }
+          guard items.allSatisfy({ $0 != nil }) else { throw StorageError(path, "[\(section)] \(key) must be a list of integers") }
+          value = .ints(items.map { $0! })
+        case (.layers, TOMLType.array):
+          var tables: [[String: SpecValue]] = []
+          for (k, item) in raw.array!.enumerated() {
+            guard let t = item.table else {
+              throw StorageError(path, "kernel.layers[\(k)]: must be a table ([[kernel.layers]] with a type key)")
+            }
+            tables.append(try Self.specTable(t, path: path, position: k))
+          }
+          value = .layers(tables)
         default:
-          throw StorageError(path, "[\(section)] \(key) must be \(type == .int ? "an integer" : type == .double ? "a number" : type == .bool ? "true or false" : "a string"), got \(raw.type)")
+          let expected: String
+          switch type {
+          case .int: expected = "an integer"
+          case .double: expected = "a number"
+          case .bool: expected = "true or false"
+          case .string: expected = "a string"
+          case .ints: expected = "a list of integers"
+          case .layers: expected = "a list of [[kernel.layers]] tables"
+          }
+          throw StorageError(path, "[\(section)] \(key) must be \(expected), got \(raw.type)")
         }
         if Self.pathKeys.contains(key), case .string(let p) = value {
           values[key] = .string(Self.resolve(p, against: folder))
@@ -82,6 +108,24 @@ public struct JobFile: Sendable {
         }
       }
     }
+  }
+
+  /// A layer table's values as `SpecValue`s (numbers, strings, booleans, lists of them).
+  static func specTable(_ table: TOMLTable, path: String, position: Int) throws -> [String: SpecValue] {
+    func convert(_ v: TOMLValueConvertible, key: String) throws -> SpecValue {
+      switch v.type {
+      case .string: return .string(v.string!)
+      case .int: return .int(v.int!)
+      case .double: return .double(v.double!)
+      case .bool: return .bool(v.bool!)
+      case .array: return .list(try v.array!.map { try convert($0, key: key) })
+      default:
+        throw StorageError(path, "kernel.layers[\(position)]: \(key) must be a number, a string, a boolean or a list, got \(v.type)")
+      }
+    }
+    var out: [String: SpecValue] = [:]
+    for key in table.keys { out[key] = try convert(table[key]!, key: key) }
+    return out
   }
 
   /// `p` relative to `folder` unless absolute; an HDF5 `file.h5:/dataset` keeps its dataset part.
@@ -95,4 +139,6 @@ public struct JobFile: Sendable {
   public func int(_ key: String) -> Int? { if case .int(let i)? = values[key] { i } else { nil } }
   public func double(_ key: String) -> Double? { if case .double(let d)? = values[key] { d } else { nil } }
   public func bool(_ key: String) -> Bool? { if case .bool(let b)? = values[key] { b } else { nil } }
+  public func ints(_ key: String) -> [Int]? { if case .ints(let v)? = values[key] { v } else { nil } }
+  public var layers: [[String: SpecValue]]? { if case .layers(let v)? = values["layers"] { v } else { nil } }
 }

@@ -1,6 +1,9 @@
 import CLAPACK
 import Foundation
+import GramAnalysis
+import GramBuild
 import GramKernels
+import GramMicroKernels
 import GramSolver
 import GramStorage
 import GramTiling
@@ -82,6 +85,18 @@ public struct Benchmark {
 
   public init(folder: String) { self.folder = folder }
 
+  /// The storage precision and the dot products' precision from their names.
+  public mutating func setPrecisions(dtype: String, gramPrecision: String?) throws {
+    guard let type = ScalarType(rawValue: dtype) else { throw BenchmarkError("unknown dtype '\(dtype)' (valid: float32, float64)") }
+    self.dtype = type
+    if let gramPrecision {
+      guard let g = GramPrecision(rawValue: gramPrecision) else {
+        throw BenchmarkError("unknown gram precision '\(gramPrecision)' (valid: float32, float64)")
+      }
+      self.gramPrecision = g
+    }
+  }
+
   static let fashionMNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
   func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
@@ -142,7 +157,7 @@ public struct Benchmark {
           scratch.withUnsafeMutableBufferPointer { sp in nngp.withUnsafeMutableBufferPointer { np in ntk.withUnsafeMutableBufferPointer { tp in
             for index in stride(from: t, to: plan.count, by: threadCount) {
               let tl = plan.tile(index)
-              body(tl, sp, TileOutput(nngp: np.baseAddress!, ntk: tp.baseAddress!, leadingDimension: tl.cols.count))
+              body(tl, sp, TileOutput(values: [tp.baseAddress!, np.baseAddress!], leadingDimension: tl.cols.count))
             }
           } } }
         }
@@ -176,7 +191,7 @@ public struct Benchmark {
     let io = try best {
       bytes = 0
       for v in results {
-        let stored = KernelFileLayout.kernelNames.map { StoredValues(v.values($0), as: dtype) }
+        let stored = (0..<v.outputs).map { StoredValues(v.values($0), as: dtype) }
         try TileCheckpoint(index: v.tile.index, rowStart: v.tile.rows.lowerBound, colStart: v.tile.cols.lowerBound,
                            rows: v.tile.rows.count, cols: v.tile.cols.count, values: stored).write(folder: tiles, fingerprint: "bench")
         bytes += Double(stored.reduce(0) { $0 + $1.count } * dtype.byteCount)
@@ -304,4 +319,10 @@ public struct Benchmark {
     unlink(file)
     return p.terminationStatus == 0 ? Double(megabytes) * 1.048576 / t : nil
   }
+}
+
+/// A benchmark setting that cannot run.
+public struct BenchmarkError: Error, CustomStringConvertible {
+  public let description: String
+  public init(_ description: String) { self.description = description }
 }

@@ -1,5 +1,6 @@
 import CLAPACK
 import Foundation
+import GramMicroKernels
 import GramSolver
 import GramStorage
 import GramTiling
@@ -190,4 +191,10 @@ public func crossKernelProduct(path: String, kernel: String, alpha: DenseBlock, 
   try comm.raiseIfAnyFailed(failure)
   try comm.allReduce(&out.values, .sum)
   return out
+}
+
+/// The OpenBLAS core type to restart with on this CPU, when OpenBLAS chose kernels without
+/// AVX2 (`preferredLinearAlgebraCore`); nil to keep its choice.
+public func preferredLinearAlgebraCoreForThisCPU() -> String? {
+  preferredLinearAlgebraCore(avx512: GramISA.avx512.isSupported, avx2: GramISA.avx2.isSupported)
 }

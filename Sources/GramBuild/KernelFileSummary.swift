@@ -1,0 +1,28 @@
+import GramKernels
+import GramNetwork
+import GramStorage
+
+/// What `ntkgram info` shows of a kernel file: its datasets, its network layer by layer (from
+/// the `network` attribute), the computation path the network takes, and every attribute.
+public struct KernelFileSummary: Sendable {
+  public var lines: [String] = []
+
+  public init(path: String) throws {
+    let f = try H5File.open(path)
+    lines.append("file: \(path)")
+    for name in ["/train/ntk", "/train/nngp", "/test/ntk", "/test/nngp", "/train/labels", "/test/labels"] where f.exists(name) {
+      let d = try f.dataset(name)
+      let type = d.scalarType?.rawValue ?? (d.isInteger ? "int64" : "?")
+      lines.append("  \(name): \(d.shape.map(String.init).joined(separator: "×")) \(type)")
+    }
+    if let spec = try? KernelSpec(attributes: { try f.attribute($0) }) {
+      lines.append("input shape: \(spec.inputShape.map(String.init).joined(separator: "×")) (preprocess \(spec.preprocess.rawValue), dot products \(spec.gramPrecision.rawValue))")
+      lines.append("network (\(spec.network.layers.count) layers; \(KernelFactory.path(of: spec.network))):")
+      lines += spec.network.lines.map { "  " + $0 }
+    }
+    lines.append("attributes:")
+    for name in try f.attributeNames() {
+      if let v = try f.attribute(name) { lines.append("  @\(name) = \(v)") }
+    }
+  }
+}

@@ -1,0 +1,209 @@
+import Foundation
+import GramBuild
+import GramData
+import GramKernels
+import GramNetwork
+import GramStorage
+
+/// A job file or flag value that cannot make a valid build: one line naming the job file (when
+/// the value came from one), the key or layer, and the problem.
+public struct SettingsError: Error, CustomStringConvertible {
+  public let description: String
+  public init(_ description: String) { self.description = description }
+}
+
+/// The kernel flags, each overriding the job file's `[kernel]` key of the same name.
+public struct KernelFlags: Sendable {
+  public var architecture: String?
+  public var depth: Int?
+  public var activation: String?
+  public var leakySlope: Double?
+  public var wStd: Double?
+  /// A number, or `none`.
+  public var bStd: String?
+  public var parameterization: String?
+  public var width: Int?
+  public var gramPrecision: String?
+  /// A layer list as JSON (the kernel file's `network` attribute), or the path of a file holding one.
+  public var layers: String?
+
+  public init() {}
+}
+
+/// Every `ntkgram build` flag, each overriding the job key of the same name.
+public struct BuildFlags: Sendable {
+  public var train: String?
+  public var trainLabels: String?
+  public var trainLabelColumn: Int?
+  public var trainLimit: Int?
+  public var test: String?
+  public var testLabels: String?
+  public var testLabelColumn: Int?
+  public var testLimit: Int?
+  public var preprocess: String?
+  /// `H,W,C` (or `d`).
+  public var inputShape: String?
+  public var kernel = KernelFlags()
+  public var dtype: String?
+  public var tile: Int?
+  public var out: String?
+  public var checkpoints: String?
+  public var keepCheckpoints = false
+  public var force = false
+  public var restart = false
+  public var threads = 1
+
+  public init() {}
+}
+
+/// Job file + flags → validated settings, in one place: every value is checked here once, with
+/// the job file named in the message when it came from there.
+public enum Settings {
+  /// The activations the shorthand's `activation` takes.
+  public static let activationNames = Activation.validNames
+
+  /// The keys of the fully-connected shorthand (which a layer list replaces).
+  static let shorthandKeys = ["architecture", "depth", "activation", "leaky_slope", "W_std", "b_std", "width"]
+
+  /// The network and the dot-product precision from `[kernel]` and the kernel flags.
+  public static func network(job: JobFile?, flags: KernelFlags) throws -> (Network, GramPrecision) {
+    let origin = job.map { "\($0.path): " } ?? ""
+    let gName = flags.gramPrecision ?? job?.string("gram_precision") ?? "float64"
+    guard let precision = GramPrecision(rawValue: gName) else {
+      throw SettingsError("\(origin)unknown gram_precision '\(gName)' (valid: float64, float32)")
+    }
+    let pName = flags.parameterization ?? job?.string("parameterization") ?? "ntk"
+    guard let parameterization = Parameterization(rawValue: pName) else {
+      throw SettingsError("\(origin)unknown parameterization '\(pName)' (valid: ntk, standard)")
+    }
+    let flagShorthand: [(String, Bool)] = [
+      ("architecture", flags.architecture != nil), ("depth", flags.depth != nil), ("activation", flags.activation != nil),
+      ("leaky_slope", flags.leakySlope != nil), ("W_std", flags.wStd != nil), ("b_std", flags.bStd != nil), ("width", flags.width != nil),
+    ]
+    let shorthandGiven = flagShorthand.filter(\.1).map(\.0) + shorthandKeys.filter { job?.values[$0] != nil }
+
+    // A layer list: from the flag (JSON or a JSON file), else from the job file.
+    var tables: [[String: SpecValue]]? = job?.layers
+    var layersOrigin = origin
+    if let text = flags.layers {
+      let json: String
+      if text.trimmingCharacters(in: .whitespaces).hasPrefix("[") {
+        json = text
+        layersOrigin = "--layers: "
+      } else {
+        guard let data = FileManager.default.contents(atPath: text), let s = String(data: data, encoding: .utf8) else {
+          throw SettingsError("\(text): cannot read the layer list (--layers takes JSON or a JSON file)")
+        }
+        json = s
+        layersOrigin = "\(text): "
+      }
+      let value: SpecValue
+      do { value = try SpecValue(json: json) } catch let e as JSONError { throw SettingsError("\(layersOrigin)\(e.description)") }
+      guard case .list(let items) = value else { throw SettingsError("\(layersOrigin)the layer list must be a JSON list of layer objects") }
+      tables = try items.enumerated().map { k, item in
+        guard case .table(let t) = item else { throw SettingsError("\(layersOrigin)kernel.layers[\(k)]: must be an object with a \"type\" key") }
+        return t
+      }
+    }
+    if let tables {
+      if let key = shorthandGiven.first {
+        throw SettingsError("\(origin)give either a layer list ([[kernel.layers]] or --layers) or the fully-connected shorthand (depth, activation, W_std, …), not both (found \(key))")
+      }
+      do {
+        return (try Network(tables: tables, defaultParameterization: parameterization), precision)
+      } catch let e as NetworkError {
+        throw SettingsError(layersOrigin + e.description)
+      }
+    }
+
+    let arch = flags.architecture ?? job?.string("architecture") ?? "fully_connected"
+    guard arch == "fully_connected" else {
+      throw SettingsError("\(origin)unknown architecture '\(arch)' (valid: fully_connected; other networks are written as [[kernel.layers]])")
+    }
+    let name = flags.activation ?? job?.string("activation") ?? "relu"
+    guard let act = Activation(name: name, leakySlope: flags.leakySlope ?? job?.double("leaky_slope") ?? 0.01) else {
+      throw SettingsError("\(origin)unknown activation '\(name)' (valid: \(Activation.validNames.joined(separator: ", ")))")
+    }
+    let bStd: Double?
+    if let text = flags.bStd {
+      if text.lowercased() == "none" { bStd = nil } else {
+        guard let v = Double(text) else { throw SettingsError("--b-std must be a number or 'none' (got '\(text)')") }
+        bStd = v
+      }
+    } else if job?.string("b_std") == "none" {
+      bStd = nil
+    } else {
+      bStd = job?.double("b_std") ?? 0.1
+    }
+    let fc = FullyConnected(depth: flags.depth ?? job?.int("depth") ?? 3, activation: act,
+                            wStd: flags.wStd ?? job?.double("W_std") ?? 2.0.squareRoot(), bStd: bStd,
+                            parameterization: parameterization, width: flags.width ?? job?.int("width") ?? 512)
+    let depth = flags.depth ?? job?.int("depth") ?? 3
+    guard depth >= 1 else { throw SettingsError("\(origin)depth must be at least 1 (got \(depth))") }
+    guard depth <= 10_000 else { throw SettingsError("\(origin)depth \(depth) is absurdly large (at most 10000)") }
+    do { try fc.validate() } catch let e as KernelSpecError { throw SettingsError(origin + e.description) }
+    let network = Network.fullyConnected(depth: depth, activation: act, wStd: fc.dense[0].wStd, bStd: bStd,
+                                         parameterization: parameterization, width: fc.dense[0].width)
+    return (network, precision)
+  }
+
+  /// `H,W,C` or `d` as a list of sizes.
+  public static func parseShape(_ text: String) throws -> [Int] {
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard parts.allSatisfy({ $0 != nil }), let shape = Optional(parts.map { $0! }), shape.count == 1 || shape.count == 3,
+          shape.allSatisfy({ $0 >= 1 }) else {
+      throw SettingsError("--input-shape must be H,W,C (or d) with positive sizes (got '\(text)')")
+    }
+    return shape
+  }
+
+  /// The settings of `ntkgram build` from a job file (optional) and its flags.
+  public static func build(job jobPath: String?, flags: BuildFlags) throws -> BuildSettings {
+    let job = try jobPath.map { try JobFile(path: $0) }
+    let origin = job.map { "\($0.path): " } ?? ""
+    guard let trainPath = flags.train ?? job?.string("train") else { throw SettingsError("\(origin)no training data: give --train or [data] train") }
+    guard let outPath = flags.out ?? job?.string("out") else { throw SettingsError("\(origin)no output: give --out or [build] out") }
+    let (network, precision) = try network(job: job, flags: flags.kernel)
+    var s = BuildSettings(
+      train: DataSource(samples: trainPath, labels: flags.trainLabels ?? job?.string("train_labels"),
+                        limit: flags.trainLimit ?? job?.int("train_limit"),
+                        labelColumn: flags.trainLabelColumn ?? job?.int("train_label_column")),
+      network: network, out: outPath)
+    s.gramPrecision = precision
+    s.specOrigin = job?.path
+    if let testPath = flags.test ?? job?.string("test") {
+      s.test = DataSource(samples: testPath, labels: flags.testLabels ?? job?.string("test_labels"),
+                          limit: flags.testLimit ?? job?.int("test_limit"),
+                          labelColumn: flags.testLabelColumn ?? job?.int("test_label_column"))
+    }
+    let pre = flags.preprocess ?? job?.string("preprocess") ?? "scale"
+    guard let p = Preprocess(rawValue: pre) else {
+      throw SettingsError("\(origin)unknown preprocess '\(pre)' (valid: \(Preprocess.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
+    s.preprocess = p
+    if let text = flags.inputShape {
+      s.inputShape = try parseShape(text)
+    } else if let shape = job?.ints("input_shape") {
+      guard shape.count == 1 || shape.count == 3, shape.allSatisfy({ $0 >= 1 }) else {
+        throw SettingsError("\(origin)[data] input_shape must be [H, W, C] (or [d]) with positive sizes (got \(shape))")
+      }
+      s.inputShape = shape
+    }
+    let typeName = flags.dtype ?? job?.string("dtype") ?? "float32"
+    guard let type = ScalarType(rawValue: typeName) else { throw SettingsError("\(origin)unknown dtype '\(typeName)' (valid: float32, float64)") }
+    s.dtype = type
+    s.tileSize = flags.tile ?? job?.int("tile") ?? 1024
+    guard s.tileSize >= 1 else { throw SettingsError("\(origin)tile must be at least 1 (got \(s.tileSize))") }
+    guard s.tileSize <= 1 << 16 else { throw SettingsError("\(origin)tile \(s.tileSize) is too large (at most 65536: a tile is held in memory)") }
+    for (name, v) in [("train_limit", s.train.limit), ("test_limit", s.test?.limit)] {
+      if let v, v < 1 { throw SettingsError("\(origin)\(name) must be at least 1 (got \(v))") }
+    }
+    s.checkpoints = flags.checkpoints ?? job?.string("checkpoints")
+    s.keepCheckpoints = flags.keepCheckpoints || (job?.bool("keep_checkpoints") ?? false)
+    s.force = flags.force
+    s.restart = flags.restart
+    guard flags.threads >= 1, flags.threads <= 4096 else { throw SettingsError("--threads must be between 1 and 4096 (got \(flags.threads))") }
+    s.threads = flags.threads
+    return s
+  }
+}

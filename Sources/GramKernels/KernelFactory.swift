@@ -1,0 +1,22 @@
+import GramNetwork
+
+/// Makes the kernel of a layer list: the one place that knows which architectures exist.
+///
+/// A new architecture (convolutional, empirical) adds its case here and its `GramKernel`
+/// conformance beside `FullyConnected`; the build, the verifier and the planner call only this.
+public enum KernelFactory {
+  /// The kernel of `network` on samples of shape `inputShape` (`[d]` or `[H, W, C]`).
+  /// Throws a `NetworkError` naming the first layer that cannot take its input or that is not
+  /// implemented.
+  public static func make(network: Network, inputShape: [Int], gramPrecision: GramPrecision) throws -> any GramKernel {
+    _ = try network.shapes(input: inputShape)
+    return try FullyConnected(network: network, gramPrecision: gramPrecision)
+  }
+
+  /// Which computation a network takes, and why, for `ntkgram info` and `plan`.
+  public static func path(of network: Network) -> String {
+    network.isConvolutional
+      ? "convolutional (not implemented yet)"
+      : "fully connected: one dot product per pair, then the layer recursion"
+  }
+}
