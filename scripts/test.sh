@@ -11,6 +11,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 bash scripts/build-release.sh
 swift build --build-tests
 bash scripts/check-isa-isolation.sh
+"$venv/bin/python" scripts/check-layering.py
 NTKGRAM_BIN="$PWD/.build/release/ntkgram" "$venv/bin/python" -m pytest -q Tests/interop
 bash Tests/system/multihost.sh .build/release/ntkgram "$venv/bin/python"
 swift test

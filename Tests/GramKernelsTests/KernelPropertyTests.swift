@@ -54,7 +54,8 @@ struct KernelPropertyTests {
 
   @Test("validation rejects impossible networks")
   func validation() {
-    #expect(throws: KernelSpecError.self) { try FullyConnected(depth: 0, activation: .relu, wStd: 1, bStd: 0).validate() }
+    #expect(throws: KernelSpecError.self) { try FullyConnected(depth: 1, activation: .relu, wStd: 1, bStd: 0, width: 0).validate() }
+    #expect(throws: KernelSpecError.self) { try FullyConnected(depth: 1, activation: .leakyReLU(slope: .nan), wStd: 1, bStd: 0).validate() }
     #expect(throws: KernelSpecError.self) { try FullyConnected(depth: 1, activation: .relu, wStd: -1, bStd: 0).validate() }
     #expect(throws: KernelSpecError.self) { try FullyConnected(depth: 1, activation: .relu, wStd: 1, bStd: -0.1).validate() }
     #expect(throws: Never.self) { try FullyConnected(depth: 1, activation: .relu, wStd: 1, bStd: nil).validate() }

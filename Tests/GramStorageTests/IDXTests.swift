@@ -8,6 +8,7 @@ struct IDXTests {
   func fashionMNIST() throws {
     let images = try IDX.readMatrix("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", limit: 5)
     #expect(images.0.rows == 5 && images.0.cols == 784 && images.isInteger)
+    #expect(images.0.sampleShape == [28, 28, 1])
     #expect(images.0.values.allSatisfy { $0 >= 0 && $0 <= 255 })
     let labels = try IDX.readLabels("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz")
     #expect(labels.count == 60_000)

@@ -20,6 +20,30 @@ struct NPYTests {
     try (Data(bytes + Array(header.utf8)) + payload).write(to: URL(fileURLWithPath: path))
   }
 
+  @Test("3-D and 4-D arrays keep the sample shape (N×H×W → H×W×1, NHWC), in C and Fortran order")
+  func images() throws {
+    let d = try folder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    // x[n, h, w, c] = 1000n + 100h + 10w + c for a 2×3×4×2 array.
+    let shape = [2, 3, 4, 2]
+    var cOrder: [Double] = [], fOrder = [Double](repeating: 0, count: 48)
+    for n in 0..<2 { for h in 0..<3 { for w in 0..<4 { for c in 0..<2 {
+      let v = Double(1000 * n + 100 * h + 10 * w + c)
+      cOrder.append(v)
+      fOrder[n + 2 * (h + 3 * (w + 4 * c))] = v
+    } } } }
+    try write(d + "/c.npy", descr: "<f8", shape: shape, payload: cOrder.withUnsafeBytes { Data($0) })
+    try write(d + "/f.npy", descr: "<f8", shape: shape, payload: fOrder.withUnsafeBytes { Data($0) }, fortran: true)
+    for name in ["c", "f"] {
+      let a = try NPY.readMatrix(d + "/\(name).npy")
+      #expect(a.rows == 2 && a.cols == 24 && a.sampleShape == [3, 4, 2], "\(name)")
+      #expect(a.values == cOrder, "\(name)")
+    }
+    try write(d + "/g.npy", descr: "<f8", shape: [2, 3, 4], payload: Array(cOrder.prefix(24)).withUnsafeBytes { Data($0) })
+    #expect(try NPY.readMatrix(d + "/g.npy").sampleShape == [3, 4, 1])
+    #expect(try DatasetReader.sampleShape(d + "/c.npy").1 == [3, 4, 2])
+  }
+
   @Test("float64 and float32, versions 1 and 2, both byte orders, C and Fortran order")
   func variants() throws {
     let d = try folder()

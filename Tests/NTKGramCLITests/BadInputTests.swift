@@ -20,7 +20,7 @@ struct BadInputTests {
     Case(description: "not an NPY file", arguments: ["--train", "$D/text.npy"], message: ["$D/text.npy", "not an NPY file"]),
     Case(description: "truncated NPY", arguments: ["--train", "$D/truncated.npy"], message: ["$D/truncated.npy", "truncated"]),
     Case(description: "1-D array", arguments: ["--train", "$D/one_d.npy"], message: ["$D/one_d.npy", "2-D"]),
-    Case(description: "3-D array", arguments: ["--train", "$D/three_d.npy"], message: ["$D/three_d.npy", "2-D"]),
+    Case(description: "5-D array", arguments: ["--train", "$D/five_d.npy"], message: ["$D/five_d.npy", "2-D", "4-D"]),
     Case(description: "integer dtype", arguments: ["--train", "$D/ints.npy"], message: ["$D/ints.npy", "dtype '<i8'", "float32 or float64"]),
     Case(description: "NaN in the data", arguments: ["--train", "$D/nan.npy"], message: ["$D/nan.npy", "NaN at row 2, column 1"]),
     Case(description: "Inf in the test data", arguments: ["--train", "$D/good.npy", "--test", "$D/inf.npy"], message: ["$D/inf.npy", "infinity"]),
@@ -45,7 +45,7 @@ struct BadInputTests {
     try good.prefix(good.count - 17).write(to: URL(fileURLWithPath: d + "/truncated.npy"))
     let doubles = { (v: [Double]) in v.withUnsafeBytes { Data($0) } }
     try writeRawNPY(d + "/one_d.npy", descr: "<f8", shape: [4], payload: doubles([1, 2, 3, 4]))
-    try writeRawNPY(d + "/three_d.npy", descr: "<f8", shape: [2, 2, 2], payload: doubles([Double](repeating: 1, count: 8)))
+    try writeRawNPY(d + "/five_d.npy", descr: "<f8", shape: [2, 1, 2, 2, 1], payload: doubles([Double](repeating: 1, count: 8)))
     try writeRawNPY(d + "/ints.npy", descr: "<i8", shape: [2, 2], payload: [Int64](repeating: 3, count: 4).withUnsafeBytes { Data($0) })
     var withNaN = [Double](repeating: 0.5, count: 12); withNaN[2 * 4 + 1] = .nan
     try NPY.write(DenseArray(rows: 3, cols: 4, values: withNaN), to: d + "/nan.npy")

@@ -22,9 +22,9 @@ struct BuildCommandTests {
       for i in 0..<37 { for j in 0..<37 { #expect(v[i * 37 + j].bitPattern == v[j * 37 + i].bitPattern) } }
     }
     #expect(try f.dataset("/test/ntk").shape == [9, 37])
-    #expect(try f.attribute("activation") == .string("erf"))
-    #expect(try f.attribute("b_std") == .string("none"))
-    #expect(try f.attribute("depth") == .int(2))
+    let dense = #"{"W_std":1.4142135623730951,"b_std":"none","parameterization":"ntk","type":"dense","width":512}"#
+    #expect(try f.attribute("network") == .string("[\(dense),{\"type\":\"erf\"},\(dense),{\"type\":\"erf\"},\(dense.replacingOccurrences(of: "512", with: "1"))]"))
+    #expect(try f.attribute("input_shape") == .int64s([11]))
     #expect(try f.attribute("N") == .int(37))
     #expect(try f.attribute("M") == .int(9))
     #expect(try f.attribute("dtype") == .string("float64"))
@@ -32,7 +32,8 @@ struct BuildCommandTests {
     #expect(info.status == 0)
     #expect(info.stdout.contains("/train/ntk: 37×37 float64"))
     #expect(info.stdout.contains("/test/nngp: 9×37 float64"))
-    #expect(info.stdout.contains("@activation = erf"))
+    #expect(info.stdout.contains("network (5 layers"))
+    #expect(info.stdout.contains("  1 erf\n"))
     // No temporary file is left beside the output.
     #expect(try FileManager.default.contentsOfDirectory(atPath: d).sorted() == ["k.h5", "t.npy", "x.npy"])
   }

@@ -61,6 +61,24 @@ struct JobFileTests {
          message: ["ragged.csv", "line 3 has 2 fields, expected 3"]),
     Case(description: "negative W_std", toml: "[data]\ntrain = \"x.npy\"\n[kernel]\nW_std = -2.0\n[build]\nout = \"k.h5\"\ncheckpoints = \"ck\"\n",
          message: ["job.toml", "W_std"]),
+    Case(description: "unknown layer", toml: "[data]\ntrain = \"x.npy\"\n[[kernel.layers]]\ntype = \"dense\"\nwidth = 4\n[[kernel.layers]]\ntype = \"softmax\"\n[build]\nout = \"k.h5\"\ncheckpoints = \"ck\"\n",
+         message: ["job.toml: kernel.layers[1]: unknown layer type 'softmax'"]),
+    Case(description: "layer missing a parameter", toml: "[data]\ntrain = \"x.npy\"\n[[kernel.layers]]\ntype = \"dense\"\nW_std = 1.5\n[build]\nout = \"k.h5\"\ncheckpoints = \"ck\"\n",
+         message: ["job.toml: kernel.layers[0] (dense): missing 'width'"]),
+    Case(description: "layer parameter of the wrong type", toml: "[data]\ntrain = \"x.npy\"\n[[kernel.layers]]\ntype = \"dense\"\nwidth = \"wide\"\n[build]\nout = \"k.h5\"\ncheckpoints = \"ck\"\n",
+         message: ["job.toml: kernel.layers[0] (dense): width must be an integer, got a string"]),
+    Case(description: "activation first", toml: "[data]\ntrain = \"x.npy\"\n[[kernel.layers]]\ntype = \"relu\"\n[[kernel.layers]]\ntype = \"dense\"\nwidth = 1\n[build]\nout = \"k.h5\"\ncheckpoints = \"ck\"\n",
+         message: ["job.toml: kernel.layers[0] (relu): an activation cannot be the first layer"]),
+    Case(description: "convolution over flat rows", toml: "[data]\ntrain = \"x.npy\"\n[[kernel.layers]]\ntype = \"conv\"\nwidth = 8\nfilter = [3, 3]\n[[kernel.layers]]\ntype = \"relu\"\n[[kernel.layers]]\ntype = \"flatten\"\n[[kernel.layers]]\ntype = \"dense\"\nwidth = 1\n[build]\nout = \"k.h5\"\ncheckpoints = \"ck\"\n",
+         message: ["job.toml: kernel.layers[0] (conv): a convolution needs images", "--input-shape"]),
+    Case(description: "convolution not implemented yet", toml: "[data]\ntrain = \"x.npy\"\ninput_shape = [3, 2, 1]\n[[kernel.layers]]\ntype = \"conv\"\nwidth = 8\nfilter = [2, 2]\npadding = \"SAME\"\n[[kernel.layers]]\ntype = \"global_avg_pool\"\n[[kernel.layers]]\ntype = \"dense\"\nwidth = 1\n[build]\nout = \"k.h5\"\ncheckpoints = \"ck\"\n",
+         message: ["job.toml: kernel.layers[0] (conv): not implemented yet"]),
+    Case(description: "layers and the shorthand together", toml: "[data]\ntrain = \"x.npy\"\n[kernel]\ndepth = 2\n[[kernel.layers]]\ntype = \"dense\"\nwidth = 1\n[build]\nout = \"k.h5\"\ncheckpoints = \"ck\"\n",
+         message: ["job.toml: give either a layer list", "not both (found depth)"]),
+    Case(description: "layers not a list of tables", toml: "[data]\ntrain = \"x.npy\"\n[kernel]\nlayers = [1, 2]\n[build]\nout = \"k.h5\"\ncheckpoints = \"ck\"\n",
+         message: ["job.toml: kernel.layers[0]: must be a table"]),
+    Case(description: "input shape that does not fit the data", toml: "[data]\ntrain = \"x.npy\"\ninput_shape = [2, 2, 2]\n[build]\nout = \"k.h5\"\ncheckpoints = \"ck\"\n",
+         message: ["job.toml: input shape 2,2,2 has 8 values per sample, the data has 6 features"]),
     Case(description: "unknown activation", toml: "[data]\ntrain = \"x.npy\"\n[kernel]\nactivation = \"swish\"\n[build]\nout = \"k.h5\"\ncheckpoints = \"ck\"\n",
          message: ["unknown activation 'swish'", "relu, erf"]),
   ]
@@ -105,8 +123,11 @@ struct JobFileTests {
     #expect(try f.dataset("/train/ntk").shape == [3, 3])
     #expect(try f.dataset("/test/ntk").shape == [2, 3])
     #expect(try f.dataset("/train/labels").readAllInt64() == [0, 1, 2])
-    #expect(try f.attribute("depth") == .int(3))
-    #expect(try f.attribute("b_std") == .string("none"))
+    // The shorthand expanded: depth 3 from the flag, no bias from the job file; IDX images keep their shape.
+    guard case .string(let network)? = try f.attribute("network") else { Issue.record("no network attribute"); return }
+    #expect(network.components(separatedBy: "\"type\":\"dense\"").count - 1 == 4)
+    #expect(network.components(separatedBy: "\"b_std\":\"none\"").count - 1 == 4)
+    #expect(try f.attribute("input_shape") == .int64s([2, 2, 1]))
     #expect(try f.attribute("preprocess") == .string("scale"))
     // The same rows through an HDF5 dataset source and CSV with a label column.
     let h = try runNTKGram(["build", "--train", d + "/sub/dir/job.h5:/train/ntk", "--test", d + "/good.csv",
@@ -119,5 +140,77 @@ struct JobFileTests {
     let viaH5 = try runNTKGram(["build", "--train", d + "/sub/dir/job.h5:/train/ntk", "--out", d + "/viah5.h5", "--quiet"])
     #expect(viaH5.status == 0, "\(viaH5.stderr)")
     #expect(try H5File.open(d + "/viah5.h5").dataset("/train/ntk").shape == [3, 3])
+  }
+}
+
+/// The fully-connected shorthand and the layer list it expands to: one fingerprint, one set of bytes.
+@Suite("networks as data through the CLI", .serialized)
+struct LayerListTests {
+  @Test("the shorthand and its explicit [[kernel.layers]] list give the same fingerprint and bytes; info prints the list")
+  func shorthandEqualsList() throws {
+    let d = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try writeRandomNPY(d + "/x.npy", rows: 30, cols: 5, seed: 11)
+    try Data("""
+      [data]
+      train = "x.npy"
+      [kernel]
+      depth = 2
+      activation = "leaky_relu"
+      leaky_slope = 0.1
+      W_std = 1.3
+      b_std = 0.2
+      width = 40
+      parameterization = "standard"
+      [build]
+      out = "short.h5"
+      tile = 8
+      dtype = "float64"
+      """.utf8).write(to: URL(fileURLWithPath: d + "/short.toml"))
+    let dense = "W_std = 1.3\nb_std = 0.2\n"
+    try Data(("""
+      [data]
+      train = "x.npy"
+      [kernel]
+      parameterization = "standard"
+      [[kernel.layers]]
+      type = "dense"
+      width = 40
+      \(dense)[[kernel.layers]]
+      type = "leaky_relu"
+      slope = 0.1
+      [[kernel.layers]]
+      type = "dense"
+      width = 40
+      \(dense)[[kernel.layers]]
+      type = "leaky_relu"
+      slope = 0.1
+      [[kernel.layers]]
+      type = "dense"
+      width = 1
+      \(dense)[build]
+      out = "list.h5"
+      tile = 8
+      dtype = "float64"
+      """).utf8).write(to: URL(fileURLWithPath: d + "/list.toml"))
+    for job in ["short", "list"] {
+      let r = try runNTKGram(["build", d + "/\(job).toml", "--quiet"])
+      #expect(r.status == 0, "\(job): \(r.stderr)")
+    }
+    let a = try H5File.open(d + "/short.h5"), b = try H5File.open(d + "/list.h5")
+    #expect(try a.attribute("fingerprint") == b.attribute("fingerprint"))
+    #expect(try a.attribute("network") == b.attribute("network"))
+    for name in ["/train/ntk", "/train/nngp"] {
+      #expect(try a.dataset(name).readStored(start: [0, 0], count: [30, 30]) == b.dataset(name).readStored(start: [0, 0], count: [30, 30]))
+    }
+    let info = try runNTKGram(["info", d + "/list.h5"])
+    #expect(info.status == 0)
+    #expect(info.stdout.contains("network (5 layers"), "\(info.stdout)")
+    #expect(info.stdout.contains("  0 dense W_std=1.3 b_std=0.2 parameterization=standard width=40"), "\(info.stdout)")
+    #expect(info.stdout.contains("  1 leaky_relu slope=0.1"), "\(info.stdout)")
+    #expect(info.stdout.contains("  4 dense W_std=1.3 b_std=0.2 parameterization=standard width=1"), "\(info.stdout)")
+    // verify rebuilds the kernel from the stored list.
+    let v = try runNTKGram(["verify", d + "/list.h5", "--samples", "50"])
+    #expect(v.status == 0, "\(v.stderr)")
   }
 }

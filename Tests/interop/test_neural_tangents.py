@@ -1,7 +1,11 @@
 """ntkgram's kernel files, read with h5py, against neural-tangents 0.6.5 in float64."""
+import json
+
 import h5py
+import jax
 import numpy as np
 import pytest
+from neural_tangents import stax
 
 from conftest import nt_kernel_fn, ntkgram, relative_error
 
@@ -86,6 +90,94 @@ def test_attributes_readable_by_h5py(data_2000):
     with h5py.File(d / "k64.h5", "r") as f:
         a = f.attrs
         assert int(a["N"]) == 2000 and int(a["M"]) == 300
-        assert a["activation"].decode() == "relu" and a["dtype"].decode() == "float64"
-        assert float(a["W_std"]) == np.sqrt(2) and float(a["b_std"]) == 0.1
+        assert a["dtype"].decode() == "float64" and a["architecture"].decode() == "fully_connected"
+        layers = json.loads(a["network"])
+        assert [layer["type"] for layer in layers] == ["dense", "relu"] * 3 + ["dense"]
+        assert layers[0]["W_std"] == np.sqrt(2) and layers[0]["b_std"] == 0.1 and layers[-1]["width"] == 1
+        assert list(a["input_shape"]) == [784]
         assert f["/tiles/checksums"].shape[1] == 2
+
+
+# A heterogeneous layer list: per-layer W_std, b_std, width and parameterization, two dense
+# layers in a row, three activations, and neural-tangents' default W_std = 1 / b_std = None.
+LAYERS = [
+    {"type": "dense", "width": 64, "W_std": 1.5, "b_std": 0.1},
+    {"type": "erf"},
+    {"type": "dense", "width": 32, "W_std": 1.2, "b_std": "none", "parameterization": "standard"},
+    {"type": "relu"},
+    {"type": "dense", "width": 48, "W_std": 1.1, "b_std": 0.05},
+    {"type": "dense", "width": 16, "W_std": 1.3, "b_std": 0.0, "parameterization": "standard"},
+    {"type": "leaky_relu", "slope": 0.2},
+    {"type": "dense", "width": 8},
+    {"type": "abs"},
+    {"type": "dense", "width": 1, "W_std": 0.9, "b_std": 0.2, "parameterization": "standard"},
+]
+
+
+def nt_layers(layers, default_parameterization="ntk"):
+    out = []
+    for layer in layers:
+        t = layer["type"]
+        if t == "dense":
+            b = layer.get("b_std", None)
+            out.append(stax.Dense(layer["width"], layer.get("W_std", 1.0), None if b == "none" else b,
+                                  parameterization=layer.get("parameterization", default_parameterization)))
+        elif t == "flatten":
+            out.append(stax.Flatten())
+        elif t == "leaky_relu":
+            out.append(stax.LeakyRelu(layer["slope"]))
+        else:
+            out.append({"relu": stax.Relu(), "erf": stax.Erf(), "abs": stax.Abs(), "identity": stax.Identity()}[t])
+    return jax.jit(stax.serial(*out)[2], static_argnames="get")
+
+
+def test_layer_list_matches_neural_tangents(tmp_path):
+    rng = np.random.default_rng(77)
+    x = rng.standard_normal((130, 30))
+    t = rng.standard_normal((17, 30))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    ntkgram("build", "--train", tmp_path / "x.npy", "--test", tmp_path / "t.npy", "--layers", json.dumps(LAYERS),
+            "--dtype", "float64", "--tile", 29, "--out", tmp_path / "k.h5", "--quiet")
+    kfn = nt_layers(LAYERS)
+    ref_train = kfn(x, None, ("nngp", "ntk"))
+    ref_test = kfn(t, x, ("nngp", "ntk"))
+    with h5py.File(tmp_path / "k.h5", "r") as f:
+        for kernel in ("ntk", "nngp"):
+            assert off_diagonal(relative_error(f[f"/train/{kernel}"][...], np.asarray(getattr(ref_train, kernel)))).max() <= 1e-12
+            assert relative_error(f[f"/test/{kernel}"][...], np.asarray(getattr(ref_test, kernel))).max() <= 1e-12
+        stored = json.loads(f.attrs["network"])
+    # Every parameter explicit in the stored list; its defaults are stax's.
+    assert stored[7] == {"type": "dense", "width": 8, "W_std": 1.0, "b_std": "none", "parameterization": "ntk"}
+    assert [layer["type"] for layer in stored] == [layer["type"] for layer in LAYERS]
+    # The stored list builds the same kernel again.
+    ntkgram("build", "--train", tmp_path / "x.npy", "--test", tmp_path / "t.npy", "--layers", json.dumps(stored),
+            "--dtype", "float64", "--tile", 64, "--out", tmp_path / "again.h5", "--quiet")
+    with h5py.File(tmp_path / "k.h5", "r") as a, h5py.File(tmp_path / "again.h5", "r") as b:
+        assert a.attrs["fingerprint"] != b.attrs["fingerprint"]  # another tile size
+        for name in ("/train/ntk", "/train/nngp", "/test/ntk", "/test/nngp"):
+            assert np.array_equal(a[name][...], b[name][...])
+
+
+def test_images_keep_their_shape_and_dense_sees_them_flat(tmp_path):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((60, 6, 5, 2))
+    np.save(tmp_path / "x.npy", x)
+    layers = [{"type": "flatten"}, {"type": "dense", "width": 32, "W_std": 1.4, "b_std": 0.1}, {"type": "relu"},
+              {"type": "dense", "width": 1, "W_std": 1.4, "b_std": 0.1}]
+    job = tmp_path / "job.toml"
+    job.write_text('[data]\ntrain = "x.npy"\n[kernel]\n' + "".join(
+        "[[kernel.layers]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in layer.items()) for layer in layers) +
+        '[build]\nout = "k.h5"\ndtype = "float64"\n')
+    ntkgram("build", job, "--quiet")
+    ref = nt_layers(layers)(x, None, ("nngp", "ntk"))
+    with h5py.File(tmp_path / "k.h5", "r") as f:
+        assert list(f.attrs["input_shape"]) == [6, 5, 2]
+        assert json.loads(f.attrs["network"])[0] == {"type": "flatten"}
+        for kernel in ("ntk", "nngp"):
+            assert off_diagonal(relative_error(f[f"/train/{kernel}"][...], np.asarray(getattr(ref, kernel)))).max() <= 1e-12
+    # `ntkgram info` prints the same list, one layer a line.
+    info = ntkgram("info", tmp_path / "k.h5").stdout
+    assert "input shape: 6×5×2" in info
+    for k, layer in enumerate(json.loads(h5py.File(tmp_path / "k.h5", "r").attrs["network"])):
+        assert f"  {k} {layer['type']}" in info
