@@ -8,6 +8,7 @@ packages=(
   dataset-fashion-mnist                    # the real dataset of the jobs/ files
   libopenblas-dev liblapacke-dev           # BLAS/LAPACK (CLAPACK shim: the solver)
   procps time gzip iproute2                # pgrep/kill (fault tests), /usr/bin/time, gzip, ip
+  man-db                                   # man ntkgram (scripts/install.sh, Tests/system/install.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

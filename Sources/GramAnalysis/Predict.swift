@@ -38,6 +38,16 @@ public struct Predictor {
       let classes = f.exists("/classes") ? try f.dataset("/classes").readAllInt64() : nil
       var kernel = kernelName ?? "ntk"
       if kernelName == nil, case .string(let k)? = try f.attribute("kernel") { kernel = k }
+      // The cross kernel must belong to the training kernel the solution was solved on.
+      let kf = try H5File.open(kernelFile)
+      if case .string(let solved)? = try f.attribute("kernel_train_fingerprint") {
+        guard case .string(let own)? = try kf.attribute("train_fingerprint") else {
+          throw StorageError(kernelFile, "records no train_fingerprint: cannot tell which training kernel it belongs to (rebuild it with ntkgram 0.2 or later, or with build --against)")
+        }
+        guard own == solved else {
+          throw StorageError(kernelFile, "belongs to another training kernel (train fingerprint \(own)) than \(solution) was solved on (\(solved))")
+        }
+      }
       return (block, shape, classes, kernel)
     }
     let predictions = try crossKernelProduct(path: kernelFile, kernel: kernel, alpha: alpha, comm: comm)

@@ -308,6 +308,11 @@ public struct SolveDriver {
       ("ranks", .int(Int64(comm.size))), ("passes", .int(Int64(s.passes))), ("tool_version", .string(toolVersion)),
     ]
     for (k, v) in attributes { try f.setAttribute(k, v) }
+    // The training kernel it was solved on: `predict` refuses cross kernels of another.
+    let kernel = try H5File.open(settings.kernelFile)
+    for (from, to) in [("fingerprint", "kernel_fingerprint"), ("train_fingerprint", "kernel_train_fingerprint")] {
+      if case .string(let v)? = try kernel.attribute(from) { try f.setAttribute(to, .string(v)) }
+    }
     try writer.commit()
   }
 

@@ -64,6 +64,11 @@ public struct BuildDriver {
     let testMatrix: Matrix?
     let spec: KernelSpec
     let kernel: any GramKernel
+    /// The outputs written, in the kernel's order, with their position among its outputs.
+    let outputs: [(name: String, index: Int)]
+    let statistics: PreprocessStatistics?
+    /// `dataChecksum` of the training samples as read.
+    let trainChecksum: UInt64
   }
 
   // MARK: 1. inputs
@@ -99,9 +104,31 @@ public struct BuildDriver {
       throw StorageError(test.source.samples, "has samples of shape \(test.sampleShape) but the train data \(train.source.samples) has \(train.sampleShape)")
     }
     let (spec, kernel) = try Self.kernel(for: settings, sampleShape: train.sampleShape, features: train.samples.cols)
-    let (a, b) = preprocessSplits(train.samples, test?.samples, trainIsInteger: train.isInteger,
-                                  testIsInteger: test?.isInteger ?? false, settings.preprocess)
-    return Inputs(train: train, test: test, trainMatrix: a, testMatrix: b, spec: spec, kernel: kernel)
+    let trainChecksum = dataChecksum(train.samples)
+    var statistics = PreprocessStatistics.of(train.samples, for: settings.preprocess)
+    if let against = settings.against {
+      // The training side must be the one the stored kernel was built from, bit for bit.
+      guard hex(trainChecksum) == against.dataChecksum else {
+        throw StorageError(train.source.samples, "is not the training data of \(against.path) (content checksum \(hex(trainChecksum)), recorded \(against.dataChecksum)): it changed since that build; give the original with --train")
+      }
+      guard test != nil else { throw BuildError("--against \(against.path) needs new data: give --test") }
+      statistics = against.statistics
+    }
+    let outputs = try Self.outputs(kernel.outputNames, selected: settings.kernels)
+    let a = preprocessed(train.samples, isInteger: train.isInteger, settings.preprocess, statistics: statistics)
+    let b = test.map { preprocessed($0.samples, isInteger: $0.isInteger, settings.preprocess, statistics: statistics) }
+    return Inputs(train: train, test: test, trainMatrix: a, testMatrix: b, spec: spec, kernel: kernel, outputs: outputs,
+                  statistics: statistics, trainChecksum: trainChecksum)
+  }
+
+  /// The outputs to write: `selected` (each one the kernel produces), in the kernel's order.
+  static func outputs(_ names: [String], selected: [String]?) throws -> [(name: String, index: Int)] {
+    guard let selected else { return names.enumerated().map { ($1, $0) } }
+    for name in selected where !names.contains(name) {
+      throw BuildError("unknown kernel '\(name)' in --kernels (this network gives \(names.joined(separator: ", ")))")
+    }
+    guard !selected.isEmpty else { throw BuildError("--kernels names no kernel (valid: \(names.joined(separator: ", ")))") }
+    return names.enumerated().filter { selected.contains($0.element) }.map { ($1, $0) }
   }
 
   func checkOutputPath() throws {
@@ -167,9 +194,14 @@ public struct BuildDriver {
     // 1. Inputs.
     let inputs = try comm.collectively { try loadInputs() }
     let n = inputs.trainMatrix.rows, m = inputs.testMatrix?.rows ?? 0
-    let jobPrint = fingerprint(train: inputs.trainMatrix, test: inputs.testMatrix, spec: inputs.spec,
+    var jobPrint = fingerprint(train: inputs.trainMatrix, test: inputs.testMatrix, spec: inputs.spec,
                                dtype: settings.dtype, tileSize: settings.tileSize)
-    let plan = TilePlan(trainCount: n, testCount: m, tileSize: settings.tileSize)
+    if settings.against != nil || settings.kernels != nil {
+      // Another job than the full build of the same data: its own checkpoints.
+      let extra = (settings.against.map { "against=" + $0.fingerprint } ?? "") + "|kernels=" + inputs.outputs.map(\.name).joined(separator: ",")
+      jobPrint = hex(checksum64(Array((jobPrint + "|" + extra).utf8)))
+    }
+    let plan = TilePlan(trainCount: n, testCount: m, tileSize: settings.tileSize, includesTrain: settings.against == nil)
     let hosts = try comm.allGather(Array(comm.processorName.utf8)).map { String(decoding: $0, as: UTF8.self) }
     reporter.record("start", ["ranks": .int(comm.size), "hosts": .strings(hosts), "train": .int(n), "test": .int(m),
                               "tiles": .int(plan.count), "tile": .int(settings.tileSize), "fingerprint": .string(jobPrint),
@@ -194,7 +226,7 @@ public struct BuildDriver {
         let tile = plan.tile(index)
         switch TileCheckpoint.read(folder: folder, index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
                                    rows: tile.rows.count, cols: tile.cols.count, type: settings.dtype, fingerprint: jobPrint,
-                                   names: inputs.kernel.outputNames) {
+                                   names: inputs.outputs.map(\.name)) {
         case .success: done[index] = 1
         case .failure(let problem):
           bad += 1
@@ -250,8 +282,21 @@ public struct BuildDriver {
     return outcome
   }
 
+  /// The absolute path of `p` as the file system resolves it (`..` after a symbolic link
+  /// included); lexically against the working directory when it does not exist. An HDF5
+  /// `file.h5:/dataset` keeps its dataset part.
   func absolutePath(_ p: String) -> String {
-    p.hasPrefix("/") ? p : URL(fileURLWithPath: p).standardized.path
+    for ext in [".h5:", ".hdf5:", ".he5:"] {
+      if let r = p.range(of: ext) {
+        return absolutePath(String(p[..<r.lowerBound]) + ext.dropLast()) + ":" + String(p[r.upperBound...])
+      }
+    }
+    if let resolved = realpath(p, nil) {
+      defer { free(resolved) }
+      return String(cString: resolved)
+    }
+    let base = p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
+    return URL(fileURLWithPath: base).standardized.path
   }
 
   static func tileIndex(_ name: String) -> Int? {
@@ -294,10 +339,10 @@ public struct BuildDriver {
           defer { slots.signal() }
           if lock.withLock({ failure != nil }) { return }
           do {
-            let stored = (0..<values.outputs).map { StoredValues(values.values($0), as: driver.settings.dtype) }
+            let stored = inputs.outputs.map { StoredValues(values.values($0.index), as: driver.settings.dtype) }
             try TileCheckpoint(index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
                                rows: tile.rows.count, cols: tile.cols.count, values: stored)
-              .write(folder: folder, fingerprint: fingerprint, names: net.outputNames)
+              .write(folder: folder, fingerprint: fingerprint, names: inputs.outputs.map(\.name))
           } catch {
             lock.withLock { if failure == nil { failure = error } }
             return
@@ -334,10 +379,12 @@ public struct BuildDriver {
     defer { writer.discard() }
     let n = plan.trainCount, m = plan.testCount
     let chunk = [settings.tileSize, settings.tileSize]
-    let names = inputs.kernel.outputNames
+    let names = inputs.outputs.map(\.name)
     var datasets: [String: H5Dataset] = [:]
     for kernel in names {
-      datasets[KernelFileLayout.train(kernel)] = try writer.dataset(KernelFileLayout.train(kernel), shape: [n, n], type: settings.dtype, chunk: chunk)
+      if plan.includesTrain {
+        datasets[KernelFileLayout.train(kernel)] = try writer.dataset(KernelFileLayout.train(kernel), shape: [n, n], type: settings.dtype, chunk: chunk)
+      }
       if m > 0 {
         datasets[KernelFileLayout.test(kernel)] = try writer.dataset(KernelFileLayout.test(kernel), shape: [m, n], type: settings.dtype, chunk: chunk)
       }
@@ -374,7 +421,13 @@ public struct BuildDriver {
     try checksums.withUnsafeBufferPointer { try sums.write($0, start: [0, 0], count: [plan.count, names.count]) }
     try sums.setAttribute("columns", .string(names.joined(separator: ",")))
     try sums.setAttribute("algorithm", .string("checksum64 (FNV-1a over 8-byte words, final mix) of the upper tile's stored bytes, row-major"))
-    if let labels = inputs.train.labels { try writer.writeLabels(KernelFileLayout.trainLabels, labels) }
+    if let labels = inputs.train.labels, plan.includesTrain { try writer.writeLabels(KernelFileLayout.trainLabels, labels) }
+    if let statistics = inputs.statistics {
+      for (name, values) in [(KernelFileLayout.preprocessMean, statistics.mean), (KernelFileLayout.preprocessStd, statistics.std)] {
+        let d = try writer.handle.createDataset(name, shape: [values.count], type: .float64)
+        try values.withUnsafeBufferPointer { try d.write($0, start: [0], count: [values.count]) }
+      }
+    }
     if let labels = inputs.test?.labels { try writer.writeLabels(KernelFileLayout.testLabels, labels) }
     let root = writer.handle
     for (k, v) in inputs.spec.attributes { try root.setAttribute(k, v) }
@@ -387,13 +440,21 @@ public struct BuildDriver {
       ("kernels", .string(names.joined(separator: ","))),
       ("train_source", .string(absolutePath(settings.train.samples))),
       ("train_limit", .int(Int64(settings.train.limit ?? -1))),
+      ("train_label_column", .int(Int64(settings.train.labelColumn ?? -1))),
       ("test_source", .string(settings.test.map { absolutePath($0.samples) } ?? "")),
       ("test_limit", .int(Int64(settings.test?.limit ?? -1))),
       ("fingerprint", .string(fingerprint)),
+      ("train_data_checksum", .string(hex(inputs.trainChecksum))),
+      ("train_fingerprint", .string(trainFingerprint(dataChecksum: inputs.trainChecksum, rows: n,
+                                                     cols: inputs.trainMatrix.cols, spec: inputs.spec))),
       ("tool_version", .string(toolVersion)),
       ("created", .string(ISO8601DateFormatter().string(from: Date()))),
     ]
     for (k, v) in attributes { try root.setAttribute(k, v) }
+    if let against = settings.against {
+      try root.setAttribute("against_fingerprint", .string(against.fingerprint))
+      try root.setAttribute("against", .string(absolutePath(against.path)))
+    }
     try writer.commit()
   }
 }

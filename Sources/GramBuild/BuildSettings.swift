@@ -30,6 +30,11 @@ public struct BuildSettings: Sendable {
   public var threads = 1
   /// Where errors about the spec point: the job file, when there is one.
   public var specOrigin: String?
+  /// Build only K(test, train) against this stored training kernel (`--against`): its network,
+  /// preprocessing (with its training statistics) and training data, checked by content.
+  public var against: StoredTraining?
+  /// The kernels to write (`--kernels`); nil: every output of the kernel.
+  public var kernels: [String]?
 
   public init(train: DataSource, test: DataSource? = nil, network: Network, out: String) {
     self.train = train

@@ -98,3 +98,6 @@ func fingerprint(train: Matrix, test: Matrix?, spec: KernelSpec, dtype: ScalarTy
   ]
   return hex(checksum64(parts))
 }
+
+/// The release this binary is (`ntkgram --version`, the files' `tool_version`).
+public let ntkgramVersion = toolVersion

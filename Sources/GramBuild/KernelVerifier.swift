@@ -57,13 +57,21 @@ public struct KernelVerifier {
       spec = try KernelSpec(attributes: { try f.attribute($0) })
       network = try spec.makeKernel()
     } catch { throw fail("kernel spec attributes: \(error)") }
-    let names = network.outputNames
-    let plan = TilePlan(trainCount: n, testCount: m, tileSize: tileSize)
+    // A cross kernel built against a stored training kernel holds only /test/*; a build may
+    // have written a subset of the kernel's outputs (`kernels`).
+    let isCross = try f.attribute("against_fingerprint") != nil
+    var names = network.outputNames
+    if case .string(let list)? = try f.attribute("kernels") { names = list.split(separator: ",").map(String.init) }
+    let outputIndex = try names.map { name -> Int in
+      guard let k = network.outputNames.firstIndex(of: name) else { throw fail("attribute kernels names '\(name)', which this network does not produce") }
+      return k
+    }
+    let plan = TilePlan(trainCount: n, testCount: m, tileSize: tileSize, includesTrain: !isCross)
 
     // Shapes and types.
     var datasets: [String: H5Dataset] = [:]
     for kernel in names {
-      for (name, shape) in [(KernelFileLayout.train(kernel), [n, n])] + (m > 0 ? [(KernelFileLayout.test(kernel), [m, n])] : []) {
+      for (name, shape) in (isCross ? [] : [(KernelFileLayout.train(kernel), [n, n])]) + (m > 0 ? [(KernelFileLayout.test(kernel), [m, n])] : []) {
         guard f.exists(name) else { throw fail("no dataset \(name)") }
         let d = try f.dataset(name)
         guard d.shape == shape else { throw fail("\(name) has shape \(d.shape), attributes say \(shape)") }
@@ -95,7 +103,7 @@ public struct KernelVerifier {
         }
       }
     }
-    report.checks.append("all \(plan.count) tiles match their checksums; /train/* exactly symmetric")
+    report.checks.append("all \(plan.count) tiles match their checksums" + (isCross ? " (a cross kernel: /test/* only)" : "; /train/* exactly symmetric"))
 
     // Recompute a random sample of entries from the data.
     guard samples > 0 else { return report }
@@ -104,8 +112,15 @@ public struct KernelVerifier {
     let train = try loadSplit(DataSource(samples: trainOverride ?? string("train_source"), limit: limit("train_limit")))
     let testSource = try testOverride ?? string("test_source")
     let test = m > 0 ? try loadSplit(DataSource(samples: testSource, limit: limit("test_limit"))) : nil
-    let (a, b) = preprocessSplits(train.samples, test?.samples, trainIsInteger: train.isInteger,
-                                  testIsInteger: test?.isInteger ?? false, preprocess)
+    // The training statistics the build stored (`standardize`), else computed from the train data.
+    var statistics = PreprocessStatistics.of(train.samples, for: preprocess)
+    if f.exists(KernelFileLayout.preprocessMean), f.exists(KernelFileLayout.preprocessStd) {
+      statistics = PreprocessStatistics(mean: try f.dataset(KernelFileLayout.preprocessMean).readAll(),
+                                        std: try f.dataset(KernelFileLayout.preprocessStd).readAll())
+      guard statistics?.mean.count == train.samples.cols else { throw fail("\(KernelFileLayout.preprocessMean) does not match the data's features") }
+    }
+    let a = preprocessed(train.samples, isInteger: train.isInteger, preprocess, statistics: statistics)
+    let b = test.map { preprocessed($0.samples, isInteger: $0.isInteger, preprocess, statistics: statistics) }
     guard a.rows == n, (b?.rows ?? 0) == m else { throw fail("the data now has \(a.rows) train and \(b?.rows ?? 0) test rows, the file \(n) and \(m)") }
     var rng = SplitMix64(seed: seed)
     let tolerance = dtype == .float32 ? 1e-6 : 1e-10
@@ -115,11 +130,12 @@ public struct KernelVerifier {
     var diagonalScale = [Double](repeating: 0, count: names.count)
     for i in 0..<min(n, 64) {
       let x = Array(a.values[i * a.cols ..< (i + 1) * a.cols])
-      for (k, v) in network.referenceEntry(x, x).enumerated() { diagonalScale[k] = max(diagonalScale[k], abs(v)) }
+      let ref = network.referenceEntry(x, x)
+      for (k, index) in outputIndex.enumerated() { diagonalScale[k] = max(diagonalScale[k], abs(ref[index])) }
     }
     var worst = 0.0
-    for s in 0..<samples {
-      let fromTest = m > 0 && s % 4 == 3
+    for s in 0..<(isCross && m == 0 ? 0 : samples) {
+      let fromTest = m > 0 && (isCross || s % 4 == 3)
       let i = Int(rng.next() % UInt64(fromTest ? m : n)), j = Int(rng.next() % UInt64(n))
       let rowsMatrix = fromTest ? b! : a
       let x = Array(rowsMatrix.values[i * a.cols ..< (i + 1) * a.cols]), y = Array(a.values[j * a.cols ..< (j + 1) * a.cols])
@@ -131,7 +147,7 @@ public struct KernelVerifier {
         let d = datasets[fromTest ? KernelFileLayout.test(kernel) : KernelFileLayout.train(kernel)]!
         var v = [0.0]
         try v.withUnsafeMutableBufferPointer { try d.read(into: $0, start: [i, j], count: [1, 1]) }
-        let expected = ref[k]
+        let expected = ref[outputIndex[k]]
         let err = abs(v[0] - expected) / (abs(expected) + 0.01 * diagonalScale[k])
         worst = max(worst, err)
         guard err <= pairTolerance else {

@@ -60,41 +60,63 @@ public func loadSplit(_ source: DataSource) throws -> LoadedSplit {
                      labels: labels, isInteger: isInteger, sampleShape: array.sampleShape)
 }
 
-/// Applies `preprocess` to the train split and, with the train statistics, to the test split.
-public func preprocessSplits(_ train: Matrix, _ test: Matrix?, trainIsInteger: Bool, testIsInteger: Bool,
-                             _ preprocess: Preprocess) -> (Matrix, Matrix?) {
-  switch preprocess {
-  case .none:
-    return (train, test)
-  case .scale:
-    func scaled(_ m: Matrix, _ isInteger: Bool) -> Matrix {
-      isInteger ? Matrix(rows: m.rows, cols: m.cols, values: m.values.map { $0 / 255 }) : m
-    }
-    return (scaled(train, trainIsInteger), test.map { scaled($0, testIsInteger) })
-  case .unitNorm:
-    func normalized(_ m: Matrix) -> Matrix {
-      var v = m.values
-      for i in 0..<m.rows {
-        var s = 0.0
-        for k in 0..<m.cols { s += v[i * m.cols + k] * v[i * m.cols + k] }
-        let norm = s.squareRoot()
-        if norm > 0 { for k in 0..<m.cols { v[i * m.cols + k] /= norm } }
-      }
-      return Matrix(rows: m.rows, cols: m.cols, values: v)
-    }
-    return (normalized(train), test.map(normalized))
-  case .standardize:
+/// Statistics of the training set that preprocessing applies to every split: the per-feature
+/// mean and standard deviation of `standardize` (constant features get 1). Stored in the kernel
+/// file (`/preprocess/mean`, `/preprocess/std`) so that new data is standardised with the
+/// training set's statistics, never its own.
+public struct PreprocessStatistics: Sendable, Equatable {
+  public var mean: [Double]
+  public var std: [Double]
+
+  public init(mean: [Double], std: [Double]) {
+    self.mean = mean
+    self.std = std
+  }
+
+  /// The statistics `preprocess` needs from `train` (nil when it needs none).
+  public static func of(_ train: Matrix, for preprocess: Preprocess) -> PreprocessStatistics? {
+    guard preprocess == .standardize else { return nil }
     let n = Double(train.rows), d = train.cols
     var mean = [Double](repeating: 0, count: d), std = [Double](repeating: 0, count: d)
     for i in 0..<train.rows { for k in 0..<d { mean[k] += train.values[i * d + k] } }
     for k in 0..<d { mean[k] /= n }
     for i in 0..<train.rows { for k in 0..<d { let c = train.values[i * d + k] - mean[k]; std[k] += c * c } }
     for k in 0..<d { std[k] = (std[k] / n).squareRoot(); if std[k] == 0 { std[k] = 1 } }
-    func standardized(_ m: Matrix) -> Matrix {
-      var v = m.values
-      for i in 0..<m.rows { for k in 0..<d { v[i * d + k] = (v[i * d + k] - mean[k]) / std[k] } }
-      return Matrix(rows: m.rows, cols: d, values: v)
+    return PreprocessStatistics(mean: mean, std: std)
+  }
+}
+
+/// Applies `preprocess` to the train split and, with the train statistics, to the test split.
+public func preprocessSplits(_ train: Matrix, _ test: Matrix?, trainIsInteger: Bool, testIsInteger: Bool,
+                             _ preprocess: Preprocess) -> (Matrix, Matrix?) {
+  let statistics = PreprocessStatistics.of(train, for: preprocess)
+  return (preprocessed(train, isInteger: trainIsInteger, preprocess, statistics: statistics),
+          test.map { preprocessed($0, isInteger: testIsInteger, preprocess, statistics: statistics) })
+}
+
+/// Applies `preprocess` to one split, with the training set's `statistics` where it needs them.
+public func preprocessed(_ m: Matrix, isInteger: Bool, _ preprocess: Preprocess, statistics: PreprocessStatistics?) -> Matrix {
+  switch preprocess {
+  case .none:
+    return m
+  case .scale:
+    return isInteger ? Matrix(rows: m.rows, cols: m.cols, values: m.values.map { $0 / 255 }) : m
+  case .unitNorm:
+    var v = m.values
+    for i in 0..<m.rows {
+      var s = 0.0
+      for k in 0..<m.cols { s += v[i * m.cols + k] * v[i * m.cols + k] }
+      let norm = s.squareRoot()
+      if norm > 0 { for k in 0..<m.cols { v[i * m.cols + k] /= norm } }
     }
-    return (standardized(train), test.map(standardized))
+    return Matrix(rows: m.rows, cols: m.cols, values: v)
+  case .standardize:
+    guard let statistics, statistics.mean.count == m.cols else {
+      preconditionFailure("standardize needs the training statistics of \(m.cols) features")
+    }
+    let d = m.cols
+    var v = m.values
+    for i in 0..<m.rows { for k in 0..<d { v[i * d + k] = (v[i * d + k] - statistics.mean[k]) / statistics.std[k] } }
+    return Matrix(rows: m.rows, cols: d, values: v)
   }
 }

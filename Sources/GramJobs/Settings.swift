@@ -52,6 +52,10 @@ public struct BuildFlags: Sendable {
   public var force = false
   public var restart = false
   public var threads = 1
+  /// A stored training kernel: build only K(test, train) against it.
+  public var against: String?
+  /// `ntk`, `nngp` or both, comma-separated.
+  public var kernels: String?
 
   public init() {}
 }
@@ -159,6 +163,7 @@ public enum Settings {
 
   /// The settings of `ntkgram build` from a job file (optional) and its flags.
   public static func build(job jobPath: String?, flags: BuildFlags) throws -> BuildSettings {
+    if let against = flags.against { return try cross(against: against, job: jobPath, flags: flags) }
     let job = try jobPath.map { try JobFile(path: $0) }
     let origin = job.map { "\($0.path): " } ?? ""
     guard let trainPath = flags.train ?? job?.string("train") else { throw SettingsError("\(origin)no training data: give --train or [data] train") }
@@ -202,8 +207,59 @@ public enum Settings {
     s.keepCheckpoints = flags.keepCheckpoints || (job?.bool("keep_checkpoints") ?? false)
     s.force = flags.force
     s.restart = flags.restart
+    try common(&s, flags: flags)
+    return s
+  }
+
+  /// The flags every build takes the same way.
+  static func common(_ s: inout BuildSettings, flags: BuildFlags) throws {
     guard flags.threads >= 1, flags.threads <= 4096 else { throw SettingsError("--threads must be between 1 and 4096 (got \(flags.threads))") }
     s.threads = flags.threads
+    if let list = flags.kernels {
+      s.kernels = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+      guard !(s.kernels ?? []).isEmpty else { throw SettingsError("--kernels names no kernel (valid: ntk, nngp)") }
+    }
+  }
+
+  /// `build --against KERNEL.h5 --test NEW`: the network, preprocessing, training data, dtype
+  /// and tile come from the stored training kernel; only the new data (and where the training
+  /// data now is, with `--train`) are given.
+  static func cross(against path: String, job jobPath: String?, flags: BuildFlags) throws -> BuildSettings {
+    let conflicting: [(String, Bool)] = [
+      ("a job file", jobPath != nil), ("--preprocess", flags.preprocess != nil), ("--input-shape", flags.inputShape != nil),
+      ("--train-limit", flags.trainLimit != nil), ("--train-labels", flags.trainLabels != nil),
+      ("--train-label-column", flags.trainLabelColumn != nil), ("--layers", flags.kernel.layers != nil), ("--depth", flags.kernel.depth != nil),
+      ("--activation", flags.kernel.activation != nil), ("--W-std", flags.kernel.wStd != nil), ("--b-std", flags.kernel.bStd != nil),
+      ("--width", flags.kernel.width != nil), ("--parameterization", flags.kernel.parameterization != nil),
+      ("--leaky-slope", flags.kernel.leakySlope != nil), ("--gram-precision", flags.kernel.gramPrecision != nil),
+      ("--architecture", flags.kernel.architecture != nil),
+    ]
+    if let (what, _) = conflicting.first(where: \.1) {
+      throw SettingsError("\(what) cannot be combined with --against: the network, preprocessing and training data come from \(path)")
+    }
+    let stored = try StoredTraining.read(path)
+    guard let testPath = flags.test else { throw SettingsError("--against \(path) needs the new data: give --test") }
+    guard let outPath = flags.out else { throw SettingsError("no output: give --out") }
+    var train = stored.source
+    if let moved = flags.train { train.samples = moved }
+    var s = BuildSettings(train: train, network: stored.spec.network, out: outPath)
+    s.against = stored
+    s.gramPrecision = stored.spec.gramPrecision
+    s.preprocess = stored.spec.preprocess
+    s.inputShape = stored.spec.inputShape
+    s.test = DataSource(samples: testPath, labels: flags.testLabels, limit: flags.testLimit, labelColumn: flags.testLabelColumn)
+    if let v = flags.testLimit, v < 1 { throw SettingsError("test_limit must be at least 1 (got \(v))") }
+    let typeName = flags.dtype ?? stored.dtype.rawValue
+    guard let type = ScalarType(rawValue: typeName) else { throw SettingsError("unknown dtype '\(typeName)' (valid: float32, float64)") }
+    s.dtype = type
+    s.tileSize = flags.tile ?? stored.tileSize
+    guard s.tileSize >= 1, s.tileSize <= 1 << 16 else { throw SettingsError("tile must be between 1 and 65536 (got \(s.tileSize))") }
+    s.checkpoints = flags.checkpoints
+    s.keepCheckpoints = flags.keepCheckpoints
+    s.force = flags.force
+    s.restart = flags.restart
+    if flags.kernels == nil { s.kernels = stored.kernels }
+    try common(&s, flags: flags)
     return s
   }
 }

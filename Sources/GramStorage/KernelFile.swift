@@ -10,6 +10,9 @@ public enum KernelFileLayout {
   public static let trainLabels = "/train/labels"
   public static let testLabels = "/test/labels"
   public static let kernelNames = ["ntk", "nngp"]
+  /// The training set's `standardize` statistics, per feature (float64).
+  public static let preprocessMean = "/preprocess/mean"
+  public static let preprocessStd = "/preprocess/std"
   /// `tiles × kernels` checksums of every tile's stored bytes (upper tile, row-major).
   public static let tileChecksums = "/tiles/checksums"
 }

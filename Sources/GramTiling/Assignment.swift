@@ -60,7 +60,7 @@ public struct TileAssignment: Sendable {
     var sizes: [Double: Int] = [:]
     // Group sizes in closed form per tile-grid row of the triangle and of the test block.
     let t = plan.trainTiles
-    for r in 0..<t {
+    for r in 0..<(plan.includesTrain ? t : 0) {
       let rowsCount = Double(min((r + 1) * plan.tileSize, plan.trainCount) - r * plan.tileSize)
       sizes[rowsCount * (rowsCount + 1) / 2, default: 0] += 1                       // diagonal tile
       if r + 1 < t {

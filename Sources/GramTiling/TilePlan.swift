@@ -24,26 +24,31 @@ public struct Tile: Hashable, Sendable, CustomStringConvertible {
   public var description: String { "tile \(index) (\(block.rawValue) [\(rows.lowerBound)..<\(rows.upperBound)] × [\(cols.lowerBound)..<\(cols.upperBound)])" }
 }
 
-/// The tiles of an `N×N` train kernel (upper triangle) and an `M×N` test kernel.
+/// The tiles of an `N×N` train kernel (upper triangle) and an `M×N` test kernel — or, for a
+/// cross kernel against a stored training kernel (`includesTrain == false`), of the test
+/// kernel alone.
 ///
 /// Tiles are computed from their index, never stored, so a plan for `N = 10⁷` costs nothing.
 public struct TilePlan: Sendable, Equatable {
   public let trainCount: Int
   public let testCount: Int
   public let tileSize: Int
+  /// Whether the train kernel's tiles are part of the plan (they come first).
+  public let includesTrain: Bool
 
-  public init(trainCount: Int, testCount: Int, tileSize: Int) {
+  public init(trainCount: Int, testCount: Int, tileSize: Int, includesTrain: Bool = true) {
     precondition(trainCount > 0 && testCount >= 0 && tileSize > 0, "TilePlan: invalid sizes")
     self.trainCount = trainCount
     self.testCount = testCount
     self.tileSize = tileSize
+    self.includesTrain = includesTrain
   }
 
   /// Tiles along the train axis, and along the test axis.
   public var trainTiles: Int { (trainCount + tileSize - 1) / tileSize }
   public var testTiles: Int { (testCount + tileSize - 1) / tileSize }
   /// Upper-triangle train tiles, `t(t+1)/2`.
-  public var trainTileCount: Int { trainTiles * (trainTiles + 1) / 2 }
+  public var trainTileCount: Int { includesTrain ? trainTiles * (trainTiles + 1) / 2 : 0 }
   public var testTileCount: Int { testTiles * trainTiles }
   public var count: Int { trainTileCount + testTileCount }
 

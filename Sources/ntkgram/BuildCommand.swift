@@ -80,6 +80,9 @@ struct BuildCommand: ParsableCommand {
   @Flag(help: "Replace an existing output file (only once the new one is complete).") var force = false
   @Flag(help: "Discard a checkpoint folder that belongs to another job.") var restart = false
   @Option(help: "Threads computing tiles inside each rank (one rank per node: launch with mpirun --bind-to none).") var threads: Int = 1
+  @Option(help: "A training kernel file: compute only K(test, train) for --test against it, with its network, preprocessing and training data (checked by content; --train if it moved).")
+  var against: String?
+  @Option(help: "Kernels to write: ntk, nngp, or ntk,nngp (the default: every kernel of the network).") var kernels: String?
   @Flag(help: "No progress output.") var quiet = false
   @Option(name: .customLong("log-json"), help: "Write one JSON object per event to this file.") var logJSON: String?
 
@@ -104,6 +107,8 @@ struct BuildCommand: ParsableCommand {
     f.force = force
     f.restart = restart
     f.threads = threads
+    f.against = against
+    f.kernels = kernels
     return try Settings.build(job: job, flags: f)
   }
 
@@ -115,8 +120,8 @@ struct BuildCommand: ParsableCommand {
     }
     if !quiet && launcherRank == 0 {
       FileHandle.standardError.write(Data((
-        "wrote \(s.out): train \(outcome.trainCount)×\(outcome.trainCount)" +
-        (outcome.testCount > 0 ? ", test \(outcome.testCount)×\(outcome.trainCount)" : "") +
+        "wrote \(s.out): " + (s.against.map { "test \(outcome.testCount)×\(outcome.trainCount) against \($0.path)" } ?? "train \(outcome.trainCount)×\(outcome.trainCount)" +
+        (outcome.testCount > 0 ? ", test \(outcome.testCount)×\(outcome.trainCount)" : "")) +
         ", \(outcome.tiles) tiles (\(outcome.reusedTiles) reused from checkpoints) in \(String(format: "%.2f", outcome.seconds)) s\n").utf8))
     }
   }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import GramBuild
 
 /// A usage error found after parsing (an unknown activation, a bad value): exit status 2.
 struct CommandError: Error, CustomStringConvertible {
@@ -10,6 +11,6 @@ struct NTKGramCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "ntkgram",
     abstract: "Neural Tangent Kernel Gram matrices: build them tile by tile into HDF5, inspect them.",
-    version: "0.1.0",
+    version: ntkgramVersion,
     subcommands: [BuildCommand.self, SolveCommand.self, PredictCommand.self, PlanCommand.self, InfoCommand.self, VerifyCommand.self, BenchCommand.self])
 }
