@@ -17,7 +17,7 @@ public struct KernelFileSummary: Sendable {
     }
     if let spec = try? KernelSpec(attributes: { try f.attribute($0) }) {
       lines.append("input shape: \(spec.inputShape.map(String.init).joined(separator: "×")) (preprocess \(spec.preprocess.rawValue), dot products \(spec.gramPrecision.rawValue))")
-      lines.append("network (\(spec.network.layers.count) layers; \(KernelFactory.path(of: spec.network))):")
+      lines.append("network (\(spec.network.layers.count) layers; \(KernelFactory.path(of: spec.network, inputShape: spec.inputShape))):")
       lines += spec.network.lines.map { "  " + $0 }
     }
     lines.append("attributes:")

@@ -10,13 +10,17 @@ public enum KernelFactory {
   /// implemented.
   public static func make(network: Network, inputShape: [Int], gramPrecision: GramPrecision) throws -> any GramKernel {
     _ = try network.shapes(input: inputShape)
+    if network.isConvolutional {
+      return try Convolutional(network: network, inputShape: inputShape, gramPrecision: gramPrecision)
+    }
     return try FullyConnected(network: network, gramPrecision: gramPrecision)
   }
 
-  /// Which computation a network takes, and why, for `ntkgram info` and `plan`.
-  public static func path(of network: Network) -> String {
-    network.isConvolutional
-      ? "convolutional (not implemented yet)"
-      : "fully connected: one dot product per pair, then the layer recursion"
+  /// Which computation a network takes on inputs of `inputShape`, and why, for `ntkgram info`
+  /// and `plan`.
+  public static func path(of network: Network, inputShape: [Int]) -> String {
+    guard network.isConvolutional else { return "fully connected: one dot product per pair, then the layer recursion" }
+    if let conv = try? Convolutional(network: network, inputShape: inputShape) { return conv.pathDescription }
+    return "convolutional"
   }
 }

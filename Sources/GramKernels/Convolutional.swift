@@ -1,0 +1,651 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import GramNetwork
+
+/// The infinite-width NTK and NNGP of a convolutional network (CNN-GP and CNTK: Novak et al.
+/// 2019, Arora et al. 2019) with neural-tangents' `stax` conventions: NHWC inputs whose
+/// pixel-pair covariance is the channel sum divided by the channel count; `conv` with shared
+/// weights (both pixels of a pair see the same tap), the divisor always the filter size, SAME
+/// padding as `lax.padtype_to_pads` (the odd pixel at the end), CIRCULAR by wrap-around;
+/// `avg_pool` (stride default 1, `normalize_edges`); `global_avg_pool`; `flatten` (the mean of
+/// the same-position covariances); dense layers and activations after the spatial part.
+///
+/// Two paths, chosen from the layer list as neural-tangents chooses them: without pooling the
+/// readout needs only same-position covariances (`diagonal`, O(H·W) per pair, "CNN-V"); any
+/// pooling needs the full (H·W)² pixel-pair covariance per pair (`full`). Self-pairs take the
+/// exact θ = 0 forms on same-position entries. Every entry is a fixed sequence of scalar
+/// operations on its two images, so any tiling, rank count or instruction set gives the same
+/// bits.
+public struct Convolutional: Sendable {
+  /// One spatial axis of a windowed operation: output `o` and tap `a` read input
+  /// `o·stride + a − padLow` (wrapped when circular, else absent outside `0..<input`).
+  struct Axis: Sendable, Equatable {
+    let input: Int
+    let output: Int
+    let window: Int
+    let stride: Int
+    let padLow: Int
+    let circular: Bool
+
+    init(input: Int, window: Int, stride: Int, padding: Padding) {
+      self.input = input
+      self.window = window
+      self.stride = stride
+      circular = padding == .circular
+      switch padding {
+      case .valid:
+        output = (input - window) / stride + 1
+        padLow = 0
+      case .same, .circular:
+        output = (input + stride - 1) / stride
+        let total = max((output - 1) * stride + window - input, 0)
+        padLow = total / 2
+      }
+    }
+
+    /// The input index of output `o`, tap `a`; -1 in the padding.
+    @inline(__always) func source(_ o: Int, _ a: Int) -> Int {
+      let i = o * stride + a - padLow
+      if circular { return ((i % input) + input) % input }
+      return i >= 0 && i < input ? i : -1
+    }
+
+    /// Taps of output `o` that fall inside the input.
+    func inRange(_ o: Int) -> Int { (0..<window).filter { source(o, $0) >= 0 }.count }
+  }
+
+  /// An affine layer's constants (the same formulas as `DenseLayer`, on one pair).
+  struct Weights: Sendable, Equatable {
+    let w2: Double
+    let b2: Double
+    /// nil: ntk parameterization; else the standard one's fan-in.
+    let fanIn: Double?
+    let biasTerm: Double
+
+    init(_ a: Affine, fanIn: Int) {
+      w2 = a.wStd * a.wStd
+      b2 = (a.bStd ?? 0) * (a.bStd ?? 0)
+      self.fanIn = a.parameterization == .standard ? Double(fanIn) : nil
+      biasTerm = a.bStd == nil ? 0 : 1
+    }
+
+    /// `(Σ′, Θ′)` from the (tap-averaged) `(Σ, Θ)`.
+    @inline(__always) func apply(_ s: Double, _ t: Double) -> (Double, Double) {
+      if let fanIn { return (w2 * s + b2, fanIn * s + w2 * t + biasTerm) }
+      let sNew = w2 * s + b2
+      return (sNew, sNew + w2 * t)
+    }
+  }
+
+  enum Spatial: Sendable {
+    case conv(h: Axis, w: Axis, Weights)
+    /// The activation of the spatial stage; `record` is where its input variances sit in a
+    /// sample's record.
+    case activation(ActivationMap, record: Int)
+    /// `divisors[o]`: what output position `o`'s sums are divided by on its side of a pair
+    /// (the window size, or with `normalize_edges` and SAME padding its in-range taps).
+    case pool(h: Axis, w: Axis, divisors: [Double])
+  }
+
+  enum Collapse: Sendable { case flatten, globalAvgPool }
+
+  enum Tail: Sendable {
+    case dense(Weights)
+    case activation(ActivationMap, record: Int)
+  }
+
+  let inputShape: [Int]
+  let spatial: [Spatial]
+  /// Grid (h, w) before each spatial op, and after the last.
+  let grids: [(h: Int, w: Int)]
+  let collapse: Collapse
+  let tail: [Tail]
+  /// Full pixel-pair covariances (pooling present) or same-position ones only.
+  public let fullSpatial: Bool
+  /// Doubles a sample's record holds: its variance maps before each spatial activation, and
+  /// its variance before each tail activation.
+  let recordCount: Int
+  public var gramPrecision: GramPrecision
+
+  /// Why the network takes its path, for `info` and `plan`.
+  public var pathDescription: String {
+    fullSpatial
+      ? "convolutional, full pixel-pair covariances ((H·W)² per pair): pooling mixes positions"
+      : "convolutional, same-position covariances only (H·W per pair, CNN-V): no pooling before the flatten readout"
+  }
+
+  /// Compiles a layer list with convolutions or pooling for inputs of `inputShape` (H, W, C).
+  /// Throws a `NetworkError` naming the layer it cannot compute.
+  public init(network: Network, inputShape: [Int], gramPrecision: GramPrecision = .float64) throws {
+    guard gramPrecision == .float64 else {
+      throw NetworkError(position: nil, "gram_precision float32 applies to fully-connected networks only (convolutional kernels compute in float64)")
+    }
+    guard inputShape.count == 3 else {
+      throw NetworkError(position: nil, "a convolutional network needs images (H×W×C samples), got shape \(inputShape)")
+    }
+    self.inputShape = inputShape
+    self.gramPrecision = gramPrecision
+    var spatial: [Spatial] = [], tail: [Tail] = []
+    var grids: [(h: Int, w: Int)] = [(inputShape[0], inputShape[1])]
+    var channels = inputShape[2]
+    var collapse: Collapse? = nil
+    var flatFanIn = 0  // the fan-in of the first dense layer after the collapse
+    var record = 0
+    var previousWasActivation = false
+    var hasPooling = false
+    var lastKind: String? = nil
+    for (k, layer) in network.layers.enumerated() {
+      func fail(_ problem: String) -> NetworkError { NetworkError(position: k, layerType: layer.typeName, problem) }
+      let g = grids.last!
+      if case .activation = layer {
+        guard lastKind != nil else { throw fail("an activation cannot be the first layer: start with conv or dense") }
+        guard !previousWasActivation else { throw fail("two activations in a row are not implemented: put a layer between them") }
+      }
+      switch (layer, collapse) {
+      case (.conv(let a, let window), nil):
+        let h = Axis(input: g.h, window: window.size[0], stride: window.strides[0], padding: window.padding)
+        let w = Axis(input: g.w, window: window.size[1], stride: window.strides[1], padding: window.padding)
+        guard h.output >= 1, w.output >= 1 else { throw fail("the filter is larger than its \(g.h)×\(g.w) input with VALID padding") }
+        spatial.append(.conv(h: h, w: w, Weights(a, fanIn: channels * window.size[0] * window.size[1])))
+        grids.append((h.output, w.output))
+        channels = a.width
+      case (.avgPool(let window, let normalize), nil):
+        let h = Axis(input: g.h, window: window.size[0], stride: window.strides[0], padding: window.padding)
+        let w = Axis(input: g.w, window: window.size[1], stride: window.strides[1], padding: window.padding)
+        guard h.output >= 1, w.output >= 1 else { throw fail("the window is larger than its \(g.h)×\(g.w) input with VALID padding") }
+        let counts = (0..<(h.output * w.output)).map { o -> Double in
+          normalize && window.padding == .same ? Double(h.inRange(o / w.output) * w.inRange(o % w.output)) : Double(h.window * w.window)
+        }
+        spatial.append(.pool(h: h, w: w, divisors: counts))
+        grids.append((h.output, w.output))
+        hasPooling = true
+      case (.activation(let act), nil):
+        spatial.append(.activation(ActivationMap(act), record: record))
+        record += g.h * g.w
+        grids.append(g)
+      case (.globalAvgPool, nil):
+        collapse = .globalAvgPool
+        flatFanIn = channels
+        hasPooling = true
+      case (.flatten, nil):
+        collapse = .flatten
+        flatFanIn = g.h * g.w * channels
+      case (.dense(let a), nil):
+        // A dense layer over an image sees it flat (Flatten, then Dense).
+        collapse = .flatten
+        tail.append(.dense(Weights(a, fanIn: g.h * g.w * channels)))
+        flatFanIn = a.width
+      case (.dense(let a), _):
+        tail.append(.dense(Weights(a, fanIn: flatFanIn)))
+        flatFanIn = a.width
+      case (.activation(let act), _):
+        tail.append(.activation(ActivationMap(act), record: record))
+        record += 1
+      case (.flatten, _):
+        break
+      case (.conv, _), (.avgPool, _), (.globalAvgPool, _):
+        throw fail("needs images, but the network is already flat here")
+      }
+      previousWasActivation = layer.isActivation
+      lastKind = layer.typeName
+    }
+    guard let collapse else {
+      throw NetworkError(position: nil, "the network ends with images: end it with flatten, global_avg_pool or dense")
+    }
+    self.spatial = spatial
+    self.grids = grids
+    self.collapse = collapse
+    self.tail = tail
+    fullSpatial = hasPooling
+    recordCount = record
+  }
+
+  /// The largest number of covariance entries a pair holds at any point (a separable step's
+  /// intermediate, output rows by input columns, included).
+  var maxCells: Int {
+    var m = 1
+    for (k, g) in grids.enumerated() {
+      let p = g.h * g.w
+      m = max(m, fullSpatial ? p * p : p)
+      if k + 1 < grids.count {
+        let mixed = grids[k + 1].h * g.w
+        m = max(m, fullSpatial ? mixed * mixed : mixed)
+      }
+    }
+    return m
+  }
+}
+
+// MARK: - Prepared features
+
+/// A dataset prepared for convolutional tiles: the images, each one's record of variances and
+/// its exact self-pair values.
+public struct ConvFeatures: Sendable {
+  public let rows: Int
+  let values: [Double]
+  let valuesPerSample: Int
+  let records: [Double]
+  let recordCount: Int
+  public let diagonalNTK: [Double]
+  public let diagonalNNGP: [Double]
+  let rowKey: [UInt64]
+
+  func equalRows(_ i: Int, _ other: ConvFeatures, _ j: Int) -> Bool {
+    rowKey[i] == other.rowKey[j] && values[i * valuesPerSample ..< (i + 1) * valuesPerSample] == other.values[j * valuesPerSample ..< (j + 1) * valuesPerSample]
+  }
+}
+
+// MARK: - The pair recursion
+
+extension Convolutional {
+  /// Runs the recursion on the pair `(x, y)` with their records (`qx`, `qy`), in `scratch`
+  /// (`6·maxCells`: the covariances, the next layer's, and a separable step's intermediate). With `same` (x is y) the same-position entries take the exact θ = 0 forms
+  /// and the record is written to `qx` as it is met. Returns `(ntk, nngp)`.
+  func pair(_ x: UnsafePointer<Double>, _ qx: UnsafeMutablePointer<Double>, _ y: UnsafePointer<Double>,
+            _ qy: UnsafePointer<Double>, same: Bool, scratch: UnsafeMutablePointer<Double>) -> (Double, Double) {
+    let cells = maxCells
+    var s = scratch, t = scratch + cells
+    var altS = scratch + 2 * cells, altT = scratch + 3 * cells
+    let mid = (scratch + 4 * cells, scratch + 5 * cells)
+    let c = inputShape[2]
+    var g = grids[0]
+    var p = g.h * g.w
+    let cd = Double(c)
+    // The input layer: channel sums over the channel count.
+    if fullSpatial {
+      for i in 0..<p {
+        for j in 0..<p {
+          var acc = 0.0
+          for k in 0..<c { acc += x[i * c + k] * y[j * c + k] }
+          s[i * p + j] = acc / cd
+          t[i * p + j] = 0
+        }
+      }
+    } else {
+      for i in 0..<p {
+        var acc = 0.0
+        for k in 0..<c { acc += x[i * c + k] * y[i * c + k] }
+        s[i] = acc / cd
+        t[i] = 0
+      }
+    }
+    for (index, op) in spatial.enumerated() {
+      let out = grids[index + 1]
+      switch op {
+      case .conv(let h, let w, let weights):
+        if fullSpatial {
+          Self.separable(s, t, into: altS, altT, h: h, w: w, inputW: g.w, pairedTaps: true, divisor: Double(h.window * w.window),
+                         scratch: mid)
+        } else {
+          let f = Double(h.window * w.window)
+          for oh in 0..<h.output {
+            for ow in 0..<w.output {
+              var accS = 0.0, accT = 0.0
+              for a in 0..<h.window {
+                let ih = h.source(oh, a)
+                if ih < 0 { continue }
+                for b in 0..<w.window {
+                  let iw = w.source(ow, b)
+                  if iw < 0 { continue }
+                  accS += s[ih * g.w + iw]
+                  accT += t[ih * g.w + iw]
+                }
+              }
+              altS[oh * w.output + ow] = accS / f
+              altT[oh * w.output + ow] = accT / f
+            }
+          }
+        }
+        swap(&s, &altS)
+        swap(&t, &altT)
+        let n = fullSpatial ? out.h * out.w * out.h * out.w : out.h * out.w
+        for e in 0..<n { (s[e], t[e]) = weights.apply(s[e], t[e]) }
+      case .pool(let h, let w, let counts):
+        Self.separable(s, t, into: altS, altT, h: h, w: w, inputW: g.w, pairedTaps: false, divisor: 1, scratch: mid)
+        swap(&s, &altS)
+        swap(&t, &altT)
+        let po = out.h * out.w
+        counts.withUnsafeBufferPointer { cp in
+          for i in 0..<po { for j in 0..<po { let d = cp[i] * cp[j]; s[i * po + j] /= d; t[i * po + j] /= d } }
+        }
+      case .activation(let map, let record):
+        if same {
+          for i in 0..<p { qx[record + i] = fullSpatial ? s[i * p + i] : s[i] }
+        }
+        let qxr = UnsafePointer(qx) + record, qyr = (same ? UnsafePointer(qx) : qy) + record
+        if fullSpatial {
+          for i in 0..<p {
+            for j in 0..<p {
+              let e = i * p + j
+              let (sa, dot) = same && i == j ? map.diagonal(s[e]) : map.pair(s[e], qxr[i], qyr[j])
+              s[e] = sa
+              t[e] *= dot
+            }
+          }
+        } else {
+          for i in 0..<p {
+            let (sa, dot) = same ? map.diagonal(s[i]) : map.pair(s[i], qxr[i], qyr[i])
+            s[i] = sa
+            t[i] *= dot
+          }
+        }
+      }
+      g = out
+      p = g.h * g.w
+    }
+    // The collapse to one value per pair.
+    var sv = 0.0, tv = 0.0
+    switch collapse {
+    case .flatten:
+      for i in 0..<p {
+        let e = fullSpatial ? i * p + i : i
+        sv += s[e]
+        tv += t[e]
+      }
+      sv /= Double(p)
+      tv /= Double(p)
+    case .globalAvgPool:
+      for e in 0..<(p * p) { sv += s[e]; tv += t[e] }
+      sv /= Double(p * p)
+      tv /= Double(p * p)
+    }
+    for op in tail {
+      switch op {
+      case .dense(let weights): (sv, tv) = weights.apply(sv, tv)
+      case .activation(let map, let record):
+        if same { qx[record] = sv }
+        let (sa, dot) = same ? map.diagonal(sv) : map.pair(sv, qx[record], qy[record])
+        sv = sa
+        tv *= dot
+      }
+    }
+    return (tv, sv)
+  }
+
+  /// A separable window over the full pixel-pair covariances (`Σ`, `Θ` of the input grid,
+  /// `h.input × inputW`): first the height taps into `scratch`, then the width taps into `out`.
+  /// `pairedTaps` (a convolution's shared weights): both pixels take the same tap, sum of
+  /// `window` terms per axis; otherwise (pooling) every tap of one pixel with every tap of the
+  /// other, `window²` terms. The result is divided by `divisor`.
+  static func separable(_ s: UnsafeMutablePointer<Double>, _ t: UnsafeMutablePointer<Double>,
+                        into outS: UnsafeMutablePointer<Double>, _ outT: UnsafeMutablePointer<Double>,
+                        h: Axis, w: Axis, inputW: Int, pairedTaps: Bool, divisor: Double,
+                        scratch: (UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>)) {
+    let (ms, mt) = scratch
+    let wi = inputW, ho = h.output, wo = w.output
+    let pin = h.input * wi
+    let pmid = ho * wi
+    // Height: m[(oh, w), (oh', w')] from s[(ih, w), (ih', w')].
+    for oh in 0..<ho {
+      for oh2 in 0..<ho {
+        for iw in 0..<wi {
+          let row = (oh * wi + iw) * pmid + oh2 * wi
+          for iw2 in 0..<wi { ms[row + iw2] = 0; mt[row + iw2] = 0 }
+          for a in 0..<h.window {
+            let ih = h.source(oh, a)
+            if ih < 0 { continue }
+            let taps = pairedTaps ? a ..< a + 1 : 0 ..< h.window
+            for a2 in taps {
+              let ih2 = h.source(oh2, a2)
+              if ih2 < 0 { continue }
+              let src = (ih * wi + iw) * pin + ih2 * wi
+              for iw2 in 0..<wi {
+                ms[row + iw2] += s[src + iw2]
+                mt[row + iw2] += t[src + iw2]
+              }
+            }
+          }
+        }
+      }
+    }
+    // Width: out[(oh, ow), (oh', ow')] from m[(oh, iw), (oh', iw')].
+    let pout = ho * wo
+    for oh in 0..<ho {
+      for ow in 0..<wo {
+        for oh2 in 0..<ho {
+          for ow2 in 0..<wo {
+            var accS = 0.0, accT = 0.0
+            for b in 0..<w.window {
+              let iw = w.source(ow, b)
+              if iw < 0 { continue }
+              let taps = pairedTaps ? b ..< b + 1 : 0 ..< w.window
+              for b2 in taps {
+                let iw2 = w.source(ow2, b2)
+                if iw2 < 0 { continue }
+                let e = (oh * wi + iw) * pmid + oh2 * wi + iw2
+                accS += ms[e]
+                accT += mt[e]
+              }
+            }
+            let o = (oh * wo + ow) * pout + oh2 * wo + ow2
+            outS[o] = accS / divisor
+            outT[o] = accT / divisor
+          }
+        }
+      }
+    }
+  }
+}
+
+// MARK: - GramKernel conformance
+
+extension Convolutional: GramKernel {
+  public typealias Features = ConvFeatures
+
+  public var outputNames: [String] { ["ntk", "nngp"] }
+
+  public func costPerEntry(inputFeatures: Int) -> Double {
+    var cost = 0.0
+    for (k, op) in spatial.enumerated() {
+      let g = grids[k], out = grids[k + 1]
+      let pin = Double(g.h * g.w), pout = Double(out.h * out.w)
+      switch op {
+      case .conv(let h, let w, _):
+        cost += fullSpatial
+          ? 2 * (Double(out.h * g.w) * Double(out.h * g.w) * Double(h.window) + pout * pout * Double(w.window)) + 4 * pout * pout
+          : 2 * pout * Double(h.window * w.window) + 4 * pout
+      case .pool(let h, let w, _):
+        cost += 2 * (Double(out.h * g.w) * Double(out.h * g.w) * Double(h.window * h.window) + pout * pout * Double(w.window * w.window))
+      case .activation:
+        cost += 70 * (fullSpatial ? pin * pin : pin)
+      }
+    }
+    let p0 = Double(grids[0].h * grids[0].w)
+    cost += 2 * Double(inputShape[2]) * (fullSpatial ? p0 * p0 : p0)
+    return cost
+  }
+
+  public func preparedBytesPerSample(inputFeatures: Int) -> Int { (inputFeatures + recordCount + 3) * 8 }
+
+  public func scratchCount(inputFeatures: Int, rows: Int, cols: Int) -> Int { 6 * maxCells }
+
+  public func inputFeatures(_ features: ConvFeatures) -> Int { features.valuesPerSample }
+
+  public func rowCount(_ features: ConvFeatures) -> Int { features.rows }
+
+  public func prepare(_ data: Matrix) -> ConvFeatures {
+    let n = data.rows, d = data.cols
+    precondition(d == inputShape.reduce(1, *), "Convolutional.prepare: \(d) features for input shape \(inputShape)")
+    var values = data.values.map { $0 + 0 }  // folds −0 into +0
+    if gramPrecision == .float32 { values = values.map { Double(Float($0)) } }
+    var records = [Double](repeating: 0, count: n * recordCount)
+    var ntk = [Double](repeating: 0, count: n), nngp = [Double](repeating: 0, count: n)
+    var keys = [UInt64](repeating: 0, count: n)
+    var scratch = [Double](repeating: 0, count: 6 * maxCells)
+    values.withUnsafeBufferPointer { v in
+      records.withUnsafeMutableBufferPointer { r in
+        scratch.withUnsafeMutableBufferPointer { sp in
+          for i in 0..<n {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for k in 0..<d { hash = (hash ^ v[i * d + k].bitPattern) &* 0x0000_0100_0000_01b3 }
+            keys[i] = hash
+            let q = r.baseAddress.map { $0 + i * recordCount } ?? UnsafeMutablePointer<Double>(bitPattern: 8)!
+            (ntk[i], nngp[i]) = pair(v.baseAddress! + i * d, q, v.baseAddress! + i * d, UnsafePointer(q), same: true,
+                                     scratch: sp.baseAddress!)
+          }
+        }
+      }
+    }
+    return ConvFeatures(rows: n, values: values, valuesPerSample: d, records: records, recordCount: recordCount,
+                        diagonalNTK: ntk, diagonalNNGP: nngp, rowKey: keys)
+  }
+
+  public func computeTile(_ a: ConvFeatures, rows: Range<Int>, _ b: ConvFeatures, cols: Range<Int>,
+                          into out: TileOutput, scratch: UnsafeMutableBufferPointer<Double>) {
+    entries(a, rows: rows, b, cols: cols, into: out, scratch: scratch, upper: false)
+  }
+
+  public func computeUpperTile(_ a: ConvFeatures, rows: Range<Int>, into out: TileOutput,
+                               scratch: UnsafeMutableBufferPointer<Double>) {
+    entries(a, rows: rows, a, cols: rows, into: out, scratch: scratch, upper: true)
+  }
+
+  func entries(_ a: ConvFeatures, rows: Range<Int>, _ b: ConvFeatures, cols: Range<Int>,
+               into out: TileOutput, scratch: UnsafeMutableBufferPointer<Double>, upper: Bool) {
+    precondition(scratch.count >= 6 * maxCells, "Convolutional: scratch too small")
+    let ntkOut = out.values[0], nngpOut = out.values[1], ld = out.leadingDimension
+    let d = a.valuesPerSample, rc = recordCount
+    a.values.withUnsafeBufferPointer { av in
+      b.values.withUnsafeBufferPointer { bv in
+        a.records.withUnsafeBufferPointer { ar in
+          b.records.withUnsafeBufferPointer { br in
+            for (i, gi) in rows.enumerated() {
+              for (j, gj) in cols.enumerated() where !upper || j >= i {
+                let e = i * ld + j
+                if a.equalRows(gi, b, gj) {
+                  ntkOut[e] = a.diagonalNTK[gi]
+                  nngpOut[e] = a.diagonalNNGP[gi]
+                  continue
+                }
+                let qx = UnsafeMutablePointer(mutating: ar.baseAddress.map { $0 + gi * rc } ?? UnsafePointer(bitPattern: 8)!)
+                let qy = br.baseAddress.map { $0 + gj * rc } ?? UnsafePointer(bitPattern: 8)!
+                (ntkOut[e], nngpOut[e]) = pair(av.baseAddress! + gi * d, qx, bv.baseAddress! + gj * d, qy, same: false,
+                                                scratch: scratch.baseAddress!)
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  public func referenceEntry(_ x: [Double], _ y: [Double]) -> [Double] {
+    let r = referenceKernel(x, y)
+    return [r.ntk, r.nngp]
+  }
+}
+
+// MARK: - Scalar reference
+
+extension Convolutional {
+  /// The reference of one entry: the recursion written directly on 4-D covariances (every tap
+  /// of a window at once, no separable steps, no scratch reuse), self-pairs with the exact
+  /// θ = 0 forms. The tile kernel is tested against it; `verify` recomputes entries with it.
+  public func referenceKernel(_ x: [Double], _ y: [Double]) -> (nngp: Double, ntk: Double) {
+    let same = x == y
+    func variances(_ v: [Double]) -> [Double] {
+      var record = [Double](repeating: 0, count: recordCount)
+      _ = run(v, v, same: true, qx: &record, qy: [])
+      return record
+    }
+    var qx = variances(x)
+    let qy = same ? qx : variances(y)
+    let (s, t) = run(x, y, same: same, qx: &qx, qy: qy)
+    return (s, t)
+  }
+
+  /// `(nngp, ntk)` of a pair; with `same`, writes the variances into `qx`.
+  private func run(_ x: [Double], _ y: [Double], same: Bool, qx: inout [Double], qy: [Double]) -> (Double, Double) {
+    let c = inputShape[2]
+    var g = grids[0]
+    // S[i][j] over pixels i of x and j of y (i == j only, on the diagonal path).
+    var s = [[Double]](repeating: [Double](repeating: 0, count: g.h * g.w), count: g.h * g.w)
+    for i in 0..<(g.h * g.w) {
+      for j in 0..<(g.h * g.w) where fullSpatial || i == j {
+        var acc = 0.0
+        for k in 0..<c { acc += x[i * c + k] * y[j * c + k] }
+        s[i][j] = acc / Double(c)
+      }
+    }
+    var t = s.map { $0.map { _ in 0.0 } }
+    for (index, op) in spatial.enumerated() {
+      let out = grids[index + 1]
+      let po = out.h * out.w
+      var ns = [[Double]](repeating: [Double](repeating: 0, count: po), count: po), nt = ns
+      switch op {
+      case .conv(let h, let w, let weights):
+        for i in 0..<po {
+          for j in 0..<po where fullSpatial || i == j {
+            var accS = 0.0, accT = 0.0
+            for a in 0..<h.window {
+              for b in 0..<w.window {
+                let ih = h.source(i / out.w, a), iw = w.source(i % out.w, b)
+                let jh = h.source(j / out.w, a), jw = w.source(j % out.w, b)
+                if ih < 0 || iw < 0 || jh < 0 || jw < 0 { continue }
+                accS += s[ih * g.w + iw][jh * g.w + jw]
+                accT += t[ih * g.w + iw][jh * g.w + jw]
+              }
+            }
+            let f = Double(h.window * w.window)
+            (ns[i][j], nt[i][j]) = weights.apply(accS / f, accT / f)
+          }
+        }
+      case .pool(let h, let w, let divisors):
+        for i in 0..<po {
+          for j in 0..<po {
+            var accS = 0.0, accT = 0.0
+            for a in 0..<h.window { for b in 0..<w.window {
+              let ih = h.source(i / out.w, a), iw = w.source(i % out.w, b)
+              for a2 in 0..<h.window { for b2 in 0..<w.window {
+                let jh = h.source(j / out.w, a2), jw = w.source(j % out.w, b2)
+                if ih < 0 || iw < 0 || jh < 0 || jw < 0 { continue }
+                accS += s[ih * g.w + iw][jh * g.w + jw]
+                accT += t[ih * g.w + iw][jh * g.w + jw]
+              } }
+            } }
+            ns[i][j] = accS / (divisors[i] * divisors[j])
+            nt[i][j] = accT / (divisors[i] * divisors[j])
+          }
+        }
+      case .activation(let map, let record):
+        let p = g.h * g.w
+        if same { for i in 0..<p { qx[record + i] = s[i][i] } }
+        let q2 = same ? qx : qy
+        for i in 0..<p {
+          for j in 0..<p where fullSpatial || i == j {
+            let (sa, dot) = same && i == j ? map.diagonal(s[i][j]) : map.pair(s[i][j], qx[record + i], q2[record + j])
+            ns[i][j] = sa
+            nt[i][j] = t[i][j] * dot
+          }
+        }
+      }
+      s = ns
+      t = nt
+      g = out
+    }
+    let p = g.h * g.w
+    var sv = 0.0, tv = 0.0
+    switch collapse {
+    case .flatten:
+      for i in 0..<p { sv += s[i][i]; tv += t[i][i] }
+      sv /= Double(p); tv /= Double(p)
+    case .globalAvgPool:
+      for i in 0..<p { for j in 0..<p { sv += s[i][j]; tv += t[i][j] } }
+      sv /= Double(p * p); tv /= Double(p * p)
+    }
+    for op in tail {
+      switch op {
+      case .dense(let weights): (sv, tv) = weights.apply(sv, tv)
+      case .activation(let map, let record):
+        if same { qx[record] = sv }
+        let (sa, dot) = same ? map.diagonal(sv) : map.pair(sv, qx[record], qy[record])
+        sv = sa
+        tv *= dot
+      }
+    }
+    return (sv, tv)
+  }
+}

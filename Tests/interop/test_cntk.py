@@ -1,0 +1,101 @@
+"""Convolutional kernels (CNTK, CNN-GP) built by ntkgram against neural-tangents 0.6.5 in
+float64, on shapes the fixtures do not cover: H ≠ W, 3 channels, strides 2, VALID and SAME,
+pooling with padding and normalize_edges, CIRCULAR, erf and leaky ReLU, the standard
+parameterization, global average pooling and flatten readouts."""
+import json
+
+import h5py
+import jax
+import numpy as np
+import pytest
+from neural_tangents import stax
+
+from conftest import ntkgram, relative_error
+
+
+def nt_network(layers):
+    out = []
+    for layer in layers:
+        t = layer["type"]
+        b = layer.get("b_std", None)
+        b = None if b == "none" else b
+        if t == "conv":
+            out.append(stax.Conv(layer["width"], tuple(layer["filter"]), strides=tuple(layer.get("strides", [1, 1])),
+                                 padding=layer.get("padding", "VALID"), W_std=layer.get("W_std", 1.0), b_std=b,
+                                 parameterization=layer.get("parameterization", "ntk")))
+        elif t == "dense":
+            out.append(stax.Dense(layer["width"], layer.get("W_std", 1.0), b, parameterization=layer.get("parameterization", "ntk")))
+        elif t == "avg_pool":
+            out.append(stax.AvgPool(tuple(layer["window"]), strides=tuple(layer.get("strides", [1, 1])),
+                                    padding=layer.get("padding", "VALID"), normalize_edges=layer.get("normalize_edges", False)))
+        elif t == "global_avg_pool":
+            out.append(stax.GlobalAvgPool())
+        elif t == "flatten":
+            out.append(stax.Flatten())
+        elif t == "leaky_relu":
+            out.append(stax.LeakyRelu(layer["slope"]))
+        else:
+            out.append({"relu": stax.Relu(), "erf": stax.Erf(), "abs": stax.Abs(), "identity": stax.Identity()}[t])
+    return jax.jit(stax.serial(*out)[2], static_argnames="get")
+
+
+def conv(width, filt, **kw):
+    return {"type": "conv", "width": width, "filter": filt, **kw}
+
+
+NETWORKS = {
+    "hw_c3_stride2_valid_gap": [
+        conv(8, [3, 2], strides=[2, 1], padding="VALID", W_std=1.4, b_std=0.1), {"type": "relu"},
+        conv(8, [2, 3], padding="SAME", W_std=1.3, b_std=0.2), {"type": "relu"},
+        {"type": "global_avg_pool"}, {"type": "dense", "width": 1, "W_std": 1.1, "b_std": 0.05}],
+    "pool_same_normalize_erf_standard": [
+        conv(4, [3, 3], padding="SAME", W_std=1.5, b_std=0.1, parameterization="standard"), {"type": "erf"},
+        {"type": "avg_pool", "window": [3, 2], "strides": [2, 2], "padding": "SAME", "normalize_edges": True},
+        conv(6, [2, 2], padding="VALID", W_std=1.2, b_std="none", parameterization="standard"), {"type": "leaky_relu", "slope": 0.1},
+        {"type": "flatten"}, {"type": "dense", "width": 1, "W_std": 1.0, "b_std": 0.1, "parameterization": "standard"}],
+    "pool_same_no_normalize": [
+        conv(4, [3, 3], padding="SAME", W_std=1.4, b_std=0.1), {"type": "relu"},
+        {"type": "avg_pool", "window": [2, 3], "padding": "SAME"},
+        {"type": "global_avg_pool"}, {"type": "dense", "width": 1, "W_std": 1.0, "b_std": 0.0}],
+    "circular_flatten_diagonal": [
+        conv(4, [3, 3], padding="CIRCULAR", W_std=1.4, b_std=0.1), {"type": "abs"},
+        conv(4, [3, 1], strides=[2, 2], padding="SAME", W_std=1.2, b_std=0.3), {"type": "relu"},
+        {"type": "flatten"}, {"type": "dense", "width": 16, "W_std": 1.3, "b_std": 0.1}, {"type": "erf"},
+        {"type": "dense", "width": 1, "W_std": 1.0, "b_std": 0.0}],
+    "circular_pool": [
+        conv(4, [2, 2], padding="CIRCULAR", W_std=1.4, b_std=0.1), {"type": "relu"},
+        {"type": "avg_pool", "window": [2, 2], "strides": [1, 2], "padding": "CIRCULAR"},
+        {"type": "global_avg_pool"}, {"type": "dense", "width": 1}],
+}
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_convolutional_matches_neural_tangents(tmp_path, name):
+    layers = NETWORKS[name]
+    rng = np.random.default_rng(len(name))
+    x = rng.standard_normal((9, 7, 5, 3))
+    t = rng.standard_normal((4, 7, 5, 3))
+    x[3] = x[1]  # a duplicate image: the exact self-pair values
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    ntkgram("build", "--train", tmp_path / "x.npy", "--test", tmp_path / "t.npy", "--layers", json.dumps(layers),
+            "--dtype", "float64", "--tile", 4, "--out", tmp_path / "k.h5", "--quiet")
+    kfn = nt_network(layers)
+    ref_train = kfn(x, None, ("nngp", "ntk"))
+    ref_test = kfn(t, x, ("nngp", "ntk"))
+    off = ~np.eye(9, dtype=bool)
+    off[1, 3] = off[3, 1] = False
+    with h5py.File(tmp_path / "k.h5", "r") as f:
+        assert list(f.attrs["input_shape"]) == [7, 5, 3]
+        for kernel in ("ntk", "nngp"):
+            ours = f[f"/train/{kernel}"][...]
+            ref = np.asarray(getattr(ref_train, kernel))
+            assert relative_error(ours, ref)[off].max() <= 1e-12, kernel
+            # Self-pairs: neural-tangents carries ~√ε rounding there; ours are exact (θ = 0).
+            assert np.abs(np.diag(ours) - np.diag(ref)).max() / np.abs(np.diag(ref)).max() <= 1e-6
+            assert ours[1, 3] == ours[1, 1] == ours[3, 3]
+            assert np.array_equal(ours, ours.T)
+            assert relative_error(f[f"/test/{kernel}"][...], np.asarray(getattr(ref_test, kernel))).max() <= 1e-12
+    assert "verified" in ntkgram("verify", tmp_path / "k.h5", "--samples", 30).stdout
+    info = ntkgram("info", tmp_path / "k.h5").stdout
+    assert ("full pixel-pair" in info) == any(l["type"] in ("avg_pool", "global_avg_pool") for l in layers)
