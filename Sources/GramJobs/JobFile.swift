@@ -8,8 +8,9 @@ import GramStorage
 /// ```toml
 /// [data]    train, train_labels, train_label_column, train_limit,
 ///           test, test_labels, test_label_column, test_limit, preprocess, input_shape
-/// [kernel]  parameterization, gram_precision, and either
-///           [[kernel.layers]] tables (type = "dense" | "conv" | "avg_pool" | … , see `Network`)
+/// [kernel]  parameterization, gram_precision, and one of
+///           [[kernel.layers]] tables (type = "dense" | "conv" | "avg_pool" | … , see `Network`),
+///           preset (a named network: myrtle5, myrtle7, myrtle10),
 ///           or the fully-connected shorthand: architecture, depth, activation, leaky_slope,
 ///           W_std, b_std, width
 /// [build]   tile, dtype, out, checkpoints, keep_checkpoints
@@ -25,7 +26,7 @@ public struct JobFile: Sendable {
              "preprocess": .string, "input_shape": .ints],
     "kernel": ["architecture": .string, "depth": .int, "activation": .string, "leaky_slope": .double,
                "W_std": .double, "b_std": .double, "parameterization": .string, "width": .int,
-               "gram_precision": .string, "layers": .layers],
+               "gram_precision": .string, "layers": .layers, "preset": .string],
     "build": ["tile": .int, "dtype": .string, "out": .string, "checkpoints": .string, "keep_checkpoints": .bool],
   ]
   /// Keys holding paths (resolved against the job file's folder).

@@ -26,6 +26,8 @@ public struct KernelFlags: Sendable {
   public var gramPrecision: String?
   /// A layer list as JSON (the kernel file's `network` attribute), or the path of a file holding one.
   public var layers: String?
+  /// A named network (`Network.presets`).
+  public var preset: String?
 
   public init() {}
 }
@@ -108,6 +110,16 @@ public enum Settings {
         guard case .table(let t) = item else { throw SettingsError("\(layersOrigin)kernel.layers[\(k)]: must be an object with a \"type\" key") }
         return t
       }
+    }
+    if let name = flags.preset ?? job?.string("preset") {
+      if let key = shorthandGiven.first {
+        throw SettingsError("\(origin)give either a preset or the fully-connected shorthand (depth, activation, W_std, …), not both (found \(key))")
+      }
+      guard tables == nil else { throw SettingsError("\(origin)give either a preset or a layer list, not both") }
+      guard let network = Network.preset(name, parameterization: parameterization) else {
+        throw SettingsError("\(origin)unknown preset '\(name)' (valid: \(Network.presets.keys.sorted().joined(separator: ", ")))")
+      }
+      return (network, precision)
     }
     if let tables {
       if let key = shorthandGiven.first {
@@ -232,7 +244,7 @@ public enum Settings {
       ("--activation", flags.kernel.activation != nil), ("--W-std", flags.kernel.wStd != nil), ("--b-std", flags.kernel.bStd != nil),
       ("--width", flags.kernel.width != nil), ("--parameterization", flags.kernel.parameterization != nil),
       ("--leaky-slope", flags.kernel.leakySlope != nil), ("--gram-precision", flags.kernel.gramPrecision != nil),
-      ("--architecture", flags.kernel.architecture != nil),
+      ("--architecture", flags.kernel.architecture != nil), ("--preset", flags.kernel.preset != nil),
     ]
     if let (what, _) = conflicting.first(where: \.1) {
       throw SettingsError("\(what) cannot be combined with --against: the network, preprocessing and training data come from \(path)")

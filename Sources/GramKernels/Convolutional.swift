@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import GramMicroKernels
+import GramMicroKernelsAVX512
 import GramNetwork
 
 /// The infinite-width NTK and NNGP of a convolutional network (CNN-GP and CNTK: Novak et al.
@@ -51,6 +53,14 @@ public struct Convolutional: Sendable {
       let i = o * stride + a - padLow
       if circular { return ((i % input) + input) % input }
       return i >= 0 && i < input ? i : -1
+    }
+
+    /// For stride 1 without wrap-around, the outputs whose tap `a` is inside the input,
+    /// `lo..<hi`, and the offset from output to input index; nil offset otherwise.
+    @inline(__always) func contiguous(_ a: Int) -> (Int, Int, Int?) {
+      guard stride == 1, !circular else { return (0, output, nil) }
+      let offset = a - padLow
+      return (max(0, -offset), min(output, input - offset), offset)
     }
 
     /// Taps of output `o` that fall inside the input.
@@ -109,6 +119,8 @@ public struct Convolutional: Sendable {
   /// its variance before each tail activation.
   let recordCount: Int
   public var gramPrecision: GramPrecision
+  /// The instruction set of the vector loops (every choice gives the same bits; tests compare them).
+  public var isa: GramISA = .current
 
   /// Why the network takes its path, for `info` and `plan`.
   public var pathDescription: String {
@@ -272,65 +284,86 @@ extension Convolutional {
         t[i] = 0
       }
     }
+    var skipNext = false
     for (index, op) in spatial.enumerated() {
       let out = grids[index + 1]
+      if skipNext {  // an activation already applied, fused into the convolution before it
+        skipNext = false
+        g = out
+        p = g.h * g.w
+        continue
+      }
       switch op {
       case .conv(let h, let w, let weights):
         if fullSpatial {
+          // A pair of two images: the weights and the next activation (if any) are applied to
+          // each finished segment while it is in cache (the same operations per entry as one
+          // pass after another). A self-pair records its variances first, so it goes unfused.
+          var fusedMap: (ActivationMap, Int)? = nil
+          if !same, index + 1 < spatial.count, case .activation(let map, let record) = spatial[index + 1] { fusedMap = (map, record) }
+          let (os, ot) = (altS, altT)
+          let isa = self.isa
           Self.separable(s, t, into: altS, altT, h: h, w: w, inputW: g.w, pairedTaps: true, divisor: Double(h.window * w.window),
-                         scratch: mid)
-        } else {
-          let f = Double(h.window * w.window)
-          for oh in 0..<h.output {
-            for ow in 0..<w.output {
-              var accS = 0.0, accT = 0.0
-              for a in 0..<h.window {
-                let ih = h.source(oh, a)
-                if ih < 0 { continue }
-                for b in 0..<w.window {
-                  let iw = w.source(ow, b)
-                  if iw < 0 { continue }
-                  accS += s[ih * g.w + iw]
-                  accT += t[ih * g.w + iw]
-                }
-              }
-              altS[oh * w.output + ow] = accS / f
-              altT[oh * w.output + ow] = accT / f
+                         scratch: mid) { o, oh, ow, oh2 in
+            let sS = os + o, sT = ot + o
+            for e in 0..<out.w { (sS[e], sT[e]) = weights.apply(sS[e], sT[e]) }
+            if let (map, record) = fusedMap {
+              Self.mapRow(isa, map.vectorForm, os + o, ot + o, count: out.w, qi: UnsafePointer(qx) + record + oh * out.w + ow,
+                          qiStride: 0, qj: qy + record + oh2 * out.w)
             }
           }
+          swap(&s, &altS)
+          swap(&t, &altT)
+          if fusedMap != nil { skipNext = true }
+          g = out
+          p = g.h * g.w
+          continue
+        } else {
+          Self.diagonalSeparable(s, t, into: altS, altT, h: h, w: w, inputW: g.w, divisor: Double(h.window * w.window), scratch: mid)
         }
         swap(&s, &altS)
         swap(&t, &altT)
         let n = fullSpatial ? out.h * out.w * out.h * out.w : out.h * out.w
-        for e in 0..<n { (s[e], t[e]) = weights.apply(s[e], t[e]) }
+        let (ws, wt) = (s, t)
+        for e in 0..<n { (ws[e], wt[e]) = weights.apply(ws[e], wt[e]) }
       case .pool(let h, let w, let counts):
         Self.separable(s, t, into: altS, altT, h: h, w: w, inputW: g.w, pairedTaps: false, divisor: 1, scratch: mid)
         swap(&s, &altS)
         swap(&t, &altT)
         let po = out.h * out.w
         counts.withUnsafeBufferPointer { cp in
-          for i in 0..<po { for j in 0..<po { let d = cp[i] * cp[j]; s[i * po + j] /= d; t[i * po + j] /= d } }
+          for i in 0..<po {
+            let rS = s + i * po, rT = t + i * po, ci = cp[i]
+            for j in 0..<po { let d = 1 / (ci * cp[j]); rS[j] *= d; rT[j] *= d }
+          }
         }
       case .activation(let map, let record):
         if same {
           for i in 0..<p { qx[record + i] = fullSpatial ? s[i * p + i] : s[i] }
         }
         let qxr = UnsafePointer(qx) + record, qyr = (same ? UnsafePointer(qx) : qy) + record
+        let kind = map.vectorForm
         if fullSpatial {
+          // Row i: pixel i of x against every pixel of y, a vector at a time; a self-pair's
+          // same-position entry then takes the exact θ = 0 form.
           for i in 0..<p {
-            for j in 0..<p {
-              let e = i * p + j
-              let (sa, dot) = same && i == j ? map.diagonal(s[e]) : map.pair(s[e], qxr[i], qyr[j])
-              s[e] = sa
-              t[e] *= dot
+            let row = i * p
+            let (savedS, savedT) = (s[row + i], t[row + i])
+            Self.mapRow(isa, kind, s + row, t + row, count: p, qi: qxr + i, qiStride: 0, qj: qyr)
+            if same {
+              let (sa, dot) = map.diagonal(savedS)
+              s[row + i] = sa
+              t[row + i] = savedT * dot
             }
           }
-        } else {
+        } else if same {
           for i in 0..<p {
-            let (sa, dot) = same ? map.diagonal(s[i]) : map.pair(s[i], qxr[i], qyr[i])
+            let (sa, dot) = map.diagonal(s[i])
             s[i] = sa
             t[i] *= dot
           }
+        } else {
+          Self.mapRow(isa, kind, s, t, count: p, qi: qxr, qiStride: 1, qj: qyr)
         }
       }
       g = out
@@ -365,65 +398,132 @@ extension Convolutional {
     return (tv, sv)
   }
 
+  /// An activation's pair map over `n` covariances, on the vectors of this CPU (every width
+  /// gives the same bits: `pairMapRow`).
+  @inline(__always)
+  static func mapRow(_ isa: GramISA, _ kind: PairMapKind, _ s: UnsafeMutablePointer<Double>, _ t: UnsafeMutablePointer<Double>, count n: Int,
+                     qi: UnsafePointer<Double>, qiStride: Int, qj: UnsafePointer<Double>) {
+    if isa == .avx512 {
+      AVX512.pairMapRow(kind, s: s, t: t, count: n, qi: qi, qiStride: qiStride, qj: qj)
+    } else {
+      pairMapRow(Lanes.self, kind, s: s, t: t, count: n, qi: qi, qiStride: qiStride, qj: qj)
+    }
+  }
+
+  /// A convolution's window over same-position covariances (`Σ[p]`, `Θ[p]` of the input grid):
+  /// the height taps into `scratch` (`h.output × inputW`), then the width taps, each entry's
+  /// taps in ascending order, then multiplied by `1/divisor`.
+  static func diagonalSeparable(_ s: UnsafeMutablePointer<Double>, _ t: UnsafeMutablePointer<Double>,
+                                into outS: UnsafeMutablePointer<Double>, _ outT: UnsafeMutablePointer<Double>,
+                                h: Axis, w: Axis, inputW: Int, divisor: Double,
+                                scratch: (UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>)) {
+    let (ms, mt) = scratch
+    let wi = inputW, wo = w.output
+    for oh in 0..<h.output {
+      let mS = ms + oh * wi, mT = mt + oh * wi
+      for iw in 0..<wi { mS[iw] = 0; mT[iw] = 0 }
+      for a in 0..<h.window {
+        let ih = h.source(oh, a)
+        if ih < 0 { continue }
+        let sS = UnsafePointer(s + ih * wi), sT = UnsafePointer(t + ih * wi)
+        for iw in 0..<wi { mS[iw] += sS[iw]; mT[iw] += sT[iw] }
+      }
+      let dS = outS + oh * wo, dT = outT + oh * wo
+      for ow in 0..<wo { dS[ow] = 0; dT[ow] = 0 }
+      for b in 0..<w.window {
+        let (lo, hi, offset) = w.contiguous(b)
+        if let offset {
+          let sS = UnsafePointer(mS + offset), sT = UnsafePointer(mT + offset)
+          for ow in lo..<max(lo, hi) { dS[ow] += sS[ow]; dT[ow] += sT[ow] }
+        } else {
+          for ow in 0..<wo {
+            let iw = w.source(ow, b)
+            if iw < 0 { continue }
+            dS[ow] += mS[iw]
+            dT[ow] += mT[iw]
+          }
+        }
+      }
+      let scale = 1 / divisor
+      for ow in 0..<wo { dS[ow] *= scale; dT[ow] *= scale }
+    }
+  }
+
   /// A separable window over the full pixel-pair covariances (`Σ`, `Θ` of the input grid,
-  /// `h.input × inputW`): first the height taps into `scratch`, then the width taps into `out`.
-  /// `pairedTaps` (a convolution's shared weights): both pixels take the same tap, sum of
+  /// `h.input × inputW`): the height taps, then the width taps, one output row `oh` at a time
+  /// so that the intermediate slab (`inputW × h.output·inputW` values, in `scratch`) stays in
+  /// cache. `pairedTaps` (a convolution's shared weights): both pixels take the same tap,
   /// `window` terms per axis; otherwise (pooling) every tap of one pixel with every tap of the
-  /// other, `window²` terms. The result is divided by `divisor`.
+  /// other, `window²` terms. Each entry sums its taps in ascending order, then is multiplied by
+  /// `1/divisor`; `segment(o, ow, oh')` then sees the `w.output` finished entries of output row
+  /// `(oh, ow)` for `oh'`, starting at `o` (a fused next step: weights, activation).
+  @inline(__always)
   static func separable(_ s: UnsafeMutablePointer<Double>, _ t: UnsafeMutablePointer<Double>,
                         into outS: UnsafeMutablePointer<Double>, _ outT: UnsafeMutablePointer<Double>,
                         h: Axis, w: Axis, inputW: Int, pairedTaps: Bool, divisor: Double,
-                        scratch: (UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>)) {
+                        scratch: (UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>),
+                        segment: (_ o: Int, _ oh: Int, _ ow: Int, _ oh2: Int) -> Void = { _, _, _, _ in }) {
     let (ms, mt) = scratch
     let wi = inputW, ho = h.output, wo = w.output
     let pin = h.input * wi
     let pmid = ho * wi
-    // Height: m[(oh, w), (oh', w')] from s[(ih, w), (ih', w')].
+    let pout = ho * wo
+    let scale = 1 / divisor
     for oh in 0..<ho {
-      for oh2 in 0..<ho {
-        for iw in 0..<wi {
-          let row = (oh * wi + iw) * pmid + oh2 * wi
-          for iw2 in 0..<wi { ms[row + iw2] = 0; mt[row + iw2] = 0 }
+      // Height: m[(w), (oh', w')] = Σ_taps s[(ih, w), (ih', w')] for this oh.
+      for iw in 0..<wi {
+        for oh2 in 0..<ho {
+          // Pointers to the rows, so that the inner loops carry no index arithmetic (vectorised).
+          let mS = ms + (iw * pmid + oh2 * wi), mT = mt + (iw * pmid + oh2 * wi)
+          for iw2 in 0..<wi { mS[iw2] = 0; mT[iw2] = 0 }
           for a in 0..<h.window {
             let ih = h.source(oh, a)
             if ih < 0 { continue }
-            let taps = pairedTaps ? a ..< a + 1 : 0 ..< h.window
-            for a2 in taps {
+            for a2 in (pairedTaps ? a ..< a + 1 : 0 ..< h.window) {
               let ih2 = h.source(oh2, a2)
               if ih2 < 0 { continue }
               let src = (ih * wi + iw) * pin + ih2 * wi
+              let sS = UnsafePointer(s + src), sT = UnsafePointer(t + src)
               for iw2 in 0..<wi {
-                ms[row + iw2] += s[src + iw2]
-                mt[row + iw2] += t[src + iw2]
+                mS[iw2] += sS[iw2]
+                mT[iw2] += sT[iw2]
               }
             }
           }
         }
       }
-    }
-    // Width: out[(oh, ow), (oh', ow')] from m[(oh, iw), (oh', iw')].
-    let pout = ho * wo
-    for oh in 0..<ho {
+      // Width: out[(oh, ow), (oh', ow')] = Σ_taps m[(iw), (oh', iw')], a row of ow' at a time.
       for ow in 0..<wo {
         for oh2 in 0..<ho {
-          for ow2 in 0..<wo {
-            var accS = 0.0, accT = 0.0
-            for b in 0..<w.window {
-              let iw = w.source(ow, b)
-              if iw < 0 { continue }
-              let taps = pairedTaps ? b ..< b + 1 : 0 ..< w.window
-              for b2 in taps {
-                let iw2 = w.source(ow2, b2)
-                if iw2 < 0 { continue }
-                let e = (oh * wi + iw) * pmid + oh2 * wi + iw2
-                accS += ms[e]
-                accT += mt[e]
+          let o = (oh * wo + ow) * pout + oh2 * wo
+          let dS = outS + o, dT = outT + o
+          for ow2 in 0..<wo { dS[ow2] = 0; dT[ow2] = 0 }
+          for b in 0..<w.window {
+            let iw = w.source(ow, b)
+            if iw < 0 { continue }
+            let e = iw * pmid + oh2 * wi
+            for b2 in (pairedTaps ? b ..< b + 1 : 0 ..< w.window) {
+              let (lo, hi, offset) = w.contiguous(b2)
+              if let offset {
+                // Stride 1, no wrap: ow' in lo..<hi reads iw' = ow' + offset.
+                let sS = UnsafePointer(ms + (e + offset)), sT = UnsafePointer(mt + (e + offset))
+                for ow2 in lo..<max(lo, hi) {
+                  dS[ow2] += sS[ow2]
+                  dT[ow2] += sT[ow2]
+                }
+              } else {
+                let sS = UnsafePointer(ms + e), sT = UnsafePointer(mt + e)
+                for ow2 in 0..<wo {
+                  let iw2 = w.source(ow2, b2)
+                  if iw2 < 0 { continue }
+                  dS[ow2] += sS[iw2]
+                  dT[ow2] += sT[iw2]
+                }
               }
             }
-            let o = (oh * wo + ow) * pout + oh2 * wo + ow2
-            outS[o] = accS / divisor
-            outT[o] = accT / divisor
           }
+          if divisor != 1 { for ow2 in 0..<wo { dS[ow2] *= scale; dT[ow2] *= scale } }
+          segment(o, oh, ow, oh2)
         }
       }
     }
@@ -455,7 +555,11 @@ extension Convolutional: GramKernel {
     }
     let p0 = Double(grids[0].h * grids[0].w)
     cost += 2 * Double(inputShape[2]) * (fullSpatial ? p0 * p0 : p0)
-    return cost
+    // Operations are not all equal: the windows stream covariances that outgrow the caches
+    // (full path) and run in short rows (same-position path). The factors make the cost
+    // comparable with the fully-connected kernel's (whose operations run from registers), as
+    // measured for five 3×3 layers on 28×28 images (docs/performance.md).
+    return cost * (fullSpatial ? 5.5 : 2)
   }
 
   public func preparedBytesPerSample(inputFeatures: Int) -> Int { (inputFeatures + recordCount + 3) * 8 }
@@ -606,8 +710,9 @@ extension Convolutional {
                 accT += t[ih * g.w + iw][jh * g.w + jw]
               } }
             } }
-            ns[i][j] = accS / (divisors[i] * divisors[j])
-            nt[i][j] = accT / (divisors[i] * divisors[j])
+            let d = 1 / (divisors[i] * divisors[j])
+            ns[i][j] = accS * d
+            nt[i][j] = accT * d
           }
         }
       case .activation(let map, let record):

@@ -324,3 +324,72 @@ public enum PairMapKind: Sendable {
 }
 
 extension ABReLUPair: Sendable {}
+
+// MARK: - Pair maps over rows of covariances (the convolutional kernels)
+
+extension ABReLUPair {
+  /// `pair` with a vector of row variances (lane-wise the same operations).
+  @inlinable @inline(__always)
+  public func pair<V: RecursionVector>(_ s: V, lanes qi: V, _ qj: V) -> (V, V) {
+    let e = qi * qj - s * s
+    let r = V.sqrt(V.max(e, V(repeating: 0)))
+    let theta = vectorAtan2(r, s)
+    let dot = even - angular * theta
+    return (angular * r + dot * s, dot)
+  }
+}
+
+extension ErfPair {
+  @inlinable @inline(__always)
+  public func pair<V: RecursionVector>(_ s: V, lanes qi: V, _ qj: V) -> (V, V) {
+    let one = V(repeating: 1), two = V(repeating: 2), four = V(repeating: 4)
+    let pi: V = one + two * qi, pj: V = one + two * qj
+    let s4: V = four * s * s
+    let e: V = pi * pj - s4
+    let r = V.sqrt(V.max(e, V(repeating: 0)))
+    return (2 / Double.pi * vectorAtan2(2 * s, r), 4 / Double.pi / r)
+  }
+}
+
+/// Applies an activation's pair map to `n` covariances in place: `s[j] ← Σ′`, `t[j] ← t[j]·Σ̇`,
+/// with row variances `qi[j]` (`qiStride` 0: one variance for the whole row) and column
+/// variances `qj[j]`. The last partial vector goes through a padded copy, so that every entry
+/// takes the same lane-wise operations whatever the vector width: AVX2 and AVX-512 give the
+/// same bits.
+@inlinable @inline(__always)
+public func pairMapRow<V: RecursionVector>(_: V.Type, _ kind: PairMapKind, s: UnsafeMutablePointer<Double>,
+                                           t: UnsafeMutablePointer<Double>, count n: Int,
+                                           qi: UnsafePointer<Double>, qiStride: Int, qj: UnsafePointer<Double>) {
+  switch kind {
+  case .abReLU(let map): pairMapRow(V.self, s: s, t: t, count: n, qi: qi, qiStride: qiStride, qj: qj) { map.pair($0, lanes: $1, $2) }
+  case .erf: pairMapRow(V.self, s: s, t: t, count: n, qi: qi, qiStride: qiStride, qj: qj) { ErfPair().pair($0, lanes: $1, $2) }
+  case .identity: return
+  }
+}
+
+@inlinable @inline(__always)
+func pairMapRow<V: RecursionVector>(_: V.Type, s: UnsafeMutablePointer<Double>, t: UnsafeMutablePointer<Double>, count n: Int,
+                                    qi: UnsafePointer<Double>, qiStride: Int, qj: UnsafePointer<Double>,
+                                    _ map: (V, V, V) -> (V, V)) {
+  let w = V.scalarCount
+  @inline(__always) func load(_ p: UnsafePointer<Double>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+  @inline(__always) func store(_ v: V, _ p: UnsafeMutablePointer<Double>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
+  var j = 0
+  while j + w <= n {
+    let q = qiStride == 0 ? V(repeating: qi[0]) : load(qi + j)
+    let (sa, dot) = map(load(s + j), q, load(qj + j))
+    store(sa, s + j)
+    store(load(t + j) * dot, t + j)
+    j += w
+  }
+  if j < n {
+    var sv = V(repeating: 0), tv = V(repeating: 0), qv = V(repeating: 1), qjv = V(repeating: 1)
+    for l in 0..<(n - j) {
+      sv[l] = s[j + l]; tv[l] = t[j + l]; qjv[l] = qj[j + l]
+      qv[l] = qiStride == 0 ? qi[0] : qi[j + l]
+    }
+    let (sa, dot) = map(sv, qv, qjv)
+    let tn = tv * dot
+    for l in 0..<(n - j) { s[j + l] = sa[l]; t[j + l] = tn[l] }
+  }
+}

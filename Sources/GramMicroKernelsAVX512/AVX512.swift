@@ -50,3 +50,11 @@ extension AVX512 {
     shape.run(columns: columns, diagonal: diagonal)
   }
 }
+
+extension AVX512 {
+  /// An activation's pair map over a row of covariances on 8-double vectors (see `pairMapRow`).
+  public static func pairMapRow(_ kind: PairMapKind, s: UnsafeMutablePointer<Double>, t: UnsafeMutablePointer<Double>, count n: Int,
+                                qi: UnsafePointer<Double>, qiStride: Int, qj: UnsafePointer<Double>) {
+    GramMicroKernels.pairMapRow(SIMD8<Double>.self, kind, s: s, t: t, count: n, qi: qi, qiStride: qiStride, qj: qj)
+  }
+}

@@ -24,6 +24,25 @@ public struct Network: Sendable, Equatable {
     return Network(layers: layers + [.dense(readout)])
   }
 
+  /// Named networks (`[kernel] preset`). The Myrtle family of neural-tangents' Myrtle
+  /// notebook (Shankar et al. 2020): `[conv 3×3 SAME, relu] × a`, 2×2/2 average pooling,
+  /// `× b`, pooling, `× c`, then the final average to one pixel and a dense readout, with
+  /// `W_std = √2`, `b_std = 0`; (a, b, c) = (2, 1, 1), (2, 2, 2), (3, 3, 3) for depths 5, 7, 10.
+  /// On 32×32 images the notebook's three closing 2×2 pools (8 → 4 → 2 → 1) are exactly a
+  /// global average; here the close is `global_avg_pool` whatever the input size, so 28×28
+  /// images go 28 → 14 → 7 → the average of the 7×7 map.
+  public static let presets = ["myrtle5": (2, 1, 1), "myrtle7": (2, 2, 2), "myrtle10": (3, 3, 3)]
+
+  public static func preset(_ name: String, parameterization: Parameterization = .ntk, width: Int = 1) -> Network? {
+    guard let (a, b, c) = presets[name] else { return nil }
+    let conv = Layer.conv(Affine(wStd: 2.0.squareRoot(), bStd: 0, width: width, parameterization: parameterization),
+                          Window(size: [3, 3], strides: [1, 1], padding: .same))
+    let pool = Layer.avgPool(Window(size: [2, 2], strides: [2, 2], padding: .valid), normalizeEdges: false)
+    let stage = { (k: Int) in Array(repeating: [conv, Layer.activation(.relu)], count: k).flatMap { $0 } }
+    let readout = Layer.dense(Affine(wStd: 2.0.squareRoot(), bStd: 0, width: 1, parameterization: parameterization))
+    return Network(layers: stage(a) + [pool] + stage(b) + [pool] + stage(c) + [.globalAvgPool, readout])
+  }
+
   // MARK: Reading
 
   /// Reads layer tables, checking every key: the type, unknown keys, missing required

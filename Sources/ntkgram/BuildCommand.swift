@@ -27,6 +27,8 @@ struct KernelOptions: ParsableArguments {
   var gramPrecision: String?
   @Option(help: "The network as a layer list: JSON (as in a kernel file's network attribute) or a .json file holding it. Replaces the shorthand flags.")
   var layers: String?
+  @Option(help: "A named network: myrtle5, myrtle7 or myrtle10 (neural-tangents' Myrtle family, closing with a global average pool; README).")
+  var preset: String?
 
   var flags: KernelFlags {
     var f = KernelFlags()
@@ -40,6 +42,7 @@ struct KernelOptions: ParsableArguments {
     f.width = width
     f.gramPrecision = gramPrecision
     f.layers = layers
+    f.preset = preset
     return f
   }
 }

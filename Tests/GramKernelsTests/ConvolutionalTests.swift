@@ -141,4 +141,31 @@ struct ConvolutionalTests {
       #expect(abs(r.ntk - c.ntk_k11_diag_exact[i]) <= 1e-13 * abs(c.ntk_k11_diag_exact[i]), "\(c.name) reference diagonal")
     }
   }
+
+  @Test("AVX2 and AVX-512 give the same bits, and an entry does not depend on its tile", arguments: 0..<7)
+  func instructionSetsAndTiles(caseIndex: Int) throws {
+    let f = Self.figures
+    let c = f.cases[caseIndex]
+    let (x1, shape) = f.images(c.inputs[0])
+    let (x2, _) = f.images(c.inputs[1])
+    var kernel = try #require(try KernelFactory.make(network: c.network, inputShape: shape, gramPrecision: .float64) as? Convolutional)
+    let rows = x1 + x2
+    kernel.isa = .avx2
+    let narrow = kernelMatrices(kernel, rows, rows)
+    if GramISA.avx512.isSupported {
+      kernel.isa = .avx512
+      let wide = kernelMatrices(kernel, rows, rows)
+      #expect(wide.ntk.flatMap { $0 }.map(\.bitPattern) == narrow.ntk.flatMap { $0 }.map(\.bitPattern), "\(c.name) ntk")
+      #expect(wide.nngp.flatMap { $0 }.map(\.bitPattern) == narrow.nngp.flatMap { $0 }.map(\.bitPattern), "\(c.name) nngp")
+    }
+    let upper = kernelMatrices(kernel, rows, rows, upper: true)
+    let n = rows.count
+    let part = kernelMatrices(kernel, Array(rows[1..<3]), Array(rows[1..<n]))
+    for i in 0..<2 { for j in 0..<(n - 1) {
+      #expect(part.ntk[i][j].bitPattern == narrow.ntk[i + 1][j + 1].bitPattern)
+    } }
+    for i in rows.indices { for j in rows.indices where j >= i {
+      #expect(upper.ntk[i][j].bitPattern == narrow.ntk[i][j].bitPattern && upper.nngp[i][j].bitPattern == narrow.nngp[i][j].bitPattern)
+    } }
+  }
 }

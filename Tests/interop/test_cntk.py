@@ -99,3 +99,49 @@ def test_convolutional_matches_neural_tangents(tmp_path, name):
     assert "verified" in ntkgram("verify", tmp_path / "k.h5", "--samples", 30).stdout
     info = ntkgram("info", tmp_path / "k.h5").stdout
     assert ("full pixel-pair" in info) == any(l["type"] in ("avg_pool", "global_avg_pool") for l in layers)
+
+
+def test_cntk_killed_build_resumes_to_the_same_bytes_and_verify_catches_tampering(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import binary
+
+    rng = np.random.default_rng(8)
+    np.save(tmp_path / "x.npy", rng.standard_normal((48, 12, 11, 1)))
+    layers = json.dumps([
+        conv(2, [3, 3], padding="SAME", W_std=1.4, b_std=0.1), {"type": "relu"},
+        {"type": "avg_pool", "window": [2, 2], "strides": [2, 2]}, conv(2, [3, 3], padding="SAME", W_std=1.4, b_std=0.1),
+        {"type": "relu"}, {"type": "global_avg_pool"}, {"type": "dense", "width": 1}])
+    args = ["build", "--train", tmp_path / "x.npy", "--layers", layers, "--dtype", "float64", "--tile", 3]
+    ntkgram(*args, "--out", tmp_path / "straight.h5", "--quiet")
+    # Two ranks, one killed with SIGKILL once some tiles are checkpointed.
+    out, tiles = tmp_path / "k.h5", tmp_path / "k.tiles"
+    p = subprocess.Popen(["mpirun", "--oversubscribe", "-np", "2", binary(), *map(str, args), "--out", str(out), "--quiet"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    killed = False
+    deadline = time.time() + 120
+    while p.poll() is None and time.time() < deadline:
+        done = [n for n in os.listdir(tiles) if n.startswith("tile-")] if tiles.exists() else []
+        if len(done) >= 6:
+            ranks = subprocess.run(["pgrep", "-P", str(p.pid), "ntkgram"], capture_output=True, text=True).stdout.split()
+            if ranks:
+                os.kill(int(ranks[-1]), signal.SIGKILL)
+                killed = True
+                break
+        time.sleep(0.02)
+    p.communicate(timeout=120)
+    assert killed and p.returncode != 0 and not out.exists()
+    # Resume on one rank: the same bytes as the uninterrupted build.
+    r = ntkgram(*args, "--out", out)
+    assert "reused" in r.stderr
+    with h5py.File(tmp_path / "straight.h5", "r") as a, h5py.File(out, "r") as b:
+        for name in ("/train/ntk", "/train/nngp"):
+            assert a[name][...].tobytes() == b[name][...].tobytes()
+    assert "verified" in ntkgram("verify", out, "--samples", 20).stdout
+    with h5py.File(out, "a") as f:
+        f["/train/ntk"][5, 7] += 1e-9
+    r = ntkgram("verify", out, "--samples", 0, check=False)
+    assert r.returncode != 0 and "checksum" in r.stderr
