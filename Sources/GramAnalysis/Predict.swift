@@ -24,6 +24,7 @@ public struct Predictor {
   /// Accuracy per ridge value when the kernel file has test labels and the solution classes.
   public func run() throws -> [Double?] {
     let (alpha, shape, classes, kernel) = try comm.collectively { () -> (DenseBlock, [Int], [Int64]?, String) in
+      try refuseOverwritingInputs(output: out, inputs: [(solution, "the solution file"), (kernelFile, "the kernel file")])
       if FileManager.default.fileExists(atPath: out) && !force { throw StorageError(out, "already exists (use --force to replace it)") }
       let f = try H5File.open(solution)
       guard f.exists("/alpha") else { throw StorageError(solution, "has no /alpha: not a solution file") }

@@ -128,6 +128,11 @@ public struct SolveDriver {
     guard KernelFileLayout.kernelNames.contains(settings.kernelName) else {
       throw AnalysisError("unknown kernel '\(settings.kernelName)' (valid: \(KernelFileLayout.kernelNames.joined(separator: ", ")))")
     }
+    var inputs: [(String, String)] = [(settings.kernelFile, "the kernel file")]
+    if let t = settings.targets { inputs.append((t, "the targets")) }
+    if let t = settings.testTargets { inputs.append((t, "the test targets")) }
+    try refuseOverwritingInputs(output: settings.out, inputs: inputs)
+    if let m = settings.metrics { try refuseOverwritingInputs(output: m, inputs: inputs + [(settings.out, "the solution file")]) }
     if FileManager.default.fileExists(atPath: settings.out) && !settings.force {
       throw StorageError(settings.out, "already exists (use --force to replace it)")
     }

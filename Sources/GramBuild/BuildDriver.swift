@@ -132,6 +132,15 @@ public struct BuildDriver {
   }
 
   func checkOutputPath() throws {
+    var inputs: [(String, String)] = [(settings.train.samples, "the training data"), (settings.checkpointFolder, "the checkpoint folder")]
+    if let l = settings.train.labels { inputs.append((l, "the training labels")) }
+    if let t = settings.test { inputs.append((t.samples, "the test data")) }
+    if let l = settings.test?.labels { inputs.append((l, "the test labels")) }
+    if let a = settings.against { inputs.append((a.path, "the training kernel (--against)")) }
+    try refuseOverwritingInputs(output: settings.out, inputs: inputs)
+    for (path, what) in inputs.dropFirst(2) + inputs.prefix(1) where samePath(settings.checkpointFolder, path) {
+      throw StorageError(settings.checkpointFolder, "the checkpoint folder is also \(what); refusing to use it")
+    }
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: settings.out, isDirectory: &isDirectory) {
       if isDirectory.boolValue { throw StorageError(settings.out, "is a directory") }

@@ -97,6 +97,14 @@ def test_convolutional_matches_neural_tangents(tmp_path, name):
             assert np.array_equal(ours, ours.T)
             assert relative_error(f[f"/test/{kernel}"][...], np.asarray(getattr(ref_test, kernel))).max() <= 1e-12
     assert "verified" in ntkgram("verify", tmp_path / "k.h5", "--samples", 30).stdout
+    # float32 storage: the float64 values rounded once (computation is float64 either way).
+    ntkgram("build", "--train", tmp_path / "x.npy", "--test", tmp_path / "t.npy", "--layers", json.dumps(layers),
+            "--dtype", "float32", "--tile", 5, "--out", tmp_path / "k32.h5", "--quiet")
+    with h5py.File(tmp_path / "k.h5", "r") as f64, h5py.File(tmp_path / "k32.h5", "r") as f32:
+        for name in ("/train/ntk", "/train/nngp", "/test/ntk", "/test/nngp"):
+            a, b = f32[name][...], f64[name][...]
+            assert a.dtype == np.float32 and np.array_equal(a, b.astype(np.float32))
+            assert relative_error(a.astype(np.float64), b).max() <= 1e-6
     info = ntkgram("info", tmp_path / "k.h5").stdout
     assert ("full pixel-pair" in info) == any(l["type"] in ("avg_pool", "global_avg_pool") for l in layers)
 
