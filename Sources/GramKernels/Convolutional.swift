@@ -385,17 +385,27 @@ extension Convolutional {
       sv /= Double(p * p)
       tv /= Double(p * p)
     }
+    (sv, tv) = applyTail(sv, tv, same: same, qx: { qx[$0] }, qy: { qy[$0] }, record: { qx[$0] = $1 })
+    return (tv, sv)
+  }
+
+  /// The layers after the collapse, on one pair's `(Σ, Θ)`: dense layers and activations (a
+  /// self-pair records its variance before each activation through `record`).
+  @inline(__always)
+  func applyTail(_ s: Double, _ t: Double, same: Bool, qx: (Int) -> Double, qy: (Int) -> Double,
+                 record: (Int, Double) -> Void) -> (Double, Double) {
+    var (sv, tv) = (s, t)
     for op in tail {
       switch op {
       case .dense(let weights): (sv, tv) = weights.apply(sv, tv)
-      case .activation(let map, let record):
-        if same { qx[record] = sv }
-        let (sa, dot) = same ? map.diagonal(sv) : map.pair(sv, qx[record], qy[record])
+      case .activation(let map, let index):
+        if same { record(index, sv) }
+        let (sa, dot) = same ? map.diagonal(sv) : map.pair(sv, qx(index), qy(index))
         sv = sa
         tv *= dot
       }
     }
-    return (tv, sv)
+    return (sv, tv)
   }
 
   /// An activation's pair map over `n` covariances, on the vectors of this CPU (every width
@@ -741,16 +751,9 @@ extension Convolutional {
       for i in 0..<p { for j in 0..<p { sv += s[i][j]; tv += t[i][j] } }
       sv /= Double(p * p); tv /= Double(p * p)
     }
-    for op in tail {
-      switch op {
-      case .dense(let weights): (sv, tv) = weights.apply(sv, tv)
-      case .activation(let map, let record):
-        if same { qx[record] = sv }
-        let (sa, dot) = same ? map.diagonal(sv) : map.pair(sv, qx[record], qy[record])
-        sv = sa
-        tv *= dot
-      }
-    }
+    var recorded = qx
+    (sv, tv) = applyTail(sv, tv, same: same, qx: { recorded[$0] }, qy: { qy[$0] }, record: { recorded[$0] = $1 })
+    qx = recorded
     return (sv, tv)
   }
 }

@@ -80,7 +80,7 @@ public struct FullyConnected: Sendable, Equatable {
         previous = (k, true)
       case .conv, .avgPool, .globalAvgPool:
         throw NetworkError(position: k, layerType: layer.typeName,
-                           "not implemented yet (convolutions and pooling come with the convolutional kernels)")
+                           "the fully-connected kernel takes no convolution or pooling (KernelFactory makes the convolutional one)")
       }
     }
     guard let last = previous else { throw NetworkError(position: nil, "the network has no dense layer") }

@@ -165,11 +165,16 @@ struct BuildDriverTests {
       }
     }
     expectFailure(s, ranks: 2, "job.toml: kernel.layers[0] (conv): a convolution needs images")
-    // With the shape given, the convolution is refused as not implemented yet (3×3 = 9 features).
-    s.inputShape = [3, 3, 1]
-    expectFailure(s, ranks: 1, "kernel.layers[0] (conv): not implemented yet")
     s.inputShape = [2, 2, 2]
     expectFailure(s, ranks: 1, "job.toml: input shape 2,2,2 has 8 values per sample, the data has 9 features")
+    var twoActivations = s
+    twoActivations.network = Network(layers: conv.layers.prefix(2) + [.activation(.erf)] + conv.layers.dropFirst(2))
+    twoActivations.inputShape = [3, 3, 1]
+    expectFailure(twoActivations, ranks: 1, "job.toml: kernel.layers[2] (erf): two activations in a row are not implemented")
     #expect(try FileManager.default.contentsOfDirectory(atPath: d).sorted() == before)
+    // With the shape given (3×3×1 = 9 features), the convolutional kernel builds.
+    s.inputShape = [3, 3, 1]
+    let built = try Self.build(s, ranks: 2)
+    #expect(built.trainCount == 41 && FileManager.default.fileExists(atPath: d + "/k.h5"))
   }
 }

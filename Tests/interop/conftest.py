@@ -37,6 +37,33 @@ def nt_kernel_fn(depth, activation, W_std, b_std, parameterization="ntk", width=
     return jax.jit(kernel_fn, static_argnames="get")
 
 
+def nt_layer_list(layers):
+    """A jit-compiled neural-tangents kernel_fn of an ntkgram layer list (the `network` JSON)."""
+    out = []
+    for layer in layers:
+        t = layer["type"]
+        b = layer.get("b_std", None)
+        b = None if b == "none" else b
+        p = layer.get("parameterization", "ntk")
+        if t == "dense":
+            out.append(stax.Dense(layer["width"], layer.get("W_std", 1.0), b, parameterization=p))
+        elif t == "conv":
+            out.append(stax.Conv(layer["width"], tuple(layer["filter"]), strides=tuple(layer.get("strides", [1, 1])),
+                                 padding=layer.get("padding", "VALID"), W_std=layer.get("W_std", 1.0), b_std=b, parameterization=p))
+        elif t == "avg_pool":
+            out.append(stax.AvgPool(tuple(layer["window"]), strides=tuple(layer.get("strides", [1, 1])),
+                                    padding=layer.get("padding", "VALID"), normalize_edges=layer.get("normalize_edges", False)))
+        elif t == "global_avg_pool":
+            out.append(stax.GlobalAvgPool())
+        elif t == "flatten":
+            out.append(stax.Flatten())
+        elif t == "leaky_relu":
+            out.append(stax.LeakyRelu(layer["slope"]))
+        else:
+            out.append({"relu": stax.Relu(), "erf": stax.Erf(), "abs": stax.Abs(), "identity": stax.Identity()}[t])
+    return jax.jit(stax.serial(*out)[2], static_argnames="get")
+
+
 def relative_error(ours, ref):
     """|a − b| / (|b| + 0.01·max|K|), the project's measure."""
     return np.abs(ours - ref) / (np.abs(ref) + 0.01 * np.abs(ref).max())

@@ -5,38 +5,10 @@ parameterization, global average pooling and flatten readouts."""
 import json
 
 import h5py
-import jax
 import numpy as np
 import pytest
-from neural_tangents import stax
 
-from conftest import ntkgram, relative_error
-
-
-def nt_network(layers):
-    out = []
-    for layer in layers:
-        t = layer["type"]
-        b = layer.get("b_std", None)
-        b = None if b == "none" else b
-        if t == "conv":
-            out.append(stax.Conv(layer["width"], tuple(layer["filter"]), strides=tuple(layer.get("strides", [1, 1])),
-                                 padding=layer.get("padding", "VALID"), W_std=layer.get("W_std", 1.0), b_std=b,
-                                 parameterization=layer.get("parameterization", "ntk")))
-        elif t == "dense":
-            out.append(stax.Dense(layer["width"], layer.get("W_std", 1.0), b, parameterization=layer.get("parameterization", "ntk")))
-        elif t == "avg_pool":
-            out.append(stax.AvgPool(tuple(layer["window"]), strides=tuple(layer.get("strides", [1, 1])),
-                                    padding=layer.get("padding", "VALID"), normalize_edges=layer.get("normalize_edges", False)))
-        elif t == "global_avg_pool":
-            out.append(stax.GlobalAvgPool())
-        elif t == "flatten":
-            out.append(stax.Flatten())
-        elif t == "leaky_relu":
-            out.append(stax.LeakyRelu(layer["slope"]))
-        else:
-            out.append({"relu": stax.Relu(), "erf": stax.Erf(), "abs": stax.Abs(), "identity": stax.Identity()}[t])
-    return jax.jit(stax.serial(*out)[2], static_argnames="get")
+from conftest import nt_layer_list, ntkgram, relative_error
 
 
 def conv(width, filt, **kw):
@@ -80,7 +52,7 @@ def test_convolutional_matches_neural_tangents(tmp_path, name):
     np.save(tmp_path / "t.npy", t)
     ntkgram("build", "--train", tmp_path / "x.npy", "--test", tmp_path / "t.npy", "--layers", json.dumps(layers),
             "--dtype", "float64", "--tile", 4, "--out", tmp_path / "k.h5", "--quiet")
-    kfn = nt_network(layers)
+    kfn = nt_layer_list(layers)
     ref_train = kfn(x, None, ("nngp", "ntk"))
     ref_test = kfn(t, x, ("nngp", "ntk"))
     off = ~np.eye(9, dtype=bool)

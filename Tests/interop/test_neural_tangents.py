@@ -2,12 +2,10 @@
 import json
 
 import h5py
-import jax
 import numpy as np
 import pytest
-from neural_tangents import stax
 
-from conftest import nt_kernel_fn, ntkgram, relative_error
+from conftest import nt_kernel_fn, nt_layer_list, ntkgram, relative_error
 
 
 def off_diagonal(a):
@@ -114,23 +112,6 @@ LAYERS = [
 ]
 
 
-def nt_layers(layers, default_parameterization="ntk"):
-    out = []
-    for layer in layers:
-        t = layer["type"]
-        if t == "dense":
-            b = layer.get("b_std", None)
-            out.append(stax.Dense(layer["width"], layer.get("W_std", 1.0), None if b == "none" else b,
-                                  parameterization=layer.get("parameterization", default_parameterization)))
-        elif t == "flatten":
-            out.append(stax.Flatten())
-        elif t == "leaky_relu":
-            out.append(stax.LeakyRelu(layer["slope"]))
-        else:
-            out.append({"relu": stax.Relu(), "erf": stax.Erf(), "abs": stax.Abs(), "identity": stax.Identity()}[t])
-    return jax.jit(stax.serial(*out)[2], static_argnames="get")
-
-
 def test_layer_list_matches_neural_tangents(tmp_path):
     rng = np.random.default_rng(77)
     x = rng.standard_normal((130, 30))
@@ -139,7 +120,7 @@ def test_layer_list_matches_neural_tangents(tmp_path):
     np.save(tmp_path / "t.npy", t)
     ntkgram("build", "--train", tmp_path / "x.npy", "--test", tmp_path / "t.npy", "--layers", json.dumps(LAYERS),
             "--dtype", "float64", "--tile", 29, "--out", tmp_path / "k.h5", "--quiet")
-    kfn = nt_layers(LAYERS)
+    kfn = nt_layer_list(LAYERS)
     ref_train = kfn(x, None, ("nngp", "ntk"))
     ref_test = kfn(t, x, ("nngp", "ntk"))
     with h5py.File(tmp_path / "k.h5", "r") as f:
@@ -170,7 +151,7 @@ def test_images_keep_their_shape_and_dense_sees_them_flat(tmp_path):
         "[[kernel.layers]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in layer.items()) for layer in layers) +
         '[build]\nout = "k.h5"\ndtype = "float64"\n')
     ntkgram("build", job, "--quiet")
-    ref = nt_layers(layers)(x, None, ("nngp", "ntk"))
+    ref = nt_layer_list(layers)(x, None, ("nngp", "ntk"))
     with h5py.File(tmp_path / "k.h5", "r") as f:
         assert list(f.attrs["input_shape"]) == [6, 5, 2]
         assert json.loads(f.attrs["network"])[0] == {"type": "flatten"}
