@@ -675,80 +675,90 @@ extension Convolutional {
   private func run(_ x: [Double], _ y: [Double], same: Bool, qx: inout [Double], qy: [Double]) -> (Double, Double) {
     let c = inputShape[2]
     var g = grids[0]
-    // S[i][j] over pixels i of x and j of y (i == j only, on the diagonal path).
-    var s = [[Double]](repeating: [Double](repeating: 0, count: g.h * g.w), count: g.h * g.w)
-    for i in 0..<(g.h * g.w) {
-      for j in 0..<(g.h * g.w) where fullSpatial || i == j {
+    var p = g.h * g.w
+    // S[i·P + j] over pixels i of x and j of y (i == j only, on the diagonal path).
+    var s = [Double](repeating: 0, count: p * p)
+    for i in 0..<p {
+      for j in 0..<p where fullSpatial || i == j {
         var acc = 0.0
         for k in 0..<c { acc += x[i * c + k] * y[j * c + k] }
-        s[i][j] = acc / Double(c)
+        s[i * p + j] = acc / Double(c)
       }
     }
-    var t = s.map { $0.map { _ in 0.0 } }
+    var t = [Double](repeating: 0, count: p * p)
     for (index, op) in spatial.enumerated() {
       let out = grids[index + 1]
       let po = out.h * out.w
-      var ns = [[Double]](repeating: [Double](repeating: 0, count: po), count: po), nt = ns
+      var ns = [Double](repeating: 0, count: po * po), nt = ns
+      /// taps[o]: the input pixel of every tap (a, b) of output pixel o, −1 in the padding.
+      func taps(_ h: Axis, _ w: Axis) -> [[Int]] {
+        (0..<po).map { o in
+          (0..<h.window).flatMap { a in
+            (0..<w.window).map { b in
+              let ih = h.source(o / out.w, a), iw = w.source(o % out.w, b)
+              return ih < 0 || iw < 0 ? -1 : ih * g.w + iw
+            }
+          }
+        }
+      }
       switch op {
       case .conv(let h, let w, let weights):
+        // Shared weights: tap k of pixel i meets tap k of pixel j.
+        let tap = taps(h, w)
+        let f = Double(h.window * w.window)
         for i in 0..<po {
           for j in 0..<po where fullSpatial || i == j {
             var accS = 0.0, accT = 0.0
-            for a in 0..<h.window {
-              for b in 0..<w.window {
-                let ih = h.source(i / out.w, a), iw = w.source(i % out.w, b)
-                let jh = h.source(j / out.w, a), jw = w.source(j % out.w, b)
-                if ih < 0 || iw < 0 || jh < 0 || jw < 0 { continue }
-                accS += s[ih * g.w + iw][jh * g.w + jw]
-                accT += t[ih * g.w + iw][jh * g.w + jw]
-              }
+            for k in 0..<tap[i].count {
+              let (u, v) = (tap[i][k], tap[j][k])
+              if u < 0 || v < 0 { continue }
+              accS += s[u * p + v]
+              accT += t[u * p + v]
             }
-            let f = Double(h.window * w.window)
-            (ns[i][j], nt[i][j]) = weights.apply(accS / f, accT / f)
+            (ns[i * po + j], nt[i * po + j]) = weights.apply(accS / f, accT / f)
           }
         }
       case .pool(let h, let w, let divisors):
+        // Every tap of pixel i with every tap of pixel j.
+        let tap = taps(h, w)
         for i in 0..<po {
           for j in 0..<po {
             var accS = 0.0, accT = 0.0
-            for a in 0..<h.window { for b in 0..<w.window {
-              let ih = h.source(i / out.w, a), iw = w.source(i % out.w, b)
-              for a2 in 0..<h.window { for b2 in 0..<w.window {
-                let jh = h.source(j / out.w, a2), jw = w.source(j % out.w, b2)
-                if ih < 0 || iw < 0 || jh < 0 || jw < 0 { continue }
-                accS += s[ih * g.w + iw][jh * g.w + jw]
-                accT += t[ih * g.w + iw][jh * g.w + jw]
-              } }
-            } }
+            for u in tap[i] where u >= 0 {
+              for v in tap[j] where v >= 0 {
+                accS += s[u * p + v]
+                accT += t[u * p + v]
+              }
+            }
             let d = 1 / (divisors[i] * divisors[j])
-            ns[i][j] = accS * d
-            nt[i][j] = accT * d
+            ns[i * po + j] = accS * d
+            nt[i * po + j] = accT * d
           }
         }
       case .activation(let map, let record):
-        let p = g.h * g.w
-        if same { for i in 0..<p { qx[record + i] = s[i][i] } }
+        if same { for i in 0..<p { qx[record + i] = s[i * p + i] } }
         let q2 = same ? qx : qy
         for i in 0..<p {
           for j in 0..<p where fullSpatial || i == j {
-            let (sa, dot) = same && i == j ? map.diagonal(s[i][j]) : map.pair(s[i][j], qx[record + i], q2[record + j])
-            ns[i][j] = sa
-            nt[i][j] = t[i][j] * dot
+            let e = i * p + j
+            let (sa, dot) = same && i == j ? map.diagonal(s[e]) : map.pair(s[e], qx[record + i], q2[record + j])
+            ns[e] = sa
+            nt[e] = t[e] * dot
           }
         }
       }
       s = ns
       t = nt
       g = out
+      p = g.h * g.w
     }
-    let p = g.h * g.w
     var sv = 0.0, tv = 0.0
     switch collapse {
     case .flatten:
-      for i in 0..<p { sv += s[i][i]; tv += t[i][i] }
+      for i in 0..<p { sv += s[i * p + i]; tv += t[i * p + i] }
       sv /= Double(p); tv /= Double(p)
     case .globalAvgPool:
-      for i in 0..<p { for j in 0..<p { sv += s[i][j]; tv += t[i][j] } }
+      for i in 0..<p { for j in 0..<p { sv += s[i * p + j]; tv += t[i * p + j] } }
       sv /= Double(p * p); tv /= Double(p * p)
     }
     var recorded = qx
