@@ -213,6 +213,20 @@ public struct Convolutional: Sendable {
     self.tail = tail
     fullSpatial = hasPooling
     recordCount = record
+    // A pair's covariances live in six buffers of `maxCells` doubles per thread: refuse sizes
+    // that cannot be held (overflow-safe) rather than fail allocating them.
+    var largest = 1
+    for (k, g) in grids.enumerated() {
+      for cells in [g.h * g.w] + (k + 1 < grids.count ? [grids[k + 1].h * g.w] : []) {
+        let (square, overflow) = cells.multipliedReportingOverflow(by: hasPooling ? cells : 1)
+        largest = overflow ? Int.max : max(largest, square)
+      }
+    }
+    let limit = 1 << 30  // 8 GiB per buffer
+    guard largest <= limit else {
+      let g = grids[0]
+      throw NetworkError(position: nil, "pooling on \(g.h)×\(g.w) images needs full pixel-pair covariances of \(largest == Int.max ? "more than 2^63" : String(largest)) values per pair (six buffers of 8 bytes each, per thread): too large; pool or stride earlier, use smaller images, or a flatten readout without pooling")
+    }
   }
 
   /// The largest number of covariance entries a pair holds at any point (a separable step's
