@@ -38,7 +38,12 @@ public struct Predictor {
       for s in 0..<r { for i in 0..<n { for j in 0..<c { block[i, s * c + j] = values[(s * n + i) * c + j] } } }
       let classes = f.exists("/classes") ? try f.dataset("/classes").readAllInt64() : nil
       var kernel = kernelName ?? "ntk"
-      if kernelName == nil, case .string(let k)? = try f.attribute("kernel") { kernel = k }
+      if case .string(let k)? = try f.attribute("kernel") {
+        if let kernelName, kernelName != k {
+          throw StorageError(solution, "was solved on the \(k) kernel; predicting with --kernel-name \(kernelName) would mix two kernels")
+        }
+        kernel = k
+      }
       // The cross kernel must belong to the training kernel the solution was solved on.
       let kf = try H5File.open(kernelFile)
       if case .string(let solved)? = try f.attribute("kernel_train_fingerprint") {

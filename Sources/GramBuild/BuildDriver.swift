@@ -117,8 +117,32 @@ public struct BuildDriver {
     let outputs = try Self.outputs(kernel.outputNames, selected: settings.kernels)
     let a = preprocessed(train.samples, isInteger: train.isInteger, settings.preprocess, statistics: statistics)
     let b = test.map { preprocessed($0.samples, isInteger: $0.isInteger, settings.preprocess, statistics: statistics) }
+    try Self.checkLargestSelfPair(kernel, a, source: train.source.samples, dtype: settings.dtype)
+    if let b, let test { try Self.checkLargestSelfPair(kernel, b, source: test.source.samples, dtype: settings.dtype) }
     return Inputs(train: train, test: test, trainMatrix: a, testMatrix: b, spec: spec, kernel: kernel, outputs: outputs,
                   statistics: statistics, trainChecksum: trainChecksum)
+  }
+
+  /// Fails before any tile when the kernel of the largest sample with itself overflows (data
+  /// around 1e150, a W_std of 1e200): every entry would be infinite or NaN.
+  static func checkLargestSelfPair(_ kernel: some GramKernel, _ m: Matrix, source: String, dtype: ScalarType) throws {
+    guard m.rows > 0 else { return }
+    var largest = 0, norm = -1.0
+    for i in 0..<m.rows {
+      var s = 0.0
+      for k in 0..<m.cols { s += m.values[i * m.cols + k] * m.values[i * m.cols + k] }
+      if !(s <= norm) { largest = i; norm = s }
+      if !s.isFinite { break }
+    }
+    let x = Array(m.values[largest * m.cols ..< (largest + 1) * m.cols])
+    let values = kernel.referenceEntry(x, x)
+    if let k = values.firstIndex(where: { !$0.isFinite }) {
+      throw BuildError("\(source): the \(kernel.outputNames[k]) of row \(largest) with itself is \(values[k].isNaN ? "NaN" : "infinite"): the data (squared norm \(norm)) or the network's parameters (W_std, b_std) overflow float64")
+    }
+    // Kernels are positive semi-definite, |K(x, y)| ≤ max K(x, x): the largest self-pair bounds them all.
+    if dtype == .float32, let k = values.firstIndex(where: { abs($0) > Double(Float.greatestFiniteMagnitude) }) {
+      throw BuildError("\(source): the \(kernel.outputNames[k]) of row \(largest) with itself is \(values[k]), beyond float32's range: store float64 (--dtype float64) or scale the data")
+    }
   }
 
   /// The outputs to write: `selected` (each one the kernel produces), in the kernel's order.
@@ -308,6 +332,23 @@ public struct BuildDriver {
     return URL(fileURLWithPath: base).standardized.path
   }
 
+  /// A NaN or infinite kernel entry is an error naming the first one and its cause, never a
+  /// kernel file: the inputs or the network's parameters overflow (or, in float32 storage, an
+  /// entry beyond float32's range).
+  static func checkFinite(_ stored: [StoredValues], names: [String], tile: Tile, dtype: ScalarType) throws {
+    for (k, values) in stored.enumerated() {
+      let doubles = values.doubles
+      guard let bad = doubles.firstIndex(where: { !$0.isFinite }) else { continue }
+      let (r, c) = (bad / tile.cols.count, bad % tile.cols.count)
+      let i = tile.rows.lowerBound + r, j = tile.cols.lowerBound + c
+      let which = tile.block == .train ? "K(train \(i), train \(j))" : "K(test \(i), train \(j))"
+      throw BuildError("\(names[k]) entry \(which) is \(doubles[bad].isNaN ? "NaN" : "infinite")" +
+                       ": the data or the network's parameters (W_std, b_std) overflow float64" +
+                       (dtype == .float32 ? " or the entry exceeds float32's range (try --dtype float64)" : "") +
+                       "; no kernel file was written")
+    }
+  }
+
   static func tileIndex(_ name: String) -> Int? {
     guard name.hasPrefix("tile-"), name.hasSuffix(".h5") else { return nil }
     return Int(name.dropFirst(5).dropLast(3))
@@ -349,6 +390,7 @@ public struct BuildDriver {
           if lock.withLock({ failure != nil }) { return }
           do {
             let stored = inputs.outputs.map { StoredValues(values.values($0.index), as: driver.settings.dtype) }
+            try Self.checkFinite(stored, names: inputs.outputs.map(\.name), tile: tile, dtype: driver.settings.dtype)
             try TileCheckpoint(index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
                                rows: tile.rows.count, cols: tile.cols.count, values: stored)
               .write(folder: folder, fingerprint: fingerprint, names: inputs.outputs.map(\.name))

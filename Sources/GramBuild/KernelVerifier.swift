@@ -158,6 +158,9 @@ public struct KernelVerifier {
         var v = [0.0]
         try v.withUnsafeMutableBufferPointer { try d.read(into: $0, start: [i, j], count: [1, 1]) }
         let expected = ref[outputIndex[k]]
+        guard v[0].isFinite else {
+          throw fail("entry /\(fromTest ? "test" : "train")/\(kernel)[\(i), \(j)] is \(v[0].isNaN ? "NaN" : "infinite") (recomputed \(expected))")
+        }
         let err = abs(v[0] - expected) / (abs(expected) + 0.01 * diagonalScale[k])
         worst = max(worst, err)
         guard err <= pairTolerance else {

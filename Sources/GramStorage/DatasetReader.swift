@@ -23,6 +23,7 @@ public enum DatasetReader {
       let (a, labels) = try CSV.read(path, limit: limit, labelColumn: labelColumn)
       return (a, false, labels)
     default:
+      try refuseBareHDF5(path)
       let (a, isInteger) = try IDX.readMatrix(path, limit: limit)
       return (a, isInteger, nil)
     }
@@ -37,10 +38,23 @@ public enum DatasetReader {
       switch URL(fileURLWithPath: path).pathExtension.lowercased() {
       case "npy": labels = try NPY.readIntegers(path)
       case "csv": labels = try CSV.readLabels(path)
-      default: return try IDX.readLabels(path, limit: limit)
+      default:
+        try refuseBareHDF5(path)
+        return try IDX.readLabels(path, limit: limit)
       }
     }
     return limit.map { Array(labels.prefix($0)) } ?? labels
+  }
+
+  /// An HDF5 file named without its dataset would be read as IDX and reported as a bad one: say
+  /// what it is instead.
+  static func refuseBareHDF5(_ path: String) throws {
+    guard let h = FileHandle(forReadingAtPath: path) else { return }
+    defer { try? h.close() }
+    let magic = (try? h.read(upToCount: 8)) ?? Data()
+    if magic == Data([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]) {
+      throw StorageError(path, "is an HDF5 file: name the dataset too, as \(path):/dataset")
+    }
   }
 
   /// Splits `file.h5:/dataset` into its parts.
@@ -165,6 +179,7 @@ extension DatasetReader {
       let (a, _) = try CSV.read(path, limit: nil, labelColumn: labelColumn)
       return (a.rows, [a.cols])
     default:
+      try refuseBareHDF5(path)
       let s = try IDX.shape(path)
       guard s.count >= 2 else { throw StorageError(path, "expected samples with features, got shape \(s)") }
       return (s[0], DenseArray.sampleShape(ofArray: s))

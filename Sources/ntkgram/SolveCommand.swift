@@ -51,7 +51,7 @@ struct SolveCommand: ParsableCommand {
     s.kernelName = kernelName
     s.ridges = try ridge.split(separator: ",").map {
       guard let v = Double($0.trimmingCharacters(in: .whitespaces)) else { throw CommandError("--ridge: '\($0)' is not a number") }
-      guard v > 0 else { throw CommandError("--ridge must be positive (got \(v))") }
+      guard v > 0, v.isFinite else { throw CommandError("--ridge must be a positive finite number (got \(v))") }
       return v
     }
     s.ridgeAbsolute = ridgeAbsolute

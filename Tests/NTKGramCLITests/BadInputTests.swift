@@ -34,6 +34,13 @@ struct BadInputTests {
          message: ["$D/existing.h5", "already exists", "--force"]),
     Case(description: "bad input with --force keeps the existing output", arguments: ["--train", "$D/nan.npy", "--out", "$D/existing.h5", "--force"],
          message: ["$D/nan.npy", "NaN"]),
+    Case(description: "parameters that overflow", arguments: ["--train", "$D/good.npy", "--W-std", "1e200"],
+         message: ["$D/good.npy", "overflow float64"]),
+    Case(description: "entries beyond float32", arguments: ["--train", "$D/huge.npy"], message: ["$D/huge.npy", "beyond float32's range", "--dtype float64"]),
+    Case(description: "an HDF5 file without its dataset", arguments: ["--train", "$D/data.h5"],
+         message: ["$D/data.h5", "is an HDF5 file", ":/dataset"]),
+    Case(description: "the output is the input", arguments: ["--train", "$D/good.npy", "--out", "$D/good.npy", "--force"],
+         message: ["$D/good.npy", "is also the training data", "refusing"]),
   ]
 
   static func makeFixtures(_ d: String) throws {
@@ -52,6 +59,13 @@ struct BadInputTests {
     var withInf = [Double](repeating: 0.5, count: 10); withInf[7] = -.infinity
     try NPY.write(DenseArray(rows: 2, cols: 5, values: withInf), to: d + "/inf.npy")
     try Data("precious existing kernel".utf8).write(to: URL(fileURLWithPath: d + "/existing.h5"))
+    try NPY.write(DenseArray(rows: 3, cols: 4, values: [Double](repeating: 1e30, count: 12)), to: d + "/huge.npy")
+    do {
+      let f = try H5File.create(d + "/data.h5")
+      let x = try f.createDataset("/x", shape: [3, 2], type: .float64)
+      try [1.0, 2, 3, 4, 5, 6].withUnsafeBufferPointer { try x.write($0, start: [0, 0], count: [3, 2]) }
+      try f.flush()
+    }
   }
 
   @Test("exit status, one-line message, nothing created or changed", arguments: cases)
