@@ -121,3 +121,6 @@ def test_against_refuses_what_does_not_belong(tmp_path):
     assert "erf-t.h5" in msg and "another training kernel" in msg
     assert not os.path.exists(tmp_path / "p.h5")
     ntkgram("predict", tmp_path / "sol.h5", tmp_path / "o.h5", "--out", tmp_path / "p.h5")
+    # A solution of the NTK applied to the NNGP would mix two kernels.
+    msg = one_line_failure("predict", tmp_path / "sol.h5", tmp_path / "o.h5", "--kernel-name", "nngp", "--out", tmp_path / "q.h5")
+    assert "sol.h5" in msg and "ntk" in msg and "nngp" in msg

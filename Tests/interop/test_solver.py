@@ -169,7 +169,9 @@ def test_bad_input(small, tmp_path):
         f["/train/ntk"] = k
     code, lines = bad("solve", tmp_path / "nan.h5", "--out", tmp_path / "o.h5")
     assert code != 0 and len(lines) == 1 and "NaN" in lines[0] and "nan.h5" in lines[0]
-    for args, text in [(["--ridge", "0"], "ridge must be positive"), (["--ridge=-1e-3"], "ridge must be positive"),
+    for args, text in [(["--ridge", "0"], "ridge must be a positive finite number"),
+                       (["--ridge=-1e-3"], "ridge must be a positive finite number"),
+                       (["--ridge", "inf"], "ridge must be a positive finite number (got inf)"),
                        (["--preconditioner", "ilu"], "unknown preconditioner 'ilu'")]:
         code, lines = bad("solve", d / "k.h5", *args, "--out", tmp_path / "o.h5")
         assert code != 0 and len(lines) == 1 and text in lines[0], lines
