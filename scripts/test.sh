@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need, builds, runs the interoperability tests
-# (h5py, neural-tangents, scikit-learn, in a venv it creates), the multi-host test (network
-# namespaces: needs root), and then the Swift test suite,
+# The test command: installs what the tests need, builds, checks the module rules and the
+# AVX-512 isolation, runs the interoperability tests (h5py, neural-tangents, scikit-learn, in a
+# venv it creates), the multi-host test (network namespaces: needs root), the installation
+# test, and then the Swift test suite,
 # which includes the real-mpirun tests (rank counts, kill -9 and resume, damaged checkpoints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
