@@ -165,6 +165,10 @@ public struct BuildDriver {
     for (path, what) in inputs.dropFirst(2) + inputs.prefix(1) where samePath(settings.checkpointFolder, path) {
       throw StorageError(settings.checkpointFolder, "the checkpoint folder is also \(what); refusing to use it")
     }
+    // The checkpoint folder is removed after a successful build: it must not hold the output.
+    if canonicalPath(settings.out).hasPrefix(canonicalPath(settings.checkpointFolder) + "/") {
+      throw StorageError(settings.out, "is inside the checkpoint folder \(settings.checkpointFolder), which is removed after the build; choose another output or checkpoint folder")
+    }
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: settings.out, isDirectory: &isDirectory) {
       if isDirectory.boolValue { throw StorageError(settings.out, "is a directory") }

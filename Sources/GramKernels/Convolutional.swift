@@ -161,7 +161,10 @@ public struct Convolutional: Sendable {
         let h = Axis(input: g.h, window: window.size[0], stride: window.strides[0], padding: window.padding)
         let w = Axis(input: g.w, window: window.size[1], stride: window.strides[1], padding: window.padding)
         guard h.output >= 1, w.output >= 1 else { throw fail("the filter is larger than its \(g.h)×\(g.w) input with VALID padding") }
-        spatial.append(.conv(h: h, w: w, Weights(a, fanIn: channels * window.size[0] * window.size[1])))
+        let (taps, o1) = window.size[0].multipliedReportingOverflow(by: window.size[1])
+        let (fanIn, o2) = channels.multipliedReportingOverflow(by: taps)
+        guard !o1, !o2, fanIn <= 1 << 53 else { throw fail("the fan-in \(channels) channels × \(window.size[0])×\(window.size[1]) taps is absurdly large") }
+        spatial.append(.conv(h: h, w: w, Weights(a, fanIn: fanIn)))
         grids.append((h.output, w.output))
         channels = a.width
       case (.avgPool(let window, let normalize), nil):
@@ -184,11 +187,15 @@ public struct Convolutional: Sendable {
         hasPooling = true
       case (.flatten, nil):
         collapse = .flatten
-        flatFanIn = g.h * g.w * channels
+        let (fanIn, overflow) = (g.h * g.w).multipliedReportingOverflow(by: channels)
+        guard !overflow, fanIn <= 1 << 53 else { throw fail("the flattened size \(g.h)×\(g.w)×\(channels) is absurdly large") }
+        flatFanIn = fanIn
       case (.dense(let a), nil):
         // A dense layer over an image sees it flat (Flatten, then Dense).
         collapse = .flatten
-        tail.append(.dense(Weights(a, fanIn: g.h * g.w * channels)))
+        let (fanIn, overflow) = (g.h * g.w).multipliedReportingOverflow(by: channels)
+        guard !overflow, fanIn <= 1 << 53 else { throw fail("the fan-in \(g.h)×\(g.w)×\(channels) is absurdly large") }
+        tail.append(.dense(Weights(a, fanIn: fanIn)))
         flatFanIn = a.width
       case (.dense(let a), _):
         tail.append(.dense(Weights(a, fanIn: flatFanIn)))
@@ -225,7 +232,8 @@ public struct Convolutional: Sendable {
     let limit = 1 << 30  // 8 GiB per buffer
     guard largest <= limit else {
       let g = grids[0]
-      throw NetworkError(position: nil, "pooling on \(g.h)×\(g.w) images needs full pixel-pair covariances of \(largest == Int.max ? "more than 2^63" : String(largest)) values per pair (six buffers of 8 bytes each, per thread): too large; pool or stride earlier, use smaller images, or a flatten readout without pooling")
+      let what = hasPooling ? "full pixel-pair covariances (pooling)" : "same-position covariances"
+      throw NetworkError(position: nil, "\(g.h)×\(g.w) images need \(what) of \(largest == Int.max ? "more than 2^63" : String(largest)) values per pair (six buffers of 8 bytes each, per thread): too large; pool or stride earlier, or use smaller images" + (hasPooling ? ", or a flatten readout without pooling" : ""))
     }
   }
 
@@ -690,20 +698,23 @@ extension Convolutional {
     let c = inputShape[2]
     var g = grids[0]
     var p = g.h * g.w
-    // S[i·P + j] over pixels i of x and j of y (i == j only, on the diagonal path).
-    var s = [Double](repeating: 0, count: p * p)
+    // S[i·P + j] over pixels i of x and j of y; on the diagonal path S[i] for j == i only.
+    let full = fullSpatial
+    @inline(__always) func at(_ i: Int, _ j: Int, _ p: Int) -> Int { full ? i * p + j : i }
+    @inline(__always) func partners(_ i: Int, _ p: Int) -> Range<Int> { full ? 0..<p : i..<(i + 1) }
+    var s = [Double](repeating: 0, count: full ? p * p : p)
     for i in 0..<p {
-      for j in 0..<p where fullSpatial || i == j {
+      for j in partners(i, p) {
         var acc = 0.0
         for k in 0..<c { acc += x[i * c + k] * y[j * c + k] }
-        s[i * p + j] = acc / Double(c)
+        s[at(i, j, p)] = acc / Double(c)
       }
     }
-    var t = [Double](repeating: 0, count: p * p)
+    var t = [Double](repeating: 0, count: s.count)
     for (index, op) in spatial.enumerated() {
       let out = grids[index + 1]
       let po = out.h * out.w
-      var ns = [Double](repeating: 0, count: po * po), nt = ns
+      var ns = [Double](repeating: 0, count: full ? po * po : po), nt = ns
       /// taps[o]: the input pixel of every tap (a, b) of output pixel o, −1 in the padding.
       func taps(_ h: Axis, _ w: Axis) -> [[Int]] {
         (0..<po).map { o in
@@ -721,15 +732,15 @@ extension Convolutional {
         let tap = taps(h, w)
         let f = Double(h.window * w.window)
         for i in 0..<po {
-          for j in 0..<po where fullSpatial || i == j {
+          for j in partners(i, po) {
             var accS = 0.0, accT = 0.0
             for k in 0..<tap[i].count {
               let (u, v) = (tap[i][k], tap[j][k])
               if u < 0 || v < 0 { continue }
-              accS += s[u * p + v]
-              accT += t[u * p + v]
+              accS += s[at(u, v, p)]
+              accT += t[at(u, v, p)]
             }
-            (ns[i * po + j], nt[i * po + j]) = weights.apply(accS / f, accT / f)
+            (ns[at(i, j, po)], nt[at(i, j, po)]) = weights.apply(accS / f, accT / f)
           }
         }
       case .pool(let h, let w, let divisors):
@@ -750,11 +761,11 @@ extension Convolutional {
           }
         }
       case .activation(let map, let record):
-        if same { for i in 0..<p { qx[record + i] = s[i * p + i] } }
+        if same { for i in 0..<p { qx[record + i] = s[at(i, i, p)] } }
         let q2 = same ? qx : qy
         for i in 0..<p {
-          for j in 0..<p where fullSpatial || i == j {
-            let e = i * p + j
+          for j in partners(i, p) {
+            let e = at(i, j, p)
             let (sa, dot) = same && i == j ? map.diagonal(s[e]) : map.pair(s[e], qx[record + i], q2[record + j])
             ns[e] = sa
             nt[e] = t[e] * dot
@@ -769,7 +780,7 @@ extension Convolutional {
     var sv = 0.0, tv = 0.0
     switch collapse {
     case .flatten:
-      for i in 0..<p { sv += s[i * p + i]; tv += t[i * p + i] }
+      for i in 0..<p { sv += s[at(i, i, p)]; tv += t[at(i, i, p)] }
       sv /= Double(p); tv /= Double(p)
     case .globalAvgPool:
       for i in 0..<p { for j in 0..<p { sv += s[i * p + j]; tv += t[i * p + j] } }

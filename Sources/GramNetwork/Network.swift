@@ -290,12 +290,12 @@ private struct TableReader {
     switch value(key) {
     case nil: return nil
     case .int(let i)?:
-      guard i >= 1 && i <= 1 << 20 else { throw fail("\(key) must be at least 1 (got \(i))") }
+      guard i >= 1 && i <= 1 << 20 else { throw fail("\(key) must be between 1 and 1048576 (got \(i))") }
       return [i, i]
     case .list(let items)?:
       let values = items.compactMap { if case .int(let i) = $0 { i } else { nil } }
       guard values.count == items.count, values.count == 2 else { throw fail("\(key) must be a list of two integers [h, w]") }
-      guard values.allSatisfy({ $0 >= 1 && $0 <= 1 << 20 }) else { throw fail("\(key) must be at least 1 (got \(values))") }
+      guard values.allSatisfy({ $0 >= 1 && $0 <= 1 << 20 }) else { throw fail("\(key) must be between 1 and 1048576 (got \(values))") }
       return values
     case let v?: throw fail("\(key) must be a list of two integers [h, w], got \(v.kindName)")
     }
@@ -315,7 +315,7 @@ private struct TableReader {
     guard let width = try int("width") else {
       throw fail("missing 'width' (the \(type == "conv" ? "output channels" : "output features"); stax's out_\(type == "conv" ? "chan" : "dim"))")
     }
-    guard width >= 1, width <= 1 << 40 else { throw fail("width must be at least 1 (got \(width))") }
+    guard width >= 1, width <= 1 << 40 else { throw fail("width must be between 1 and 2^40 (got \(width))") }
     var parameterization = defaultParameterization
     if let p = try string("parameterization") {
       guard let v = Parameterization(rawValue: p) else { throw fail("unknown parameterization '\(p)' (valid: ntk, standard)") }

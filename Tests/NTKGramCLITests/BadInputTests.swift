@@ -39,6 +39,8 @@ struct BadInputTests {
     Case(description: "entries beyond float32", arguments: ["--train", "$D/huge.npy"], message: ["$D/huge.npy", "beyond float32's range", "--dtype float64"]),
     Case(description: "an HDF5 file without its dataset", arguments: ["--train", "$D/data.h5"],
          message: ["$D/data.h5", "is an HDF5 file", ":/dataset"]),
+    Case(description: "the output inside the checkpoint folder", arguments: ["--train", "$D/good.npy", "--out", "$D/ck/out.h5", "--checkpoints", "$D/ck"],
+         message: ["$D/ck/out.h5", "inside the checkpoint folder"]),
     Case(description: "the output is the input", arguments: ["--train", "$D/good.npy", "--out", "$D/good.npy", "--force"],
          message: ["$D/good.npy", "is also the training data", "refusing"]),
   ]
