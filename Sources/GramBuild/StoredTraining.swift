@@ -36,13 +36,15 @@ public struct StoredTraining: Sendable {
     if case .string(let other)? = try f.attribute("against_fingerprint") {
       throw StorageError(path, "is itself a cross kernel (against the training kernel \(other)): give the training kernel file")
     }
+    // What the training side was, first: a file without it (another tool's, or an older
+    // release's) cannot be built against, whatever else it holds.
+    let checksum = try string("train_data_checksum")
+    let source = try string("train_source")
+    guard !source.isEmpty else { throw StorageError(path, "records no training data source") }
     let spec: KernelSpec
     do { spec = try KernelSpec(attributes: { try f.attribute($0) }) } catch {
       throw StorageError(path, "kernel spec attributes: \(error)")
     }
-    let checksum = try string("train_data_checksum")
-    let source = try string("train_source")
-    guard !source.isEmpty else { throw StorageError(path, "records no training data source") }
     let limit = try int("train_limit")
     let labelColumn = (try? int("train_label_column")) ?? -1
     guard let dtype = ScalarType(rawValue: try string("dtype")) else { throw StorageError(path, "attribute dtype is not float32 or float64") }
