@@ -156,13 +156,13 @@ public struct BuildDriver {
   }
 
   func checkOutputPath() throws {
-    var inputs: [(String, String)] = [(settings.train.samples, "the training data"), (settings.checkpointFolder, "the checkpoint folder")]
-    if let l = settings.train.labels { inputs.append((l, "the training labels")) }
-    if let t = settings.test { inputs.append((t.samples, "the test data")) }
-    if let l = settings.test?.labels { inputs.append((l, "the test labels")) }
-    if let a = settings.against { inputs.append((a.path, "the training kernel (--against)")) }
-    try refuseOverwritingInputs(output: settings.out, inputs: inputs)
-    for (path, what) in inputs.dropFirst(2) + inputs.prefix(1) where samePath(settings.checkpointFolder, path) {
+    var sources: [(String, String)] = [(settings.train.samples, "the training data")]
+    if let l = settings.train.labels { sources.append((l, "the training labels")) }
+    if let t = settings.test { sources.append((t.samples, "the test data")) }
+    if let l = settings.test?.labels { sources.append((l, "the test labels")) }
+    if let a = settings.against { sources.append((a.path, "the training kernel (--against)")) }
+    try refuseOverwritingInputs(output: settings.out, inputs: sources + [(settings.checkpointFolder, "the checkpoint folder")])
+    for (path, what) in sources where samePath(settings.checkpointFolder, path) {
       throw StorageError(settings.checkpointFolder, "the checkpoint folder is also \(what); refusing to use it")
     }
     // The checkpoint folder is removed after a successful build: it must not hold the output.

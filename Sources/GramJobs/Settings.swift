@@ -154,12 +154,9 @@ public enum Settings {
     let depth = flags.depth ?? job?.int("depth") ?? 3
     guard depth >= 1 else { throw SettingsError("\(origin)depth must be at least 1 (got \(depth))") }
     guard depth <= 10_000 else { throw SettingsError("\(origin)depth \(depth) is absurdly large (at most 10000)") }
-    let fc = FullyConnected(depth: depth, activation: act,
-                            wStd: flags.wStd ?? job?.double("W_std") ?? 2.0.squareRoot(), bStd: bStd,
-                            parameterization: parameterization, width: flags.width ?? job?.int("width") ?? 512)
-    do { try fc.validate() } catch let e as KernelSpecError { throw SettingsError(origin + e.description) }
-    let network = Network.fullyConnected(depth: depth, activation: act, wStd: fc.dense[0].wStd, bStd: bStd,
-                                         parameterization: parameterization, width: fc.dense[0].width)
+    let network = Network.fullyConnected(depth: depth, activation: act, wStd: flags.wStd ?? job?.double("W_std") ?? 2.0.squareRoot(),
+                                         bStd: bStd, parameterization: parameterization, width: flags.width ?? job?.int("width") ?? 512)
+    do { try FullyConnected(network: network).validate() } catch let e as KernelSpecError { throw SettingsError(origin + e.description) }
     return (network, precision)
   }
 

@@ -98,14 +98,9 @@ public struct ABReLUPair: PairMap {
     self.even = even
   }
 
+  /// One row variance for every lane: the lane-wise map with it broadcast (the same operations).
   @inlinable @inline(__always)
-  public func pair<V: RecursionVector>(_ s: V, _ qi: Double, _ qj: V) -> (V, V) {
-    let e = qi * qj - s * s
-    let r = V.sqrt(V.max(e, V(repeating: 0)))
-    let theta = vectorAtan2(r, s)
-    let dot = even - angular * theta
-    return (angular * r + dot * s, dot)
-  }
+  public func pair<V: RecursionVector>(_ s: V, _ qi: Double, _ qj: V) -> (V, V) { pair(s, lanes: V(repeating: qi), qj) }
 }
 
 @frozen
@@ -113,11 +108,7 @@ public struct ErfPair: PairMap {
   @inlinable public init() {}
 
   @inlinable @inline(__always)
-  public func pair<V: RecursionVector>(_ s: V, _ qi: Double, _ qj: V) -> (V, V) {
-    let e = (1 + 2 * qi) * (1 + 2 * qj) - 4 * s * s
-    let r = V.sqrt(V.max(e, V(repeating: 0)))
-    return (2 / Double.pi * vectorAtan2(2 * s, r), 4 / Double.pi / r)
-  }
+  public func pair<V: RecursionVector>(_ s: V, _ qi: Double, _ qj: V) -> (V, V) { pair(s, lanes: V(repeating: qi), qj) }
 }
 
 @frozen
