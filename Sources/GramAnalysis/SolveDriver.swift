@@ -8,7 +8,7 @@ import GramTransport
 public struct SolveSettings: Sendable {
   public enum Solver: String, Sendable, CaseIterable { case cg, blockCG = "block-cg" }
   public enum PreconditionerKind: String, Sendable, CaseIterable { case nystrom, jacobi, none }
-  public enum Encoding: String, Sendable, CaseIterable { case onehot, centered }
+  public typealias Encoding = TargetEncoding
 
   public var kernelFile: String
   public var kernelName = "ntk"
@@ -85,27 +85,6 @@ public struct SolveReport: Codable, Sendable {
   }
 }
 
-/// The fraction of rows whose largest prediction is the row's label (nil when the counts differ).
-func classificationAccuracy(_ predictions: DenseBlock, classes: [Int64], labels: [Int64]) -> Double? {
-  guard labels.count == predictions.rows, predictions.rows > 0 else { return nil }
-  var correct = 0
-  for i in 0..<predictions.rows {
-    var best = 0
-    for j in 1..<predictions.cols where predictions[i, j] > predictions[i, best] { best = j }
-    if classes[best] == labels[i] { correct += 1 }
-  }
-  return Double(correct) / Double(predictions.rows)
-}
-
-/// Regression targets or classes, resolved against the kernel file.
-struct Targets {
-  let y: DenseBlock
-  /// Classification: the class of each target column.
-  let classes: [Int64]?
-  let testLabels: [Int64]?
-  let testTargets: DenseBlock?
-}
-
 public struct SolveDriver {
   public let settings: SolveSettings
   public let comm: Communicator
@@ -139,40 +118,8 @@ public struct SolveDriver {
   }
 
   func loadTargets(n: Int) throws -> Targets {
-    let f = try H5File.open(settings.kernelFile)
-    if let path = settings.targets {
-      let y = try Self.readRealMatrix(path)
-      guard y.rows == n else { throw StorageError(path, "has \(y.rows) target rows but the kernel has \(n) training samples") }
-      let test = try settings.testTargets.map(Self.readRealMatrix)
-      if let test, test.cols != y.cols { throw StorageError(settings.testTargets!, "has \(test.cols) columns, the targets \(y.cols)") }
-      return Targets(y: y, classes: nil, testLabels: nil, testTargets: test)
-    }
-    guard f.exists(KernelFileLayout.trainLabels) else {
-      throw StorageError(settings.kernelFile, "has no \(KernelFileLayout.trainLabels) and no --targets were given")
-    }
-    let labels = try f.dataset(KernelFileLayout.trainLabels).readAllInt64()
-    guard labels.count == n else { throw StorageError(settings.kernelFile, "has \(labels.count) train labels for \(n) samples") }
-    let classes = Array(Set(labels)).sorted()
-    let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
-    let (on, off) = settings.encoding == .onehot ? (1.0, 0.0) : (0.9, -0.1)
-    var y = DenseBlock(rows: n, cols: classes.count, values: [Double](repeating: off, count: n * classes.count))
-    for (i, l) in labels.enumerated() { y[i, index[l]!] = on }
-    let testLabels = f.exists(KernelFileLayout.testLabels) ? try f.dataset(KernelFileLayout.testLabels).readAllInt64() : nil
-    return Targets(y: y, classes: classes, testLabels: testLabels, testTargets: nil)
-  }
-
-  /// Real-valued targets: NPY (1-D or 2-D float), `file.h5:/dataset`, or CSV.
-  static func readRealMatrix(_ path: String) throws -> DenseBlock {
-    let a: DenseArray
-    if path.lowercased().hasSuffix(".npy") {
-      let (header, _) = try NPY.parseHeader(NPY.readFile(path), path: path)
-      // A 1-D array is one target column.
-      a = try NPY.readMatrix(path, shapeOverride: header.shape.count == 1 ? [header.shape[0], 1] : nil)
-    } else {
-      a = try DatasetReader.readSamples(path, limit: nil, labelColumn: nil).0
-    }
-    try a.checkFinite(path: path)
-    return DenseBlock(rows: a.rows, cols: a.cols, values: a.values)
+    try Targets.load(kernelFile: settings.kernelFile, targets: settings.targets, testTargets: settings.testTargets,
+                     encoding: settings.encoding, n: n)
   }
 
   var statePath: String { settings.out + ".solve-state.h5" }
@@ -269,7 +216,7 @@ public struct SolveDriver {
     try comm.collectively {
       guard isRoot else { return }
       try writeSolution(solution, count: count, predictions: predictions, targets: targets, report: report)
-      if let path = settings.metrics { try writeMetrics(report, to: path) }
+      if let path = settings.metrics { try writeJSON(report, to: path) }
       unlink(statePath)
     }
     return report
@@ -319,14 +266,6 @@ public struct SolveDriver {
       if case .string(let v)? = try kernel.attribute(from) { try f.setAttribute(to, .string(v)) }
     }
     try writer.commit()
-  }
-
-  func writeMetrics(_ report: SolveReport, to path: String) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    let data = try encoder.encode(report)
-    do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) }
-    catch { throw StorageError(path, "cannot write metrics: \(error.localizedDescription)") }
   }
 
   // MARK: Checkpoints

@@ -1,0 +1,449 @@
+import Foundation
+import GramEvents
+import GramSolver
+import GramStorage
+import GramTransport
+
+/// What `ntkgram dynamics` is asked to do.
+public struct DynamicsSettings: Sendable {
+  public var kernelFile: String
+  public var kernelName = "ntk"
+  /// Training times, strictly increasing, `.infinity` allowed last.
+  public var times: [Double] = [.infinity]
+  public var learningRate = 1.0
+  /// Ridge values ρ (K + ρI), relative to trace(K)/N unless `ridgeAbsolute`.
+  public var ridges: [Double] = [0]
+  public var ridgeAbsolute = false
+  /// Stop when every estimate ≤ tolerance (relative to ‖y‖, per column).
+  public var tolerance = 1e-6
+  public var maxIterations = 1000
+  public var memoryBudget = 4 << 30
+  public var targets: String?
+  public var testTargets: String?
+  public var encoding: TargetEncoding = .onehot
+  public var out: String
+  public var metrics: String?
+  public var force = false
+
+  public init(kernelFile: String, out: String) {
+    self.kernelFile = kernelFile
+    self.out = out
+  }
+}
+
+/// Train and test metrics at one training time and ridge.
+public struct DynamicsPoint: Codable, Sendable {
+  public var time: Double
+  public var ridge: Double
+  public var lambda: Double
+  public var trainLoss: Double
+  public var trainAccuracy: Double?
+  public var testLoss: Double?
+  public var testAccuracy: Double?
+  /// The largest error estimate over the target columns (relative to ‖y‖).
+  public var errorEstimate: Double
+
+  enum CodingKeys: String, CodingKey {
+    case time, ridge, lambda
+    case trainLoss = "train_loss", trainAccuracy = "train_accuracy", testLoss = "test_loss", testAccuracy = "test_accuracy"
+    case errorEstimate = "error_estimate"
+  }
+
+  // JSON has no infinity: t = ∞ is written as the string "inf".
+  public func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    if time.isInfinite { try c.encode("inf", forKey: .time) } else { try c.encode(time, forKey: .time) }
+    try c.encode(ridge, forKey: .ridge)
+    try c.encode(lambda, forKey: .lambda)
+    try c.encode(trainLoss, forKey: .trainLoss)
+    try c.encodeIfPresent(trainAccuracy, forKey: .trainAccuracy)
+    try c.encodeIfPresent(testLoss, forKey: .testLoss)
+    try c.encodeIfPresent(testAccuracy, forKey: .testAccuracy)
+    try c.encode(errorEstimate, forKey: .errorEstimate)
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    if let s = try? c.decode(String.self, forKey: .time), s == "inf" { time = .infinity } else { time = try c.decode(Double.self, forKey: .time) }
+    ridge = try c.decode(Double.self, forKey: .ridge)
+    lambda = try c.decode(Double.self, forKey: .lambda)
+    trainLoss = try c.decode(Double.self, forKey: .trainLoss)
+    trainAccuracy = try c.decodeIfPresent(Double.self, forKey: .trainAccuracy)
+    testLoss = try c.decodeIfPresent(Double.self, forKey: .testLoss)
+    testAccuracy = try c.decodeIfPresent(Double.self, forKey: .testAccuracy)
+    errorEstimate = try c.decode(Double.self, forKey: .errorEstimate)
+  }
+
+  init(time: Double, ridge: Double, lambda: Double, trainLoss: Double, errorEstimate: Double) {
+    self.time = time
+    self.ridge = ridge
+    self.lambda = lambda
+    self.trainLoss = trainLoss
+    self.errorEstimate = errorEstimate
+  }
+}
+
+/// The outcome of `ntkgram dynamics`, as written to the metrics JSON.
+public struct DynamicsReport: Codable, Sendable {
+  public var kernelFile: String
+  public var kernel: String
+  public var learningRate: Double
+  public var ranks: Int
+  public var trainCount: Int
+  public var testCount: Int
+  public var columns: Int
+  /// Block Lanczos steps (passes over K) and the basis size.
+  public var iterations: Int
+  public var basisDimension: Int
+  public var basisBytes: Int
+  public var passes: Int
+  public var converged: Bool
+  /// The Krylov space became invariant: every output exact to round-off.
+  public var exhausted: Bool
+  public var seconds: Double
+  public var cachedTiles: Int
+  public var streamedTiles: Int
+  public var points: [DynamicsPoint]
+
+  enum CodingKeys: String, CodingKey {
+    case kernel, ranks, columns, iterations, passes, converged, exhausted, seconds, points
+    case kernelFile = "kernel_file", learningRate = "learning_rate", trainCount = "train_count", testCount = "test_count"
+    case basisDimension = "basis_dimension", basisBytes = "basis_bytes"
+    case cachedTiles = "cached_tiles", streamedTiles = "streamed_tiles"
+  }
+}
+
+/// The filters of gradient flow on ½‖f − y‖²/(N·C) from f₀ = 0, as functions of an eigenvalue
+/// x of K + ρI, with a = η·t/(N·C):
+///   train outputs f_t  = φ_t(K+ρI)·y,   φ_t(x) = 1 − e^{−a·x}
+///   test outputs  f*_t = K*·ψ_t(K+ρI)·y, ψ_t(x) = (1 − e^{−a·x})/x
+/// Non-positive x (a kernel that is only semi-definite, or round-off) is a direction the flow
+/// never moves: φ = ψ = 0 there, the pseudo-inverse convention at t = ∞.
+public struct GradientFlowFilter: Sendable, Equatable {
+  /// η·t/(N·C); infinity for t = ∞.
+  public let a: Double
+  public init(time: Double, learningRate: Double, normalization: Double) {
+    a = time.isInfinite ? .infinity : learningRate * time / normalization
+  }
+  public func phi(_ x: Double) -> Double {
+    guard x > 0 else { return 0 }
+    return a.isInfinite ? 1 : -expm1(-a * x)
+  }
+  public func psi(_ x: Double) -> Double {
+    guard x > 0 else { return 0 }
+    return a.isInfinite ? 1 / x : -expm1(-a * x) / x
+  }
+}
+
+public struct DynamicsDriver {
+  public let settings: DynamicsSettings
+  public let comm: Communicator
+  public let events: EventSink
+
+  public init(settings: DynamicsSettings, comm: Communicator, events: EventSink = SilentSink()) {
+    self.settings = settings
+    self.comm = comm
+    self.events = events
+  }
+
+  /// Checks the times, rates and paths before any work.
+  public static func validate(_ s: DynamicsSettings) throws {
+    guard !s.times.isEmpty else { throw AnalysisError("--times: no training times given") }
+    for t in s.times where t.isNaN || t < 0 { throw AnalysisError("--times: \(t) is not a training time (times are ≥ 0, or inf)") }
+    for (a, b) in zip(s.times, s.times.dropFirst()) where !(a < b) {
+      throw AnalysisError("--times must be strictly increasing (\(formatTime(a)) is followed by \(formatTime(b)))")
+    }
+    guard s.learningRate > 0, s.learningRate.isFinite else { throw AnalysisError("--learning-rate must be positive and finite (got \(s.learningRate))") }
+    guard !s.ridges.isEmpty, s.ridges.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
+      throw AnalysisError("ridge values must be non-negative and finite (got \(s.ridges.map { "\($0)" }.joined(separator: ",")))")
+    }
+    guard s.tolerance > 0, s.tolerance.isFinite else { throw AnalysisError("--tol must be positive (got \(s.tolerance))") }
+    guard s.maxIterations >= 1 else { throw AnalysisError("--max-iter must be at least 1") }
+    guard KernelFileLayout.kernelNames.contains(s.kernelName) else {
+      throw AnalysisError("unknown kernel '\(s.kernelName)' (valid: \(KernelFileLayout.kernelNames.joined(separator: ", ")))")
+    }
+    var inputs: [(String, String)] = [(s.kernelFile, "the kernel file")]
+    if let t = s.targets { inputs.append((t, "the targets")) }
+    if let t = s.testTargets { inputs.append((t, "the test targets")) }
+    try refuseOverwritingInputs(output: s.out, inputs: inputs)
+    if let m = s.metrics { try refuseOverwritingInputs(output: m, inputs: inputs + [(s.out, "the dynamics file")]) }
+    if FileManager.default.fileExists(atPath: s.out) && !s.force {
+      throw StorageError(s.out, "already exists (use --force to replace it)")
+    }
+  }
+
+  static func formatTime(_ t: Double) -> String { t.isInfinite ? "inf" : "\(t)" }
+
+  public func run() throws -> DynamicsReport {
+    let start = Date()
+    let isRoot = comm.rank == 0
+    let reporter: EventSink = isRoot ? events : SilentSink()
+    setLinearAlgebraThreads(1)
+    try comm.collectively { try Self.validate(settings) }
+    let op = try comm.collectively {
+      try TiledKernelOperator(path: settings.kernelFile, kernel: settings.kernelName, comm: comm, memoryBudget: settings.memoryBudget)
+    }
+    let targets = try comm.collectively {
+      try Targets.load(kernelFile: settings.kernelFile, targets: settings.targets, testTargets: settings.testTargets,
+                       encoding: settings.encoding, n: op.n)
+    }
+    let y = targets.y
+    let (n, c) = (y.rows, y.cols)
+    let scale = settings.ridgeAbsolute ? 1 : op.trace / Double(n)
+    let lambdas = settings.ridges.map { $0 * scale }
+    let normalization = Double(n) * Double(c)
+    let filters = settings.times.map { GradientFlowFilter(time: $0, learningRate: settings.learningRate, normalization: normalization) }
+    reporter.message("dynamics: \(n) samples, \(c) columns, \(filters.count) time(s) × \(lambdas.count) ridge value(s); \(op.cachedTiles) tiles in memory, \(op.streamedTiles) streamed per pass")
+
+    let lanczos = try comm.collectively { try BlockLanczos(start: y) }
+    let yNorms = y.columnNorms().map { $0 > 0 ? $0 : 1 }
+    var previousPhi: [DenseBlock]? = nil
+    var estimates: [[Double]] = []  // per (ridge, time): worst over columns
+    var converged = false
+    var lastCheck = 0
+    let t0 = Date()
+    var firstEstimate: Double? = nil
+    while lanczos.steps < settings.maxIterations, let block = lanczos.pendingBlock() {
+      let product = try op.apply(block)
+      try comm.collectively { try lanczos.advance(product) }
+      // Check when the dense work of a check costs at most a tenth of the passes since the last
+      // one (and at least every tenth of the steps so far): deterministic, so every rank agrees.
+      let k = Double(lanczos.dimension)
+      let checkCost = 10 * k * k * k
+      let passCost = 2 * Double(n) * Double(n) * Double(block.cols)
+      let interval = max(1, min(Int((10 * checkCost / passCost).rounded(.up)), lanczos.steps / 10))
+      guard lanczos.exhausted || lanczos.steps - lastCheck >= interval || lanczos.steps == settings.maxIterations else { continue }
+      lastCheck = lanczos.steps
+      let check = try comm.collectively { try evaluate(lanczos, filters: filters, lambdas: lambdas, y: y, yNorms: yNorms, previousPhi: previousPhi) }
+      previousPhi = check.phi
+      estimates = check.estimates
+      let worst = estimates.flatMap { $0 }.max() ?? 0
+      let elapsed = Date().timeIntervalSince(t0)
+      if firstEstimate == nil { firstEstimate = max(worst, 1e-300) }
+      let rate = log(max(worst, 1e-300) / firstEstimate!) / Double(max(lanczos.steps, 1))
+      let eta = rate < 0 ? max(0, log(settings.tolerance / worst) / rate) * elapsed / Double(lanczos.steps) : .infinity
+      reporter.progress(.iteration(lanczos.steps, worstResidual: worst, elapsed: elapsed, eta: eta), force: false)
+      if lanczos.exhausted || worst <= settings.tolerance { converged = true; break }
+    }
+    reporter.finishProgress()
+    if lanczos.exhausted && !converged {
+      // Exhausted between checks: everything is exact.
+      let check = try comm.collectively { try evaluate(lanczos, filters: filters, lambdas: lambdas, y: y, yNorms: yNorms, previousPhi: nil) }
+      estimates = check.estimates
+      converged = true
+    }
+    if !converged {
+      let worst = estimates.flatMap { $0 }.max() ?? .infinity
+      reporter.warning("dynamics: not converged after \(lanczos.steps) block Lanczos steps (worst estimate \(String(format: "%.2e", worst)) > tol \(settings.tolerance)); the outputs carry their estimates")
+    }
+
+    // Coefficients for every (ridge, time): ψ for the test side, φ for the train side.
+    let final = try comm.collectively { try coefficients(lanczos, filters: filters, lambdas: lambdas, y: y) }
+    if settings.times.last!.isInfinite, let smallest = final.smallestRitz {
+      for (r, l) in lambdas.enumerated() where smallest + l <= 0 {
+        reporter.warning("dynamics: K + ρI has a Ritz value \(String(format: "%.3g", smallest + l)) ≤ 0 at ridge \(settings.ridges[r]): t = inf uses the pseudo-inverse; a positive --ridge makes it a regression")
+      }
+    }
+    let trainPredictions = lanczos.combine(final.phi)  // n × (R·T·C)
+    let alpha = lanczos.combine(final.psi)
+    let kernelFile = try H5File.open(settings.kernelFile)
+    let hasTest = kernelFile.exists(KernelFileLayout.test(settings.kernelName))
+    let testPredictions = hasTest ? try crossKernelProduct(path: settings.kernelFile, kernel: settings.kernelName, alpha: alpha, comm: comm) : nil
+    let testY = targets.encodedTestTargets(encoding: settings.encoding)
+
+    let trainLabels = targets.classes == nil ? nil : try kernelFile.dataset(KernelFileLayout.trainLabels).readAllInt64()
+    var points: [DynamicsPoint] = []
+    for (r, lambda) in lambdas.enumerated() {
+      for (ti, time) in settings.times.enumerated() {
+        let columns = Array(((r * filters.count + ti) * c) ..< ((r * filters.count + ti + 1) * c))
+        let f = trainPredictions.columns(columns)
+        var p = DynamicsPoint(time: time, ridge: settings.ridges[r], lambda: lambda,
+                              trainLoss: Self.halfMeanSquare(f - y), errorEstimate: estimates.isEmpty ? .infinity : estimates[r][ti])
+        if let classes = targets.classes, let labels = trainLabels {
+          p.trainAccuracy = classificationAccuracy(f, classes: classes, labels: labels)
+        }
+        if let test = testPredictions?.columns(columns) {
+          if let testY, testY.rows == test.rows { p.testLoss = Self.halfMeanSquare(test - testY) }
+          if let classes = targets.classes, let labels = targets.testLabels {
+            p.testAccuracy = classificationAccuracy(test, classes: classes, labels: labels)
+          }
+        }
+        points.append(p)
+      }
+    }
+    let report = DynamicsReport(kernelFile: settings.kernelFile, kernel: settings.kernelName, learningRate: settings.learningRate,
+                                ranks: comm.size, trainCount: n, testCount: testPredictions?.rows ?? 0, columns: c,
+                                iterations: lanczos.steps, basisDimension: lanczos.dimension, basisBytes: lanczos.basisBytes,
+                                passes: op.passes, converged: converged, exhausted: lanczos.exhausted,
+                                seconds: Date().timeIntervalSince(start), cachedTiles: op.cachedTiles, streamedTiles: op.streamedTiles,
+                                points: points)
+    try comm.collectively {
+      guard isRoot else { return }
+      try write(report: report, lambdas: lambdas, train: trainPredictions, test: testPredictions, targets: targets)
+      if let path = settings.metrics { try writeJSON(report, to: path) }
+    }
+    return report
+  }
+
+  /// ½·mean of the squares (the loss ½‖f − y‖²/(N·C)).
+  static func halfMeanSquare(_ e: DenseBlock) -> Double {
+    guard !e.values.isEmpty else { return 0 }
+    return 0.5 * e.values.reduce(0) { $0 + $1 * $1 } / Double(e.values.count)
+  }
+
+  struct Check {
+    /// Per ridge: the train-output coefficients of every time (`dimension × (T·C)`).
+    var phi: [DenseBlock]
+    /// Per ridge, per time: the worst estimate over the columns.
+    var estimates: [[Double]]
+  }
+
+  /// Error estimates of the current basis, per ridge and time and column, relative to ‖y_j‖:
+  /// ‖B_{m+1}·E_mᵀ·ψ(T+ρ)·E₁R₀‖ (how far K·x_t misses φ_t(K)·y through the part of K·Q outside
+  /// the basis: for t = ∞ exactly the CG residual) plus the change of the train outputs
+  /// φ(T+ρ)·E₁R₀ since the previous check (how far the basis's own approximation of the filter
+  /// still moves).
+  func evaluate(_ lanczos: BlockLanczos, filters: [GradientFlowFilter], lambdas: [Double], y: DenseBlock, yNorms: [Double],
+                previousPhi: [DenseBlock]?) throws -> Check {
+    let (theta, s) = try lanczos.ritz()
+    let k = lanczos.dimension, c = y.cols
+    let g = s.transposeTimes(Self.padded(lanczos.startCoefficients, rows: k))  // Sᵀ·E₁R₀
+    let coupling = lanczos.lastCoupling()
+    var phis: [DenseBlock] = []
+    var estimates: [[Double]] = []
+    for (r, lambda) in lambdas.enumerated() {
+      var phiAll = DenseBlock(rows: k, cols: filters.count * c)
+      var perTime: [Double] = []
+      for (ti, filter) in filters.enumerated() {
+        var wPsi = g, wPhi = g
+        for i in 0..<k {
+          let (p, q) = (filter.psi(theta[i] + lambda), filter.phi(theta[i] + lambda))
+          for j in 0..<c { wPsi[i, j] *= p; wPhi[i, j] *= q }
+        }
+        var worst = 0.0
+        var residual = [Double](repeating: 0, count: c)
+        if let (b, offset) = coupling {
+          // Only the last block's rows of x = S·wPsi reach B.
+          let rows = DenseBlock(rows: b.cols, cols: k, values: Array(s.values[(offset * k) ..< ((offset + b.cols) * k)]))
+          residual = b.times(rows.times(wPsi)).columnNorms()
+        }
+        let phi = s.times(wPhi)
+        var change = [Double](repeating: .infinity, count: c)
+        if lanczos.exhausted {
+          change = [Double](repeating: 0, count: c)
+        } else if let previous = previousPhi?[r] {
+          change = [Double](repeating: 0, count: c)
+          for i in 0..<k { for j in 0..<c {
+            let old = i < previous.rows ? previous[i, ti * c + j] : 0
+            let d = phi[i, j] - old
+            change[j] += d * d
+          } }
+          change = change.map { $0.squareRoot() }
+        }
+        for j in 0..<c {
+          worst = max(worst, (residual[j] + change[j]) / yNorms[j])
+          for i in 0..<k { phiAll[i, ti * c + j] = phi[i, j] }
+        }
+        perTime.append(worst)
+      }
+      phis.append(phiAll)
+      estimates.append(perTime)
+    }
+    return Check(phi: phis, estimates: estimates)
+  }
+
+  struct Coefficients {
+    /// `dimension × (R·T·C)`: column block (r, t) holds ridge r and time t.
+    var phi: DenseBlock
+    var psi: DenseBlock
+    var smallestRitz: Double?
+  }
+
+  func coefficients(_ lanczos: BlockLanczos, filters: [GradientFlowFilter], lambdas: [Double], y: DenseBlock) throws -> Coefficients {
+    let (theta, s) = try lanczos.ritz()
+    let k = lanczos.dimension, c = y.cols
+    let g = s.transposeTimes(Self.padded(lanczos.startCoefficients, rows: k))
+    let width = lambdas.count * filters.count * c
+    var wPhi = DenseBlock(rows: k, cols: width), wPsi = DenseBlock(rows: k, cols: width)
+    for (r, lambda) in lambdas.enumerated() {
+      for (ti, filter) in filters.enumerated() {
+        let base = (r * filters.count + ti) * c
+        for i in 0..<k {
+          let (p, q) = (filter.psi(theta[i] + lambda), filter.phi(theta[i] + lambda))
+          for j in 0..<c { wPsi[i, base + j] = p * g[i, j]; wPhi[i, base + j] = q * g[i, j] }
+        }
+      }
+    }
+    return Coefficients(phi: s.times(wPhi), psi: s.times(wPsi), smallestRitz: theta.first)
+  }
+
+  static func padded(_ b: DenseBlock, rows: Int) -> DenseBlock {
+    var out = DenseBlock(rows: rows, cols: b.cols)
+    for i in 0..<min(rows, b.rows) { for j in 0..<b.cols { out[i, j] = b[i, j] } }
+    return out
+  }
+
+  // MARK: Outputs
+
+  func write(report: DynamicsReport, lambdas: [Double], train: DenseBlock, test: DenseBlock?, targets: Targets) throws {
+    let writer = try KernelFileWriter(destination: settings.out, overwrite: settings.force)
+    defer { writer.discard() }
+    let f = writer.handle
+    let (rCount, tCount, c) = (settings.ridges.count, settings.times.count, targets.y.cols)
+    func write(_ name: String, _ values: [Double], _ shape: [Int]) throws {
+      let d = try f.createDataset(name, shape: shape, type: .float64)
+      try values.withUnsafeBufferPointer { try d.write($0, start: shape.map { _ in 0 }, count: shape) }
+    }
+    /// (R·T·C columns) → R × T × rows × C, the ridge axis dropped for one ridge value.
+    func stack(_ p: DenseBlock) -> ([Double], [Int]) {
+      var out: [Double] = []
+      out.reserveCapacity(p.values.count)
+      for b in 0..<(rCount * tCount) { out += p.columns(Array((b * c) ..< ((b + 1) * c))).values }
+      return (out, rCount == 1 ? [tCount, p.rows, c] : [rCount, tCount, p.rows, c])
+    }
+    try write("/dynamics/times", settings.times, [tCount])
+    try write("/dynamics/ridges", settings.ridges, [rCount])
+    try write("/dynamics/lambdas", lambdas, [rCount])
+    let (tv, ts) = stack(train)
+    try write("/dynamics/train/predictions", tv, ts)
+    if let test {
+      let (v, s) = stack(test)
+      try write("/dynamics/test/predictions", v, s)
+    }
+    let metricShape = rCount == 1 ? [tCount] : [rCount, tCount]
+    try write("/dynamics/train/loss", report.points.map(\.trainLoss), metricShape)
+    if report.points.allSatisfy({ $0.trainAccuracy != nil }) { try write("/dynamics/train/accuracy", report.points.map { $0.trainAccuracy! }, metricShape) }
+    if report.points.allSatisfy({ $0.testLoss != nil }) { try write("/dynamics/test/loss", report.points.map { $0.testLoss! }, metricShape) }
+    if report.points.allSatisfy({ $0.testAccuracy != nil }) { try write("/dynamics/test/accuracy", report.points.map { $0.testAccuracy! }, metricShape) }
+    try write("/dynamics/error_estimates", report.points.map(\.errorEstimate), metricShape)
+    if let classes = targets.classes {
+      let d = try f.createInt64Dataset("/dynamics/classes", shape: [classes.count])
+      try classes.withUnsafeBufferPointer { try d.write($0, start: [0], count: [classes.count]) }
+    }
+    let attributes: [(String, AttributeValue)] = [
+      ("kernel_file", .string(settings.kernelFile)), ("kernel", .string(settings.kernelName)),
+      ("learning_rate", .double(settings.learningRate)), ("normalization", .double(Double(report.trainCount * c))),
+      ("loss", .string("0.5 * sum((f - y)^2) / (N * C), f_0 = 0")),
+      ("ridge_absolute", .int(settings.ridgeAbsolute ? 1 : 0)), ("tolerance", .double(settings.tolerance)),
+      ("encoding", .string(targets.classes == nil ? "regression" : settings.encoding.rawValue)),
+      ("iterations", .int(Int64(report.iterations))), ("basis_dimension", .int(Int64(report.basisDimension))),
+      ("converged", .int(report.converged ? 1 : 0)), ("exhausted", .int(report.exhausted ? 1 : 0)),
+      ("ranks", .int(Int64(comm.size))), ("passes", .int(Int64(report.passes))), ("tool_version", .string(toolVersion)),
+    ]
+    for (k, v) in attributes { try f.setAttribute(k, v) }
+    let kernel = try H5File.open(settings.kernelFile)
+    for (from, to) in [("fingerprint", "kernel_fingerprint"), ("train_fingerprint", "kernel_train_fingerprint")] {
+      if case .string(let v)? = try kernel.attribute(from) { try f.setAttribute(to, .string(v)) }
+    }
+    try writer.commit()
+  }
+}
+
+/// Writes a report as pretty JSON, atomically.
+func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+  let encoder = JSONEncoder()
+  encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+  let data = try encoder.encode(value)
+  do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) }
+  catch { throw StorageError(path, "cannot write metrics: \(error.localizedDescription)") }
+}

@@ -1,0 +1,164 @@
+import ArgumentParser
+import Foundation
+import GramAnalysis
+
+/// `0.1,1,10,inf`, with `log:START:STOP:COUNT` items expanded to COUNT log-spaced times.
+func parseTimes(_ text: String) throws -> [Double] {
+  var times: [Double] = []
+  for item in text.split(separator: ",", omittingEmptySubsequences: false).map({ $0.trimmingCharacters(in: .whitespaces) }) {
+    if item.hasPrefix("log:") {
+      let parts = item.dropFirst(4).split(separator: ":", omittingEmptySubsequences: false)
+      guard parts.count == 3, let a = Double(parts[0]), let b = Double(parts[1]), let count = Int(parts[2]) else {
+        throw CommandError("--times: '\(item)' is not log:START:STOP:COUNT")
+      }
+      guard a > 0, b > a, a.isFinite, b.isFinite, count >= 2, count <= 100_000 else {
+        throw CommandError("--times: '\(item)' needs 0 < START < STOP (finite) and 2 ≤ COUNT ≤ 100000")
+      }
+      for i in 0..<count { times.append(i == count - 1 ? b : a * pow(b / a, Double(i) / Double(count - 1))) }
+    } else if ["inf", "infinity", "+inf"].contains(item.lowercased()) {
+      times.append(.infinity)
+    } else if let v = Double(item), !item.lowercased().contains("nan"), !item.lowercased().contains("inf") {
+      times.append(v)
+    } else {
+      throw CommandError("--times: '\(item)' is not a time (a number ≥ 0, inf, or log:START:STOP:COUNT)")
+    }
+  }
+  return times
+}
+
+/// `1e-4,1e-3` → ridge values (≥ 0 when `allowZero`).
+func parseRidges(_ text: String, allowZero: Bool) throws -> [Double] {
+  try text.split(separator: ",", omittingEmptySubsequences: false).map {
+    guard let v = Double($0.trimmingCharacters(in: .whitespaces)) else { throw CommandError("--ridge: '\($0)' is not a number") }
+    guard v.isFinite, allowZero ? v >= 0 : v > 0 else {
+      throw CommandError("--ridge must be a \(allowZero ? "non-negative" : "positive") finite number (got \(v))")
+    }
+    return v
+  }
+}
+
+struct DynamicsCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "dynamics",
+    abstract: "Gradient-descent training dynamics over a stored kernel: train and test outputs at every requested time, by block Lanczos.",
+    discussion: """
+      The conventions of neural-tangents' gradient_descent_mse with zero initial outputs (the ensemble mean): loss \
+      ½‖f − y‖²/(N·C), f_t = (I − exp(−η·t·K/(N·C)))·y on the training set and K*·K⁻¹·(I − exp(−η·t·K/(N·C)))·y \
+      on the test set, K = kernel + ρI. One Krylov basis serves every time and every ridge value; no eigendecomposition \
+      of K. Runs under mpirun like solve.
+      """)
+
+  @Argument(help: "A kernel file written by `ntkgram build`.") var kernelFile: String
+  @Option(help: "Training times, comma-separated, strictly increasing: numbers ≥ 0, inf, or log:START:STOP:COUNT (log-spaced).") var times: String
+  @Option(name: .customLong("learning-rate"), help: "η (neural-tangents' learning_rate).") var learningRate: Double = 1
+  @Option(name: .customLong("kernel-name"), help: "ntk or nngp.") var kernelName: String = "ntk"
+  @Option(help: "Ridge value(s) ρ ≥ 0, comma-separated; relative to trace(K)/N unless --ridge-absolute (neural-tangents' diag_reg).") var ridge: String = "0"
+  @Flag(name: .customLong("ridge-absolute"), help: "Ridge values are absolute.") var ridgeAbsolute = false
+  @Option(help: "Stop when every output's error estimate is ≤ tol (relative to the targets' norm, per column).") var tol: Double = 1e-6
+  @Option(name: .customLong("max-iter"), help: "Block Lanczos step limit (one pass over K each).") var maxIter: Int = 1000
+  @Option(name: .customLong("memory-budget"), help: "Bytes of kernel tiles kept in memory per rank (e.g. 4GiB); the rest is streamed.") var memoryBudget: String = "4GiB"
+  @Option(help: "Regression targets (N rows): .npy, file.h5:/dataset or .csv.") var targets: String?
+  @Option(name: .customLong("test-targets"), help: "Regression targets of the test set, for the test loss.") var testTargets: String?
+  @Option(help: "Class encoding: onehot (0/1) or centered (−0.1/0.9).") var encoding: String = "onehot"
+  @Option(help: "Output file (.h5).") var out: String
+  @Option(help: "Write metrics as JSON to this file.") var metrics: String?
+  @Flag(help: "Replace an existing output file.") var force = false
+  @Flag(help: "No progress output.") var quiet = false
+  @Option(name: .customLong("log-json"), help: "Write one JSON object per event to this file.") var logJSON: String?
+
+  func settings() throws -> DynamicsSettings {
+    var s = DynamicsSettings(kernelFile: kernelFile, out: out)
+    s.times = try parseTimes(times)
+    s.learningRate = learningRate
+    s.kernelName = kernelName
+    s.ridges = try parseRidges(ridge, allowZero: true)
+    s.ridgeAbsolute = ridgeAbsolute
+    s.tolerance = tol
+    s.maxIterations = maxIter
+    s.memoryBudget = try parseBytes(memoryBudget)
+    s.targets = targets
+    s.testTargets = testTargets
+    guard let e = TargetEncoding(rawValue: encoding) else { throw CommandError("unknown encoding '\(encoding)' (valid: onehot, centered)") }
+    s.encoding = e
+    s.metrics = metrics
+    s.force = force
+    do { try DynamicsDriver.validate(s) } catch let e as AnalysisError { throw CommandError(e.description) }
+    return s
+  }
+
+  func run() throws {
+    let s = try settings()
+    let report = try withCommunicator { comm in
+      let sink = try comm.collectively { try ProgressRenderer(options: ProgressOptions(quiet: quiet, jsonLog: logJSON), rank: comm.rank) }
+      return try DynamicsDriver(settings: s, comm: comm, events: sink).run()
+    }
+    guard launcherRank == 0 else { return }
+    print("dynamics of \(report.trainCount) samples × \(report.columns) columns on \(report.ranks) rank(s): \(report.iterations) block Lanczos steps (basis \(report.basisDimension)), \(report.passes) passes over K in \(String(format: "%.1f", report.seconds)) s\(report.converged ? "" : " — NOT converged")")
+    for p in report.points {
+      var line = "t = \(p.time.isInfinite ? "inf" : String(format: "%.6g", p.time))"
+      if s.ridges.count > 1 || p.ridge != 0 { line += ", ridge \(p.ridge)" }
+      line += ": train loss \(String(format: "%.4g", p.trainLoss))"
+      if let a = p.trainAccuracy { line += ", train accuracy \(String(format: "%.4f", a))" }
+      if let l = p.testLoss { line += ", test loss \(String(format: "%.4g", l))" }
+      if let a = p.testAccuracy { line += ", test accuracy \(String(format: "%.4f", a))" }
+      line += " (error ≤ \(String(format: "%.1e", p.errorEstimate)))"
+      print(line)
+    }
+  }
+}
+
+struct SpectrumCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "spectrum",
+    abstract: "The largest eigenpairs of a stored kernel by block Lanczos (out of core, distributed), with the trace, the smallest Ritz value, the largest stable learning rate and the targets' energy per eigenvector.")
+
+  @Argument(help: "A kernel file written by `ntkgram build`.") var kernelFile: String
+  @Option(help: "How many of the largest eigenpairs.") var top: Int = 10
+  @Option(name: .customLong("kernel-name"), help: "ntk or nngp.") var kernelName: String = "ntk"
+  @Option(help: "Lanczos block size (default: min(top, 32)).") var block: Int = 0
+  @Option(help: "Stop when every top pair's residual ‖K·v − λ·v‖ is ≤ tol·λ_max.") var tol: Double = 1e-10
+  @Option(name: .customLong("max-iter"), help: "Block Lanczos step limit (one pass over K each).") var maxIter: Int = 1000
+  @Option(name: .customLong("memory-budget"), help: "Bytes of kernel tiles kept in memory per rank (e.g. 4GiB); the rest is streamed.") var memoryBudget: String = "4GiB"
+  @Option(name: .customLong("learning-rate"), help: "η, for the per-direction rates η·λ/(N·C).") var learningRate: Double = 1
+  @Option(help: "Targets for the energy per eigenvector (default: the file's one-hot labels, if any).") var targets: String?
+  @Option(help: "Class encoding: onehot (0/1) or centered (−0.1/0.9).") var encoding: String = "onehot"
+  @Option(help: "Seed of the random start block.") var seed: UInt64 = 0x5eed
+  @Option(help: "Output file (.h5).") var out: String
+  @Option(help: "Write metrics as JSON to this file.") var metrics: String?
+  @Flag(help: "Replace an existing output file.") var force = false
+  @Flag(help: "No progress output.") var quiet = false
+  @Option(name: .customLong("log-json"), help: "Write one JSON object per event to this file.") var logJSON: String?
+
+  func settings() throws -> SpectrumSettings {
+    var s = SpectrumSettings(kernelFile: kernelFile, out: out)
+    s.top = top
+    s.kernelName = kernelName
+    s.block = block
+    s.tolerance = tol
+    s.maxIterations = maxIter
+    s.memoryBudget = try parseBytes(memoryBudget)
+    s.learningRate = learningRate
+    s.targets = targets
+    guard let e = TargetEncoding(rawValue: encoding) else { throw CommandError("unknown encoding '\(encoding)' (valid: onehot, centered)") }
+    s.encoding = e
+    s.seed = seed
+    s.metrics = metrics
+    s.force = force
+    do { try SpectrumDriver.validate(s) } catch let e as AnalysisError { throw CommandError(e.description) }
+    return s
+  }
+
+  func run() throws {
+    let s = try settings()
+    let report = try withCommunicator { comm in
+      let sink = try comm.collectively { try ProgressRenderer(options: ProgressOptions(quiet: quiet, jsonLog: logJSON), rank: comm.rank) }
+      return try SpectrumDriver(settings: s, comm: comm, events: sink).run()
+    }
+    guard launcherRank == 0 else { return }
+    print("top \(report.eigenvalues.count) eigenvalues of \(report.trainCount) × \(report.trainCount) on \(report.ranks) rank(s): \(report.iterations) block Lanczos steps, \(report.passes) passes over K in \(String(format: "%.1f", report.seconds)) s\(report.converged ? "" : " — NOT converged")")
+    print("λ_max \(String(format: "%.6g", report.eigenvalues.first ?? 0)), trace \(String(format: "%.6g", report.trace)), smallest Ritz value \(String(format: "%.3g", report.smallestRitzValue)) (± \(String(format: "%.1e", report.smallestRitzResidual))), largest stable learning rate \(String(format: "%.6g", report.maxStableLearningRate))")
+    if let e = report.targetEnergy {
+      print("targets' energy on the top \(e.count) eigenvectors: \(String(format: "%.4f", e.reduce(0, +))) (first: \(String(format: "%.4f", e.first ?? 0)))")
+    }
+  }
+}
