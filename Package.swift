@@ -72,7 +72,7 @@ let package = Package(
     .testTarget(name: "GramStorageTests", dependencies: ["GramStorage"]),
     .testTarget(name: "GramTilingTests", dependencies: ["GramTiling"]),
     .testTarget(name: "GramTransportTests", dependencies: ["GramTransport"]),
-    .testTarget(name: "GramBuildTests", dependencies: ["GramBuild", "GramData", "GramEvents", "GramNetwork", "GramStorage", "GramTransport"]),
+    .testTarget(name: "GramBuildTests", dependencies: ["GramAnalysis", "GramBuild", "GramData", "GramEvents", "GramNetwork", "GramSolver", "GramStorage", "GramTransport"]),
     .testTarget(name: "NTKGramCLITests", dependencies: ["ntkgram", "GramStorage"]),
   ]
 )

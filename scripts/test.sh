@@ -15,5 +15,5 @@ bash scripts/check-isa-isolation.sh
 "$venv/bin/python" scripts/check-layering.py
 NTKGRAM_BIN="$PWD/.build/release/ntkgram" "$venv/bin/python" -m pytest -q Tests/interop
 bash Tests/system/multihost.sh .build/release/ntkgram "$venv/bin/python"
-bash Tests/system/install.sh
+NTKGRAM_PLOT_PYTHON="$venv/bin/python" bash Tests/system/install.sh
 swift test

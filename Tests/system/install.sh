@@ -23,6 +23,7 @@ check "bash completes build --aga<TAB> to --against" bash -c '
   COMP_WORDS=(ntkgram build --aga); COMP_CWORD=2; COMP_LINE="ntkgram build --aga"; COMP_POINT=${#COMP_LINE}
   _ntkgram ntkgram --aga build
   [ "${COMPREPLY[*]}" = "--against" ]'
+check "ntkgram-plot is installed and runs with the test venv" bash -c '[ -x "'"$prefix"'/bin/ntkgram-plot" ] && "${NTKGRAM_PLOT_PYTHON:-python3}" "'"$prefix"'/bin/ntkgram-plot" --help | grep -q -- --dynamics'
 check "the zsh completion is installed" grep -q "#compdef ntkgram" "$prefix/share/zsh/site-functions/_ntkgram"
 echo "install: $passed passed, $failed failed"
 [ "$failed" = 0 ]
