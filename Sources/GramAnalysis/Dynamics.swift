@@ -217,7 +217,7 @@ public struct DynamicsDriver {
       let check = try comm.collectively { try evaluate(lanczos, filters: filters, lambdas: lambdas, y: y, yNorms: yNorms, previousPhi: previousPhi) }
       previousPhi = check.phi
       estimates = check.estimates
-      let worst = estimates.flatMap { $0 }.max() ?? 0
+      let worst = worstValue(estimates.flatMap { $0 })
       let elapsed = Date().timeIntervalSince(t0)
       if firstEstimate == nil { firstEstimate = max(worst, 1e-300) }
       let rate = log(max(worst, 1e-300) / firstEstimate!) / Double(max(lanczos.steps, 1))
@@ -233,7 +233,7 @@ public struct DynamicsDriver {
       converged = true
     }
     if !converged {
-      let worst = estimates.flatMap { $0 }.max() ?? .infinity
+      let worst = estimates.isEmpty ? .infinity : worstValue(estimates.flatMap { $0 })
       reporter.warning("dynamics: not converged after \(lanczos.steps) block Lanczos steps (worst estimate \(String(format: "%.2e", worst)) > tol \(settings.tolerance)); the outputs carry their estimates")
     }
 

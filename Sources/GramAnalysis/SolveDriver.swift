@@ -181,6 +181,9 @@ public struct SolveDriver {
       }
     }
     reporter.finishProgress()
+    guard !solver.worstResidual.isNaN else {
+      throw AnalysisError("the solve produced NaN residuals at iteration \(solver.iteration) (the kernel or the targets overflow float64)")
+    }
     let solution = try solver.solution(targets: targets.y)
     let count = lambdas.count
 
@@ -193,7 +196,7 @@ public struct SolveDriver {
     var results: [RidgeMetrics] = []
     for s in 0..<count {
       var m = RidgeMetrics(ridge: settings.ridges[s], lambda: lambdas[s], iterations: solution.iterations[s],
-                           worstTrueResidual: solution.trueResiduals[s].max() ?? 0)
+                           worstTrueResidual: worstValue(solution.trueResiduals[s]))
       if settings.baseline { m.baselineIterations = solution.iterations[count + s] }
       if let p = predictions?.columns(Array(s * c ..< (s + 1) * c)) {
         if let classes = targets.classes, let labels = targets.testLabels {
@@ -278,15 +281,19 @@ public struct SolveDriver {
       try f.setAttribute("identity", .string(settings.identity))
       try f.setAttribute("kernel_fingerprint", .string(try kernelFingerprint()))
       try f.setAttribute("iteration", .int(Int64(solver.iteration)))
+      var sum: UInt64 = 0
       for (s, system) in solver.systems.enumerated() {
-        for (name, block) in system.state() {
+        for (name, block) in system.state().sorted(by: { $0.key < $1.key }) {
           let d = try f.createDataset("/system\(s)/\(name)", shape: [block.rows, block.cols], type: .float64)
           try block.values.withUnsafeBufferPointer { try d.write($0, start: [0, 0], count: [block.rows, block.cols]) }
+          sum = checksum64(block.values, seed: sum)
         }
         let h = solver.history[s]
         let d = try f.createDataset("/system\(s)/history", shape: [h.count], type: .float64)
         try h.withUnsafeBufferPointer { try d.write($0, start: [0], count: [h.count]) }
+        sum = checksum64(h, seed: sum)
       }
+      try f.setAttribute("state_checksum", .string(hex(sum)))
       try f.flush()
     } catch {
       unlink(temporary)
@@ -302,23 +309,42 @@ public struct SolveDriver {
     return ""
   }
 
-  /// Restores every system from the checkpoint when it belongs to this solve; returns the
-  /// iteration it resumes at (0 for a fresh start).
+  /// Restores every system from the checkpoint when it belongs to this solve and is intact;
+  /// returns the iteration it resumes at (0 for a fresh start). A checkpoint of another solve is
+  /// ignored; a damaged one (checksum, NaN, unreadable) is reported and ignored.
   func restoreState(_ solver: KRRSolver) throws -> Int {
-    guard FileManager.default.fileExists(atPath: statePath), let f = try? H5File.open(statePath) else { return 0 }
-    guard try f.attribute("identity") == .string(settings.identity),
-          try f.attribute("kernel_fingerprint") == .string(try kernelFingerprint()),
-          case .int(let iteration)? = try f.attribute("iteration") else { return 0 }
-    var history: [[Double]] = []
-    for (s, system) in solver.systems.enumerated() {
-      var state: [String: DenseBlock] = [:]
-      for name in system.state().keys {
-        let d = try f.dataset("/system\(s)/\(name)")
-        state[name] = DenseBlock(rows: d.shape[0], cols: d.shape[1], values: try d.readAll())
-      }
-      try system.restore(state)
-      history.append(try f.dataset("/system\(s)/history").readAll())
+    guard FileManager.default.fileExists(atPath: statePath) else { return 0 }
+    func damaged(_ why: String) -> Int {
+      if comm.rank == 0 { events.warning("\(statePath): \(why): the checkpoint is ignored and the solve starts over") }
+      return 0
     }
+    guard let f = try? H5File.open(statePath) else { return damaged("not a readable HDF5 file") }
+    guard (try? f.attribute("identity")) == .string(settings.identity),
+          (try? f.attribute("kernel_fingerprint")) == .string(try kernelFingerprint()) else { return 0 }
+    guard case .int(let iteration)? = try? f.attribute("iteration"), iteration >= 0,
+          case .string(let stored)? = try? f.attribute("state_checksum") else { return damaged("no iteration count or checksum") }
+    var history: [[Double]] = []
+    var states: [[String: DenseBlock]] = []
+    var sum: UInt64 = 0
+    do {
+      for (s, system) in solver.systems.enumerated() {
+        var state: [String: DenseBlock] = [:]
+        for name in system.state().keys.sorted() {
+          let d = try f.dataset("/system\(s)/\(name)")
+          guard d.shape.count == 2 else { return damaged("/system\(s)/\(name) has shape \(d.shape)") }
+          let values: [Double] = try d.readAll()
+          sum = checksum64(values, seed: sum)
+          state[name] = DenseBlock(rows: d.shape[0], cols: d.shape[1], values: values)
+        }
+        let h: [Double] = try f.dataset("/system\(s)/history").readAll()
+        sum = checksum64(h, seed: sum)
+        states.append(state)
+        history.append(h)
+      }
+    } catch { return damaged("unreadable (\(error))") }
+    guard hex(sum) == stored else { return damaged("checksum mismatch (the state was modified after it was written)") }
+    guard states.allSatisfy({ $0.values.allSatisfy { $0.values.allSatisfy(\.isFinite) } }) else { return damaged("NaN or infinite values") }
+    for (system, state) in zip(solver.systems, states) { try system.restore(state) }
     solver.restore(iteration: Int(iteration), history: history)
     return Int(iteration)
   }

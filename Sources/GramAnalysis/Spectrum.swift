@@ -139,18 +139,18 @@ public struct SpectrumDriver {
       state = current
       let top = current.residuals.prefix(settings.top)
       let scale = max(abs(current.values.first ?? 0), Double.leastNormalMagnitude)
-      let worst = (top.max() ?? 0) / scale
+      let worst = worstValue(Array(top)) / scale
       reporter.progress(.iteration(lanczos.steps, worstResidual: worst, elapsed: Date().timeIntervalSince(t0), eta: .nan), force: false)
       if lanczos.exhausted || worst <= settings.tolerance { converged = true; break }
     }
     reporter.finishProgress()
     if state == nil || (lanczos.exhausted && !converged) {
       state = try comm.collectively { try ritzPairs(lanczos) }
-      converged = lanczos.exhausted || (state!.residuals.prefix(settings.top).max() ?? 0) <= settings.tolerance * abs(state!.values.first ?? 0)
+      converged = lanczos.exhausted || worstValue(Array(state!.residuals.prefix(settings.top))) <= settings.tolerance * abs(state!.values.first ?? 0)
     }
     guard let (values, ritzVectors, residuals) = state else { throw AnalysisError("spectrum: no Ritz values") }
     if !converged {
-      reporter.warning("spectrum: not converged after \(lanczos.steps) block Lanczos steps (worst relative residual \(String(format: "%.2e", (residuals.prefix(settings.top).max() ?? 0) / abs(values.first ?? 1))) > tol \(settings.tolerance))")
+      reporter.warning("spectrum: not converged after \(lanczos.steps) block Lanczos steps (worst relative residual \(String(format: "%.2e", worstValue(Array(residuals.prefix(settings.top))) / abs(values.first ?? 1))) > tol \(settings.tolerance))")
     }
     let k = settings.top
     let eigenvalues = Array(values.prefix(k))

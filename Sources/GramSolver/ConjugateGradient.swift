@@ -12,6 +12,17 @@
 // are float64 whatever K's storage. The recursive residual is never replaced by the true one
 // mid-run; the true residual is computed once at the end.
 
+/// The largest of `values` (0 for none), NaN when any is NaN: `Array.max()` skips a NaN or not
+/// depending on where it stands, and a residual report must never ignore a column.
+public func worstValue(_ values: [Double]) -> Double {
+  var w = 0.0
+  for v in values {
+    if v.isNaN { return .nan }
+    w = max(w, v)
+  }
+  return w
+}
+
 /// Stopping rules.
 public struct StoppingRule: Sendable {
   public var tolerance: Double = 1e-6
@@ -177,7 +188,7 @@ public final class BlockCG: KRRIteration {
     residuals = zip(y.columnNorms(), yNorms).map { $0 / $1 }
     iterations = Array(repeating: 0, count: y.cols)
     p = DenseBlock(rows: y.rows, cols: 0)
-    best = [residuals.max() ?? 0]
+    best = [worstValue(residuals)]
     done = residuals.allSatisfy { $0 <= rule.tolerance }
     if !done { p = try Self.orthonormalize(preconditioner.apply(r, shifts: Array(repeating: lambda, count: y.cols))) }
     if p.cols == 0 { done = true }
@@ -213,7 +224,7 @@ public final class BlockCG: KRRIteration {
       iterations[j] += 1
     }
     residuals = zip(norms, yNorms).map { $0 / $1 }
-    let worst = residuals.max() ?? 0
+    let worst = worstValue(residuals)
     best.append(min(best.last!, worst))
     if worst <= rule.tolerance || rule.hasStagnated(best) || !worst.isFinite { done = true; return }
     let z = preconditioner.apply(r, shifts: Array(repeating: lambda, count: y.cols))
@@ -275,7 +286,7 @@ public final class KRRSolver {
   public var finished: Bool { systems.allSatisfy(\.finished) || iteration >= rule.maxIterations }
 
   /// The worst recursive residual over every active system.
-  public var worstResidual: Double { systems.flatMap(\.residuals).max() ?? 0 }
+  public var worstResidual: Double { worstValue(systems.flatMap(\.residuals)) }
 
   /// One iteration of every unfinished system.
   public func step() throws {
@@ -288,7 +299,7 @@ public final class KRRSolver {
       try systems[s].advance(kp.columns(Array(offset ..< offset + width)))
       offset += width
     }
-    for s in live { history[s].append(systems[s].residuals.max() ?? 0) }
+    for s in live { history[s].append(worstValue(systems[s].residuals)) }
     iteration += 1
   }
 

@@ -97,22 +97,36 @@ enum HDF5Dataset {
   }
 }
 
-/// Comma-separated numbers, one sample per line; a first line that does not parse as numbers
-/// is taken as a header. Every line must have the same number of fields.
+/// Comma-separated numbers, one sample per line (LF or CRLF line ends, a UTF-8 byte-order mark,
+/// numbers optionally in double quotes). A first line none of whose fields is a number is a
+/// header; a first line with some numbers and some not is an error (a typo, not a header).
+/// Every line must have the same number of fields.
 enum CSV {
+  /// A field's text without surrounding blanks and double quotes.
+  static func unquoted(_ field: Substring) -> String {
+    var f = field.trimmingCharacters(in: .whitespaces)
+    if f.count >= 2, f.hasPrefix("\""), f.hasSuffix("\"") { f = String(f.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces) }
+    return f
+  }
+
   static func read(_ path: String, limit: Int?, labelColumn: Int?) throws -> (DenseArray, [Int64]?) {
-    let text = try contents(path)
+    var text = try contents(path)
+    if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
     var values: [Double] = []
     var labels: [Int64] = []
     var cols = -1, rows = 0
-    for (lineIndex, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+    // Character.isNewline covers "\r\n", which Swift keeps as one Character.
+    for (lineIndex, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
       let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
       if trimmed.isEmpty { continue }
       if let limit, rows >= limit { break }
-      let fields = trimmed.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+      let fields = trimmed.split(separator: ",", omittingEmptySubsequences: false).map(unquoted)
       let numbers = fields.map { Double($0) }
       if numbers.contains(where: { $0 == nil }) {
-        if rows == 0 && cols < 0 { cols = fields.count; continue }  // header
+        if rows == 0 && cols < 0 && numbers.allSatisfy({ $0 == nil }) { cols = fields.count; continue }  // header
+        if rows == 0 && cols < 0 {
+          throw StorageError(path, "line \(lineIndex + 1): not a number: '\(fields[numbers.firstIndex { $0 == nil }!])' (a header line has no numbers; this one mixes both)")
+        }
         throw StorageError(path, "line \(lineIndex + 1): not a number: '\(fields[numbers.firstIndex { $0 == nil }!])'")
       }
       if cols >= 0 && fields.count != cols {

@@ -2,17 +2,22 @@ import ArgumentParser
 import Foundation
 import GramAnalysis
 
-/// `4GiB`, `512MiB`, `2GB`, `1e9` → bytes.
+/// `4GiB`, `512MiB`, `2GB`, `1e9` → bytes. Refuses NaN, negative and absurd sizes (≥ 2⁶² bytes)
+/// instead of overflowing.
 func parseBytes(_ text: String) throws -> Int {
   let kib = 1024.0
   let units: [(String, Double)] = [("KiB", kib), ("MiB", kib * kib), ("GiB", kib * kib * kib), ("TiB", kib * kib * kib * kib),
                                    ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12),
                                    ("K", kib), ("M", kib * kib), ("G", kib * kib * kib), ("B", 1)]
+  var bytes: Double? = nil
   for (suffix, factor) in units where text.hasSuffix(suffix) {
-    if let v = Double(text.dropLast(suffix.count)), v >= 0 { return Int(v * factor) }
+    if let v = Double(text.dropLast(suffix.count)) { bytes = v * factor }
+    break
   }
-  if let v = Double(text), v >= 0 { return Int(v) }
-  throw CommandError("cannot read '\(text)' as a size (e.g. 4GiB, 512MiB, 2e9)")
+  if bytes == nil, let v = Double(text) { bytes = v }
+  guard let b = bytes, b.isFinite, b >= 0 else { throw CommandError("cannot read '\(text)' as a size (e.g. 4GiB, 512MiB, 2e9)") }
+  guard b < 0x1p62 else { throw CommandError("'\(text)' is larger than any machine's memory (at most 4 EiB)") }
+  return Int(b)
 }
 
 struct SolveCommand: ParsableCommand {

@@ -1,0 +1,140 @@
+"""Hostile input: CSV dialects, absurd sizes, a tampered solve checkpoint.
+
+Each bad input gets one line naming the file or flag and a non-zero exit; each fault in a
+checkpoint is reported and recovered from, never trusted.
+"""
+import os
+import signal
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import binary, ntkgram
+
+ROWS = np.array([[0.5, -1.25, 2.0], [3.0, 0.0, -0.75], [1.5, 2.5, -3.5], [0.25, -0.5, 1.0]])
+
+
+def kernel_of(path, tmp_path, name):
+    out = tmp_path / f"{name}.h5"
+    ntkgram("build", "--train", path, "--depth", 2, "--dtype", "float64", "--out", out, "--quiet")
+    return h5py.File(out, "r")["/train/ntk"][...]
+
+
+@pytest.fixture
+def reference(tmp_path):
+    np.save(tmp_path / "x.npy", ROWS)
+    return kernel_of(tmp_path / "x.npy", tmp_path, "npy")
+
+
+def write(path, text):
+    with open(path, "wb") as f:
+        f.write(text.encode("utf-8"))
+    return path
+
+
+def csv_lines(rows, quote=False):
+    fmt = (lambda v: f'"{v!r}"') if quote else repr
+    return [",".join(fmt(float(v)) for v in r) for r in rows]
+
+
+@pytest.mark.parametrize("dialect", ["crlf", "quoted", "bom-header", "crlf-header-blank-lines"])
+def test_csv_dialects_give_the_same_kernel(reference, tmp_path, dialect):
+    if dialect == "crlf":
+        text = "\r\n".join(csv_lines(ROWS)) + "\r\n"
+    elif dialect == "quoted":
+        text = "\n".join(csv_lines(ROWS, quote=True)) + "\n"
+    elif dialect == "bom-header":
+        text = "\ufeffa,b,c\n" + "\n".join(csv_lines(ROWS)) + "\n"
+    else:
+        text = '"a","b","c"\r\n\r\n' + "\r\n".join(csv_lines(ROWS)) + "\r\n\r\n"
+    path = write(tmp_path / f"{dialect}.csv", text)
+    assert np.array_equal(kernel_of(path, tmp_path, dialect), reference)
+
+
+def test_csv_first_row_typo_is_an_error_not_a_header(tmp_path):
+    lines = csv_lines(ROWS)
+    lines[0] = lines[0].replace("2.0", "2.0x")
+    path = write(tmp_path / "typo.csv", "\n".join(lines) + "\n")
+    r = ntkgram("build", "--train", path, "--out", tmp_path / "k.h5", check=False)
+    assert r.returncode != 0
+    assert "typo.csv" in r.stderr and "line 1" in r.stderr and "2.0x" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "k.h5").exists()
+
+
+@pytest.mark.parametrize("budget", ["1e30", "1e300GiB", "9e18", "nan", "-1GiB", "inf"])
+def test_absurd_memory_budgets_are_one_line(tmp_path, budget):
+    np.save(tmp_path / "x.npy", ROWS)
+    np.save(tmp_path / "y.npy", np.array([0, 1, 0, 1]))
+    ntkgram("build", "--train", tmp_path / "x.npy", "--train-labels", tmp_path / "y.npy", "--out", tmp_path / "k.h5", "--quiet")
+    for command in ("solve", "dynamics", "spectrum"):
+        extra = {"solve": [], "dynamics": ["--times", "1,inf"], "spectrum": ["--top", "1"]}[command]
+        r = ntkgram(command, tmp_path / "k.h5", *extra, f"--memory-budget={budget}", "--out", tmp_path / "o.h5", check=False)
+        assert r.returncode == 2, (command, budget, r.stderr)
+        assert budget in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / "o.h5").exists()
+
+
+def solve_until_checkpoint(kernel, out):
+    """Starts a long solve, kills it with SIGKILL once its checkpoint exists."""
+    state = str(out) + ".solve-state.h5"
+    args = [binary(), "solve", kernel, "--solver", "cg", "--preconditioner", "none", "--tol", "1e-13", "--ridge", "1e-6",
+            "--checkpoint-every", "1", "--max-iter", "100000", "--out", out]
+    p = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not os.path.exists(state) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert os.path.exists(state), "the solve finished before it could be killed"
+    return args, state
+
+
+@pytest.mark.parametrize("fault", ["perturbed", "nan", "truncated"])
+def test_tampered_solve_checkpoint_is_reported_and_not_trusted(tmp_path, fault):
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "x.npy", rng.normal(size=(600, 20)))
+    np.save(tmp_path / "y.npy", rng.integers(0, 4, size=600))
+    kernel = tmp_path / "k.h5"
+    ntkgram("build", "--train", tmp_path / "x.npy", "--train-labels", tmp_path / "y.npy", "--dtype", "float64",
+            "--out", kernel, "--quiet")
+    clean = tmp_path / "clean.h5"
+    args, state = solve_until_checkpoint(kernel, tmp_path / "s.h5")
+    clean_args = [a if a != str(tmp_path / "s.h5") else str(clean) for a in map(str, args)]
+    r = subprocess.run(clean_args, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    if fault == "truncated":
+        size = os.path.getsize(state)
+        with open(state, "r+b") as f:
+            f.truncate(size // 2)
+    else:
+        with h5py.File(state, "r+") as f:
+            x = f["/system0/x"]
+            v = x[...]
+            v[5, 1] = np.nan if fault == "nan" else v[5, 1] + 1e-3
+            x[...] = v
+    r = subprocess.run(list(map(str, args)), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "checkpoint is ignored" in r.stderr and "solve-state.h5" in r.stderr, r.stderr
+    assert "resuming" not in r.stderr
+    # Started over: the same α as the uninterrupted solve, and no NaN anywhere.
+    a, b = h5py.File(tmp_path / "s.h5", "r")["/alpha"][...], h5py.File(clean, "r")["/alpha"][...]
+    assert np.all(np.isfinite(a)) and np.array_equal(a, b)
+    assert not os.path.exists(state)
+
+
+def test_intact_checkpoint_resumes(tmp_path):
+    rng = np.random.default_rng(4)
+    np.save(tmp_path / "x.npy", rng.normal(size=(600, 20)))
+    np.save(tmp_path / "y.npy", rng.integers(0, 4, size=600))
+    kernel = tmp_path / "k.h5"
+    ntkgram("build", "--train", tmp_path / "x.npy", "--train-labels", tmp_path / "y.npy", "--dtype", "float64",
+            "--out", kernel, "--quiet")
+    args, state = solve_until_checkpoint(kernel, tmp_path / "s.h5")
+    r = subprocess.run(list(map(str, args)), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "resuming the solve at iteration" in r.stderr and "ignored" not in r.stderr
