@@ -195,6 +195,9 @@ public struct DynamicsDriver {
     let filters = settings.times.map { GradientFlowFilter(time: $0, learningRate: settings.learningRate, normalization: normalization) }
     reporter.message("dynamics: \(n) samples, \(c) columns, \(filters.count) time(s) × \(lambdas.count) ridge value(s); \(op.cachedTiles) tiles in memory, \(op.streamedTiles) streamed per pass")
 
+    guard y.columnNorms().contains(where: { $0 > 0 }) else {
+      throw AnalysisError("\(settings.targets ?? settings.kernelFile): the targets are all zero (every output would be 0)")
+    }
     let lanczos = try comm.collectively { try BlockLanczos(start: y) }
     let yNorms = y.columnNorms().map { $0 > 0 ? $0 : 1 }
     var previousPhi: [DenseBlock]? = nil

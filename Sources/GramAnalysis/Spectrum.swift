@@ -148,7 +148,12 @@ public struct SpectrumDriver {
       state = try comm.collectively { try ritzPairs(lanczos) }
       converged = lanczos.exhausted || worstValue(Array(state!.residuals.prefix(settings.top))) <= settings.tolerance * abs(state!.values.first ?? 0)
     }
-    guard let (values, ritzVectors, residuals) = state else { throw AnalysisError("spectrum: no Ritz values") }
+    guard let (values, ritzVectors, residuals) = state, values.count >= settings.top else {
+      let reached = lanczos.dimension
+      throw AnalysisError(lanczos.exhausted
+        ? "\(settings.kernelFile): the Krylov space of the start block has only \(reached) dimensions (a kernel of low rank): --top \(settings.top) cannot be reached; ask for at most \(reached)"
+        : "spectrum: only \(reached) basis vectors after --max-iter \(settings.maxIterations) steps, fewer than --top \(settings.top); raise --max-iter or --block")
+    }
     if !converged {
       reporter.warning("spectrum: not converged after \(lanczos.steps) block Lanczos steps (worst relative residual \(String(format: "%.2e", worstValue(Array(residuals.prefix(settings.top))) / abs(values.first ?? 1))) > tol \(settings.tolerance))")
     }

@@ -89,6 +89,24 @@ struct DynamicsDriverTests {
     #expect(try H5File.open(s.out).attribute("converged") == .int(0))
   }
 
+  @Test("a kernel of rank 1 (identical samples): --top beyond its Krylov space is one clear error, not a crash")
+  func lowRankSpectrum() throws {
+    let d = try BuildDriverTests.folder()
+    try NPY.write(DenseArray(rows: 41, cols: 9, values: [Double](repeating: 0.3, count: 41 * 9)), to: d + "/train.npy")
+    try NPY.write(DenseArray(rows: 2, cols: 9, values: [Double](repeating: 0.1, count: 18)), to: d + "/test.npy")
+    let kernel = d + "/k.h5"
+    _ = try BuildDriverTests.build(BuildDriverTests.settings(d, out: kernel), ranks: 1)
+    var s = SpectrumSettings(kernelFile: kernel, out: d + "/spec.h5")
+    s.top = 40
+    let settings = s
+    #expect {
+      _ = try onRanks(1) { comm in try SpectrumDriver(settings: settings, comm: comm).run() }
+    } throws: { error in
+      "\(error)".contains("low rank") && "\(error)".contains("k.h5")
+    }
+    #expect(!FileManager.default.fileExists(atPath: s.out))
+  }
+
   @Test("spectrum on 1 and 3 ranks: the same eigenvalues, exhausted on a small kernel")
   func spectrumRanks() throws {
     let (d, kernel, _) = try Self.fixture()
