@@ -252,7 +252,21 @@ public struct BuildDriver {
     let folder = settings.checkpointFolder
     let manifest = CheckpointManifest(fingerprint: jobPrint, tile: settings.tileSize, trainCount: n, testCount: m,
                                       dtype: settings.dtype.rawValue, kernel: inputs.spec.json)
-    try comm.collectively { if isRoot { try claimCheckpointFolder(manifest, reporter: reporter) } }
+    // Rank 0 holds the output's and the checkpoint folder's locks until the build ends.
+    var locks: [RunLock] = []
+    defer { locks.reversed().forEach { $0.release() } }
+    try comm.collectively {
+      guard isRoot else { return }
+      let fm = FileManager.default
+      for path in [settings.out, folder] {
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        do { try fm.createDirectory(atPath: parent, withIntermediateDirectories: true) }
+        catch { throw StorageError(path, "cannot create folder \(parent): \(error.localizedDescription)") }
+      }
+      locks.append(try RunLock.acquire(settings.out, what: "the output"))
+      locks.append(try RunLock.acquire(folder, what: "the checkpoint folder"))
+      try claimCheckpointFolder(manifest, reporter: reporter)
+    }
 
     // 3. Verify what an earlier run left.
     var done = [Double](repeating: 0, count: plan.count)

@@ -79,6 +79,21 @@ public final class KernelFileWriter {
       throw StorageError(destination, "cannot move the finished file into place: \(reason)")
     }
     try? fsyncPath(URL(fileURLWithPath: destination).deletingLastPathComponent().path)
+    Self.removeStalePartials(of: destination)
+  }
+
+  /// Removes the hidden temporary files of earlier runs for the same destination whose process
+  /// is gone (killed by a signal, the OOM killer or a scheduler): a later success leaves no
+  /// gigabytes behind. A file of a process still running on this host is left alone.
+  public static func removeStalePartials(of destination: String) {
+    let url = URL(fileURLWithPath: destination)
+    let folder = url.deletingLastPathComponent().path
+    let prefix = "." + url.lastPathComponent + ".partial-"
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+    for name in names where name.hasPrefix(prefix) {
+      guard let pid = Int32(name.dropFirst(prefix.count)), pid > 0, pid != getpid() else { continue }
+      if kill(pid, 0) != 0 && errno == ESRCH { unlink(folder + "/" + name) }
+    }
   }
 
   /// Drops the temporary file (idempotent).

@@ -138,3 +138,39 @@ def test_intact_checkpoint_resumes(tmp_path):
     r = subprocess.run(list(map(str, args)), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "resuming the solve at iteration" in r.stderr and "ignored" not in r.stderr
+
+
+def test_a_success_removes_partials_of_dead_runs(tmp_path):
+    np.save(tmp_path / "x.npy", ROWS)
+    dead = tmp_path / ".k.h5.partial-4194305"  # above Linux's largest pid: no such process
+    alive = tmp_path / f".k.h5.partial-{os.getpid()}"
+    other = tmp_path / ".other.h5.partial-4194305"
+    for f in (dead, alive, other):
+        f.write_bytes(b"left by a killed run")
+    ntkgram("build", "--train", tmp_path / "x.npy", "--out", tmp_path / "k.h5", "--quiet")
+    assert not dead.exists()
+    assert alive.exists() and other.exists()
+
+
+def test_two_builds_of_the_same_output_do_not_both_run(tmp_path):
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "x.npy", rng.normal(size=(6000, 100)))
+    args = ["build", "--train", tmp_path / "x.npy", "--depth", 12, "--dtype", "float64", "--tile", 256,
+            "--out", tmp_path / "k.h5", "--checkpoints", tmp_path / "tiles", "--quiet"]
+    first = subprocess.Popen([binary(), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and first.poll() is None and not any(
+            n.startswith("tile-") for n in (os.listdir(tmp_path / "tiles") if (tmp_path / "tiles").exists() else [])):
+        time.sleep(0.01)
+    assert first.poll() is None, "the first build ended before the second could start"
+    second = ntkgram(*args, "--force", check=False)
+    assert second.returncode != 0
+    assert "in use by another ntkgram run" in second.stderr and f"process {first.pid} on" in second.stderr, second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    # A killed holder leaves nothing stuck: the lock goes with the process, the rerun resumes.
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    r = ntkgram(*args, check=False)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "k.h5").exists()
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".lock")]
