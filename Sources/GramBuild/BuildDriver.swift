@@ -94,6 +94,8 @@ public struct BuildDriver {
     try checkOutputPath()
     // The spec against the files' headers first: a network that cannot run fails before any data is read.
     let (_, headerShape) = try DatasetReader.sampleShape(settings.train.samples, labelColumn: settings.train.labelColumn)
+    do { try Network.checkInputShape(headerShape) }
+    catch let e as NetworkError { throw StorageError(settings.train.samples, e.description) }
     _ = try Self.kernel(for: settings, sampleShape: headerShape, features: headerShape.reduce(1, *))
     let train = try loadSplit(settings.train)
     let test = try settings.test.map(loadSplit)

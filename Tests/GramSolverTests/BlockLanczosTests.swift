@@ -1,4 +1,3 @@
-import CLAPACK
 import Foundation
 import Testing
 @testable import GramSolver

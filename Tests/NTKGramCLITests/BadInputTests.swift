@@ -41,6 +41,8 @@ struct BadInputTests {
          message: ["$D/data.h5", "is an HDF5 file", ":/dataset"]),
     Case(description: "the output inside the checkpoint folder", arguments: ["--train", "$D/good.npy", "--out", "$D/ck/out.h5", "--checkpoints", "$D/ck"],
          message: ["$D/ck/out.h5", "inside the checkpoint folder"]),
+    Case(description: "an NPY header with an absurd sample shape", arguments: ["--train", "$D/absurd.npy"],
+         message: ["$D/absurd.npy", "absurdly large"]),
     Case(description: "the output is the input", arguments: ["--train", "$D/good.npy", "--out", "$D/good.npy", "--force"],
          message: ["$D/good.npy", "is also the training data", "refusing"]),
   ]
@@ -55,6 +57,7 @@ struct BadInputTests {
     let doubles = { (v: [Double]) in v.withUnsafeBytes { Data($0) } }
     try writeRawNPY(d + "/one_d.npy", descr: "<f8", shape: [4], payload: doubles([1, 2, 3, 4]))
     try writeRawNPY(d + "/five_d.npy", descr: "<f8", shape: [2, 1, 2, 2, 1], payload: doubles([Double](repeating: 1, count: 8)))
+    try writeRawNPY(d + "/absurd.npy", descr: "<f8", shape: [1 << 40, 1 << 30, 1 << 30], payload: Data())
     try writeRawNPY(d + "/ints.npy", descr: "<i8", shape: [2, 2], payload: [Int64](repeating: 3, count: 4).withUnsafeBytes { Data($0) })
     var withNaN = [Double](repeating: 0.5, count: 12); withNaN[2 * 4 + 1] = .nan
     try NPY.write(DenseArray(rows: 3, cols: 4, values: withNaN), to: d + "/nan.npy")
