@@ -132,3 +132,17 @@ func relativeError(_ a: DenseBlock, _ b: DenseBlock) -> Double {
     return e
   }
 }
+
+@Suite struct WorstValueTests {
+  /// `Array.max()` skips a NaN or not depending on its position; a residual report must not.
+  @Test func nanAnywhereIsNaN() {
+    #expect(worstValue([]) == 0)
+    #expect(worstValue([1e-3, 2e-7]) == 1e-3)
+    for position in 0..<3 {
+      var v = [1e-3, 2e-7, 5e-4]
+      v[position] = .nan
+      #expect(worstValue(v).isNaN)
+    }
+    #expect(worstValue([.infinity, 1]) == .infinity)
+  }
+}
