@@ -222,6 +222,44 @@ public struct BuildDriver {
     guard rename(temporary, manifestPath) == 0 else { throw StorageError(manifestPath, "cannot write: \(String(cString: strerror(errno)))") }
   }
 
+  // MARK: free space
+
+  /// Refuses to start when the checkpoints still to write and the kernel file do not fit on
+  /// their filesystems (both exist until the assembly ends), before any compute.
+  func checkFreeSpace(plan: TilePlan, remaining: [Int], kernels: Int, testCount m: Int, trainCount n: Int) throws {
+    let element = Double(settings.dtype.byteCount) * Double(kernels)
+    var checkpointBytes = 0.0
+    for index in remaining {
+      let t = plan.tile(index)
+      checkpointBytes += Double(t.rows.count) * Double(t.cols.count) * element
+    }
+    let trainEntries = settings.against == nil ? Double(n) * Double(n) : 0
+    let fileBytes = (trainEntries + Double(m) * Double(n)) * element + Double(n + m) * 8
+    func free(_ path: String) -> (bytes: Double, device: UInt64)? {
+      var s = statvfs(), st = stat()
+      guard statvfs(path, &s) == 0, stat(path, &st) == 0 else { return nil }
+      return (Double(s.f_bavail) * Double(s.f_frsize), UInt64(st.st_dev))
+    }
+    let outFolder = URL(fileURLWithPath: settings.out).deletingLastPathComponent().path
+    guard let out = free(outFolder), let ck = free(settings.checkpointFolder) else { return }
+    func size(_ b: Double) -> String { b >= Double(1 << 30) ? String(format: "%.1f GiB", b / Double(1 << 30)) : String(format: "%.1f MiB", b / Double(1 << 20)) }
+    let margin = 1.02
+    if out.device == ck.device {
+      let need = (fileBytes + checkpointBytes) * margin + Double(1 << 20)
+      guard need <= out.bytes else {
+        throw StorageError(settings.out, "needs about \(size(need)) free (kernel file \(size(fileBytes)) + checkpoints \(size(checkpointBytes))) but its filesystem has \(size(out.bytes)); free space or put --out/--checkpoints elsewhere")
+      }
+    } else {
+      let needOut = fileBytes * margin + Double(1 << 20), needCk = checkpointBytes * margin + Double(1 << 20)
+      guard needOut <= out.bytes else {
+        throw StorageError(settings.out, "needs about \(size(needOut)) free for the kernel file but its filesystem has \(size(out.bytes)); free space or choose another --out")
+      }
+      guard needCk <= ck.bytes else {
+        throw StorageError(settings.checkpointFolder, "needs about \(size(needCk)) free for the checkpoints but its filesystem has \(size(ck.bytes)); free space or choose another --checkpoints")
+      }
+    }
+  }
+
   // MARK: run
 
   /// Runs the build on this rank. Every rank returns the same outcome or throws.
@@ -298,6 +336,10 @@ public struct BuildDriver {
       reporter.message("resuming: \(reused) of \(plan.count) tiles reused from \(folder)" + (badCount[0] > 0 ? ", \(Int(badCount[0])) damaged tiles to recompute" : ""))
     }
     reporter.record("resume", ["reused": .int(reused), "rejected": .int(Int(badCount[0])), "remaining": .int(remaining.count)])
+    try comm.collectively {
+      guard isRoot else { return }
+      try checkFreeSpace(plan: plan, remaining: remaining, kernels: inputs.outputs.count, testCount: m, trainCount: n)
+    }
 
     // 4. Compute this rank's share.
     let assignment = TileAssignment(plan: plan, tiles: remaining, ranks: comm.size)

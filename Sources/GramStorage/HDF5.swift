@@ -23,13 +23,24 @@ enum HDF5Library {
   /// Throws `StorageError(path, "\(what) failed")` when an identifier is negative.
   @discardableResult
   static func check(_ id: hid_t, _ path: String, _ what: @autoclosure () -> String) throws -> hid_t {
-    if id < 0 { throw StorageError(path, "HDF5 \(what()) failed") }
+    if id < 0 { throw StorageError(path, "HDF5 \(what()) failed" + systemReason()) }
     return id
   }
 
   /// Throws when a status is negative.
   static func check(_ status: herr_t, _ path: String, _ what: @autoclosure () -> String) throws {
-    if status < 0 { throw StorageError(path, "HDF5 \(what()) failed") }
+    if status < 0 { throw StorageError(path, "HDF5 \(what()) failed" + systemReason()) }
+  }
+
+  /// The operating system's reason behind a failed HDF5 call, for the errors HDF5's own
+  /// messages hide (a full disk, a quota, a read-only or failing filesystem).
+  static func systemReason() -> String {
+    let code = errno
+    switch code {
+    case ENOSPC: return ": \(String(cString: strerror(code))) (the filesystem is full)"
+    case EDQUOT, EFBIG, EIO, EROFS, EACCES: return ": \(String(cString: strerror(code)))"
+    default: return ""
+    }
   }
 }
 

@@ -10,6 +10,13 @@ import GramTransport
 // failure every rank agrees on is printed once, by rank 0.
 func fail(_ message: String, status: Int32, quietRank: Bool = launcherRank != 0) -> Never {
   if !quietRank { FileHandle.standardError.write(Data("ntkgram: error: \(message)\n".utf8)) }
+  // Outside mpirun, `_exit`: HDF5's exit handler retries closing a file whose last write failed
+  // (a full disk) and prints pages of diagnostics; every output is committed or discarded by now.
+  // Under mpirun the launcher expects the usual exit.
+  if ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil {
+    fflush(nil)
+    _exit(status)
+  }
   exit(status)
 }
 

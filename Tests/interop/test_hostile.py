@@ -174,3 +174,22 @@ def test_two_builds_of_the_same_output_do_not_both_run(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "k.h5").exists()
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".lock")]
+
+
+def test_a_full_disk_is_said_before_the_compute(tmp_path):
+    """A fixed-size filesystem (tmpfs, 3 MiB; the tests run as root) too small for the kernel."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(6).normal(size=(800, 5)))
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(small)], check=True)
+    try:
+        for checkpoints in (tmp_path / "ck", small / "ck"):
+            r = ntkgram("build", "--train", tmp_path / "x.npy", "--dtype", "float64", "--out", small / "k.h5",
+                        "--checkpoints", checkpoints, check=False)
+            assert r.returncode == 1, r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert "k.h5" in r.stderr and "needs about" in r.stderr and "its filesystem has 3.0 MiB" in r.stderr, r.stderr
+            assert not [n for n in os.listdir(small) if n.startswith(".k.h5") or n == "k.h5"]
+            assert not (checkpoints.exists() and [n for n in os.listdir(checkpoints) if n.startswith("tile-")])
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
