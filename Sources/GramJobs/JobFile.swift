@@ -45,6 +45,32 @@ public struct JobFile: Sendable {
     case layers([[String: SpecValue]])
   }
 
+  /// Inputs on which the TOML parser (toml++ inside TOMLKit) stops the process on an internal
+  /// assertion instead of reporting an error, found by `Tests/interop/test_fuzz.py`: a table
+  /// header whose name does not start with a key character, and NUL bytes. Refused here with
+  /// the line, like any other syntax error.
+  static func refuseParserTraps(_ text: String, path: String) throws {
+    if text.utf8.contains(0) { throw StorageError(path, "not valid TOML: a NUL byte") }
+    var depth = 0  // brackets open in a multi-line value: a line starting with "[" there is not a header
+    for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+      var rest = line.drop { $0 == " " || $0 == "\t" }
+      if depth == 0 && rest.first == "[" {
+        rest = rest.dropFirst()
+        if rest.first == "[" { rest = rest.dropFirst() }
+        rest = rest.drop { $0 == " " || $0 == "\t" }
+        guard let c = rest.first, c.isASCII && (c.isLetter || c.isNumber || c == "_" || c == "-" || c == "\"" || c == "'") else {
+          throw StorageError(path, "not valid TOML: a table header without a name at line \(index + 1)")
+        }
+      }
+      var quote: Character? = nil
+      for c in line {
+        if let q = quote { if c == q { quote = nil }; continue }
+        if c == "#" { break }
+        if c == "\"" || c == "'" { quote = c } else if c == "[" { depth += 1 } else if c == "]" { depth = max(0, depth - 1) }
+      }
+    }
+  }
+
   public init(path: String) throws {
     self.path = path
     var isDirectory: ObjCBool = false
@@ -54,6 +80,7 @@ public struct JobFile: Sendable {
     guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
       throw StorageError(path, "cannot read job file")
     }
+    try Self.refuseParserTraps(text, path: path)
     let table: TOMLTable
     do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
       throw StorageError(path, "not valid TOML: \(e.description) at line \(e.source.begin.line)")

@@ -207,10 +207,16 @@ public class H5Object {
 
 /// An HDF5 file. The corresponding C functions are `H5Fcreate`, `H5Fopen` and `H5Fclose`.
 public final class H5File: H5Object {
-  /// Creates `path`, failing if it exists (`H5F_ACC_EXCL`).
+  /// Creates `path`, failing if it exists (`H5F_ACC_EXCL`), in the HDF5 1.8 file format: its
+  /// superblock and object headers carry checksums, so a damaged header is an error on open
+  /// instead of a crash inside the library (found by `Tests/interop/test_fuzz.py`). Every HDF5
+  /// reader since 1.8 (2008) opens it.
   public static func create(_ path: String) throws -> H5File {
     try HDF5Library.locked {
-      let id = H5Fcreate(path, ch5_f_acc_excl(), ch5_p_default(), ch5_p_default())
+      let fapl = H5Pcreate(ch5_p_file_access())
+      defer { H5Pclose(fapl) }
+      H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18)
+      let id = H5Fcreate(path, ch5_f_acc_excl(), ch5_p_default(), fapl)
       if id < 0 { throw StorageError(path, "cannot create HDF5 file") }
       return H5File(id: id, path: path, close: H5Fclose)
     }

@@ -5,8 +5,8 @@ import GramJobs
 import GramTransport
 
 // Every failure is one line on stderr, `ntkgram: error: …`, and a non-zero exit status:
-// 64 for command-line usage errors, 2 for invalid values found after parsing, 1 for failures
-// while running (bad files, I/O). `--help` and `--version` print as usual. Under mpirun a
+// 2 for command-line usage errors and invalid values (as argparse and most Unix tools; not
+// ArgumentParser's 64), 1 for failures while running (bad files, I/O). `--help` and `--version` print as usual. Under mpirun a
 // failure every rank agrees on is printed once, by rank 0.
 func fail(_ message: String, status: Int32, quietRank: Bool = launcherRank != 0) -> Never {
   if !quietRank { FileHandle.standardError.write(Data("ntkgram: error: \(message)\n".utf8)) }
@@ -50,7 +50,7 @@ do {
 } catch {
   let code = NTKGramCommand.exitCode(for: error)
   if code == .success { NTKGramCommand.exit(withError: error) }
-  fail(NTKGramCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)", status: code.rawValue)
+  fail(NTKGramCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)", status: code.rawValue == 64 ? 2 : code.rawValue)
 }
 do {
   try command.run()
@@ -65,5 +65,5 @@ do {
   if code == .success { NTKGramCommand.exit(withError: error) }
   let text = error is LocalizedError || String(describing: type(of: error)).contains("ValidationError")
     ? NTKGramCommand.message(for: error) : "\(error)"
-  fail(text.split(separator: "\n").first.map(String.init) ?? text, status: code == .failure ? 1 : code.rawValue, quietRank: false)
+  fail(text.split(separator: "\n").first.map(String.init) ?? text, status: code == .failure ? 1 : code.rawValue == 64 ? 2 : code.rawValue, quietRank: false)
 }
