@@ -122,6 +122,26 @@ public struct KernelVerifier {
     let a = preprocessed(train.samples, isInteger: train.isInteger, preprocess, statistics: statistics)
     let b = test.map { preprocessed($0.samples, isInteger: $0.isInteger, preprocess, statistics: statistics) }
     guard a.rows == n, (b?.rows ?? 0) == m else { throw fail("the data now has \(a.rows) train and \(b?.rows ?? 0) test rows, the file \(n) and \(m)") }
+    // The data against what the kernel was built from: a moved file matches, a changed one does not.
+    if case .string(let recorded)? = try f.attribute("train_data_checksum") {
+      let now = hex(dataChecksum(train.samples))
+      let source = try trainOverride ?? string("train_source")
+      guard now == recorded else {
+        throw fail("the training data \(source) differs from the data the kernel was built from (data checksum \(now), recorded \(recorded))")
+      }
+      report.checks.append("training data matches the recorded checksum \(recorded)")
+    }
+    // (Files of other releases may hash differently: only this release's are held to it.)
+    if case .string(let recorded)? = try f.attribute("fingerprint"), !isCross, try f.attribute("tool_version") == .string(toolVersion) {
+      // Builds with --kernels fold the kernel names into the fingerprint: either form matches.
+      let plain = fingerprint(train: a, test: b, spec: spec, dtype: dtype, tileSize: tileSize)
+      let names = (try? string("kernels")) ?? "ntk,nngp"
+      let folded = hex(checksum64(Array((plain + "||kernels=" + names).utf8)))
+      guard recorded == plain || recorded == folded else {
+        throw fail("the fingerprint \(recorded) does not match the data and spec (\(plain)): the test data \(test == nil ? "" : testSource + " ")or an attribute changed since the build")
+      }
+      report.checks.append("fingerprint \(recorded) matches the data, the spec, dtype and tile")
+    }
     var rng = SplitMix64(seed: seed)
     let tolerance = dtype == .float32 ? 1e-6 : 1e-10
     guard a.cols == spec.inputShape.reduce(1, *) else {

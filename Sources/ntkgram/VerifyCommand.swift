@@ -15,6 +15,8 @@ struct VerifyCommand: ParsableCommand {
 
   func run() throws {
     guard samples >= 0 else { throw CommandError("--samples must be ≥ 0") }
+    // Each sample is one scalar reference evaluation (up to seconds for a pooled CNTK entry).
+    guard samples <= 1_000_000 else { throw CommandError("--samples must be at most 1000000 (got \(samples))") }
     let report = try KernelVerifier(path: file, samples: samples, seed: seed, trainOverride: train, testOverride: test).run()
     for line in report.checks { print("ok: \(line)") }
     print("\(file): verified")

@@ -193,3 +193,28 @@ def test_a_full_disk_is_said_before_the_compute(tmp_path):
             assert not (checkpoints.exists() and [n for n in os.listdir(checkpoints) if n.startswith("tile-")])
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_verify_tells_moved_data_from_changed_data(tmp_path):
+    rng = np.random.default_rng(8)
+    np.save(tmp_path / "x.npy", rng.normal(size=(40, 6)))
+    np.save(tmp_path / "xt.npy", rng.normal(size=(9, 6)))
+    ntkgram("build", "--train", tmp_path / "x.npy", "--test", tmp_path / "xt.npy", "--out", tmp_path / "k.h5", "--quiet")
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("x.npy", "xt.npy"):
+        (moved / name).write_bytes((tmp_path / name).read_bytes())
+    r = ntkgram("verify", tmp_path / "k.h5", "--train", moved / "x.npy", "--test", moved / "xt.npy", "--samples", 10)
+    assert "training data matches" in r.stdout and "fingerprint" in r.stdout
+    changed = np.load(tmp_path / "x.npy")
+    changed[7, 3] += 1e-9
+    np.save(moved / "x.npy", changed)
+    r = ntkgram("verify", tmp_path / "k.h5", "--train", moved / "x.npy", "--samples", 10, check=False)
+    assert r.returncode == 1 and "training data" in r.stderr and "differs" in r.stderr and "x.npy" in r.stderr
+    changed_test = np.load(tmp_path / "xt.npy")
+    changed_test[2, 1] = 5.0
+    np.save(moved / "xt.npy", changed_test)
+    r = ntkgram("verify", tmp_path / "k.h5", "--test", moved / "xt.npy", "--samples", 10, check=False)
+    assert r.returncode == 1 and "fingerprint" in r.stderr and "xt.npy" in r.stderr
+    r = ntkgram("verify", tmp_path / "k.h5", "--samples", 10**9, check=False)
+    assert r.returncode == 2 and "--samples" in r.stderr
