@@ -159,17 +159,11 @@ public struct DynamicsDriver {
     }
     guard s.tolerance > 0, s.tolerance.isFinite else { throw AnalysisError("--tol must be positive (got \(s.tolerance))") }
     guard s.maxIterations >= 1 else { throw AnalysisError("--max-iter must be at least 1") }
-    guard KernelFileLayout.kernelNames.contains(s.kernelName) else {
-      throw AnalysisError("unknown kernel '\(s.kernelName)' (valid: \(KernelFileLayout.kernelNames.joined(separator: ", ")))")
-    }
-    var inputs: [(String, String)] = [(s.kernelFile, "the kernel file")]
+    var inputs: [(String, String)] = []
     if let t = s.targets { inputs.append((t, "the targets")) }
     if let t = s.testTargets { inputs.append((t, "the test targets")) }
-    try refuseOverwritingInputs(output: s.out, inputs: inputs)
-    if let m = s.metrics { try refuseOverwritingInputs(output: m, inputs: inputs + [(s.out, "the dynamics file")]) }
-    if FileManager.default.fileExists(atPath: s.out) && !s.force {
-      throw StorageError(s.out, "already exists (use --force to replace it)")
-    }
+    try checkAnalysisPaths(kernelFile: s.kernelFile, kernelName: s.kernelName, inputs: inputs, out: s.out,
+                           outName: "the dynamics file", metrics: s.metrics, force: s.force)
   }
 
   static func formatTime(_ t: Double) -> String { t.isInfinite ? "inf" : "\(t)" }
@@ -200,7 +194,8 @@ public struct DynamicsDriver {
     }
     let lanczos = try comm.collectively { try BlockLanczos(start: y) }
     let yNorms = y.columnNorms().map { $0 > 0 ? $0 : 1 }
-    var previousPhi: [DenseBlock]? = nil
+    var previousPhi: DenseBlock? = nil
+    var latest: Coefficients? = nil  // of the last check, which is always the last step
     var estimates: [[Double]] = []  // per (ridge, time): worst over columns
     var converged = false
     var lastCheck = 0
@@ -217,9 +212,10 @@ public struct DynamicsDriver {
       let interval = max(1, min(Int((10 * checkCost / passCost).rounded(.up)), lanczos.steps / 10))
       guard lanczos.exhausted || lanczos.steps - lastCheck >= interval || lanczos.steps == settings.maxIterations else { continue }
       lastCheck = lanczos.steps
-      let check = try comm.collectively { try evaluate(lanczos, filters: filters, lambdas: lambdas, y: y, yNorms: yNorms, previousPhi: previousPhi) }
-      previousPhi = check.phi
-      estimates = check.estimates
+      let current = try comm.collectively { try coefficients(lanczos, filters: filters, lambdas: lambdas, y: y) }
+      estimates = Self.estimates(current, lanczos, previousPhi: previousPhi, yNorms: yNorms, ridges: lambdas.count, times: filters.count)
+      previousPhi = current.phi
+      latest = current
       let worst = worstValue(estimates.flatMap { $0 })
       let elapsed = Date().timeIntervalSince(t0)
       if firstEstimate == nil { firstEstimate = max(worst, 1e-300) }
@@ -229,19 +225,13 @@ public struct DynamicsDriver {
       if lanczos.exhausted || worst <= settings.tolerance { converged = true; break }
     }
     reporter.finishProgress()
-    if lanczos.exhausted && !converged {
-      // Exhausted between checks: everything is exact.
-      let check = try comm.collectively { try evaluate(lanczos, filters: filters, lambdas: lambdas, y: y, yNorms: yNorms, previousPhi: nil) }
-      estimates = check.estimates
-      converged = true
-    }
+    guard let final = latest else { throw AnalysisError("dynamics: no block Lanczos step was taken") }
     if !converged {
-      let worst = estimates.isEmpty ? .infinity : worstValue(estimates.flatMap { $0 })
+      let worst = worstValue(estimates.flatMap { $0 })
       reporter.warning("dynamics: not converged after \(lanczos.steps) block Lanczos steps (worst estimate \(String(format: "%.2e", worst)) > tol \(settings.tolerance)); the outputs carry their estimates")
     }
 
     // Coefficients for every (ridge, time): ψ for the test side, φ for the train side.
-    let final = try comm.collectively { try coefficients(lanczos, filters: filters, lambdas: lambdas, y: y) }
     if settings.times.last!.isInfinite, let smallest = final.smallestRitz {
       for (r, l) in lambdas.enumerated() where smallest + l <= 0 {
         reporter.warning("dynamics: K + ρI has a Ritz value \(String(format: "%.3g", smallest + l)) ≤ 0 at ridge \(settings.ridges[r]): t = inf uses the pseudo-inverse; a positive --ridge makes it a regression")
@@ -294,67 +284,6 @@ public struct DynamicsDriver {
     return 0.5 * e.values.reduce(0) { $0 + $1 * $1 } / Double(e.values.count)
   }
 
-  struct Check {
-    /// Per ridge: the train-output coefficients of every time (`dimension × (T·C)`).
-    var phi: [DenseBlock]
-    /// Per ridge, per time: the worst estimate over the columns.
-    var estimates: [[Double]]
-  }
-
-  /// Error estimates of the current basis, per ridge and time and column, relative to ‖y_j‖:
-  /// ‖B_{m+1}·E_mᵀ·ψ(T+ρ)·E₁R₀‖ (how far K·x_t misses φ_t(K)·y through the part of K·Q outside
-  /// the basis: for t = ∞ exactly the CG residual) plus the change of the train outputs
-  /// φ(T+ρ)·E₁R₀ since the previous check (how far the basis's own approximation of the filter
-  /// still moves).
-  func evaluate(_ lanczos: BlockLanczos, filters: [GradientFlowFilter], lambdas: [Double], y: DenseBlock, yNorms: [Double],
-                previousPhi: [DenseBlock]?) throws -> Check {
-    let (theta, s) = try lanczos.ritz()
-    let k = lanczos.dimension, c = y.cols
-    let g = s.transposeTimes(Self.padded(lanczos.startCoefficients, rows: k))  // Sᵀ·E₁R₀
-    let coupling = lanczos.lastCoupling()
-    var phis: [DenseBlock] = []
-    var estimates: [[Double]] = []
-    for (r, lambda) in lambdas.enumerated() {
-      var phiAll = DenseBlock(rows: k, cols: filters.count * c)
-      var perTime: [Double] = []
-      for (ti, filter) in filters.enumerated() {
-        var wPsi = g, wPhi = g
-        for i in 0..<k {
-          let (p, q) = (filter.psi(theta[i] + lambda), filter.phi(theta[i] + lambda))
-          for j in 0..<c { wPsi[i, j] *= p; wPhi[i, j] *= q }
-        }
-        var worst = 0.0
-        var residual = [Double](repeating: 0, count: c)
-        if let (b, offset) = coupling {
-          // Only the last block's rows of x = S·wPsi reach B.
-          let rows = DenseBlock(rows: b.cols, cols: k, values: Array(s.values[(offset * k) ..< ((offset + b.cols) * k)]))
-          residual = b.times(rows.times(wPsi)).columnNorms()
-        }
-        let phi = s.times(wPhi)
-        var change = [Double](repeating: .infinity, count: c)
-        if lanczos.exhausted {
-          change = [Double](repeating: 0, count: c)
-        } else if let previous = previousPhi?[r] {
-          change = [Double](repeating: 0, count: c)
-          for i in 0..<k { for j in 0..<c {
-            let old = i < previous.rows ? previous[i, ti * c + j] : 0
-            let d = phi[i, j] - old
-            change[j] += d * d
-          } }
-          change = change.map { $0.squareRoot() }
-        }
-        for j in 0..<c {
-          worst = max(worst, (residual[j] + change[j]) / yNorms[j])
-          for i in 0..<k { phiAll[i, ti * c + j] = phi[i, j] }
-        }
-        perTime.append(worst)
-      }
-      phis.append(phiAll)
-      estimates.append(perTime)
-    }
-    return Check(phi: phis, estimates: estimates)
-  }
-
   struct Coefficients {
     /// `dimension × (R·T·C)`: column block (r, t) holds ridge r and time t.
     var phi: DenseBlock
@@ -362,6 +291,8 @@ public struct DynamicsDriver {
     var smallestRitz: Double?
   }
 
+  /// Q-coefficients of the train outputs, S·φ(Θ+ρ)·Sᵀ·E₁R₀, and of the test-side weights,
+  /// S·ψ(Θ+ρ)·Sᵀ·E₁R₀, for every ridge and time, from one eigendecomposition of T.
   func coefficients(_ lanczos: BlockLanczos, filters: [GradientFlowFilter], lambdas: [Double], y: DenseBlock) throws -> Coefficients {
     let (theta, s) = try lanczos.ritz()
     let k = lanczos.dimension, c = y.cols
@@ -380,6 +311,31 @@ public struct DynamicsDriver {
     return Coefficients(phi: s.times(wPhi), psi: s.times(wPsi), smallestRitz: theta.first)
   }
 
+  /// Error estimates per ridge and time (worst over the C columns), relative to ‖y_j‖:
+  /// ‖B_{m+1}·E_mᵀ·ψ(T+ρ)·E₁R₀‖ (how far K·x_t misses φ_t(K)·y through the part of K·Q outside
+  /// the basis: at t = ∞ exactly the CG residual) plus the change of the train outputs since the
+  /// previous check (how far the basis's own approximation of the filter still moves; infinite
+  /// at the first check, zero once the space is exhausted).
+  static func estimates(_ co: Coefficients, _ lanczos: BlockLanczos, previousPhi: DenseBlock?, yNorms: [Double],
+                        ridges: Int, times: Int) -> [[Double]] {
+    let residual = lanczos.residualNorms(co.psi)
+    let width = co.phi.cols, k = co.phi.rows, c = yNorms.count
+    var change = [Double](repeating: lanczos.exhausted ? 0 : .infinity, count: width)
+    if !lanczos.exhausted, let previous = previousPhi {
+      change = [Double](repeating: 0, count: width)
+      for i in 0..<k { for j in 0..<width {
+        let d = co.phi[i, j] - (i < previous.rows ? previous[i, j] : 0)
+        change[j] += d * d
+      } }
+      change = change.map { $0.squareRoot() }
+    }
+    return (0..<ridges).map { r in
+      (0..<times).map { t in
+        worstValue((0..<c).map { j in let col = (r * times + t) * c + j; return (residual[col] + change[col]) / yNorms[j] })
+      }
+    }
+  }
+
   static func padded(_ b: DenseBlock, rows: Int) -> DenseBlock {
     var out = DenseBlock(rows: rows, cols: b.cols)
     for i in 0..<min(rows, b.rows) { for j in 0..<b.cols { out[i, j] = b[i, j] } }
@@ -393,10 +349,7 @@ public struct DynamicsDriver {
     defer { writer.discard() }
     let f = writer.handle
     let (rCount, tCount, c) = (settings.ridges.count, settings.times.count, targets.y.cols)
-    func write(_ name: String, _ values: [Double], _ shape: [Int]) throws {
-      let d = try f.createDataset(name, shape: shape, type: .float64)
-      try values.withUnsafeBufferPointer { try d.write($0, start: shape.map { _ in 0 }, count: shape) }
-    }
+    func write(_ name: String, _ values: [Double], _ shape: [Int]) throws { try writeDoubles(f, name, values, shape) }
     /// (R·T·C columns) → R × T × rows × C, the ridge axis dropped for one ridge value.
     func stack(_ p: DenseBlock) -> ([Double], [Int]) {
       var out: [Double] = []

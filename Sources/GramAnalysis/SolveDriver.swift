@@ -104,17 +104,11 @@ public struct SolveDriver {
     guard settings.tolerance > 0 else { throw AnalysisError("--tol must be positive") }
     guard settings.maxIterations >= 1 else { throw AnalysisError("--max-iter must be at least 1") }
     guard settings.rank >= 1 else { throw AnalysisError("--rank must be at least 1") }
-    guard KernelFileLayout.kernelNames.contains(settings.kernelName) else {
-      throw AnalysisError("unknown kernel '\(settings.kernelName)' (valid: \(KernelFileLayout.kernelNames.joined(separator: ", ")))")
-    }
-    var inputs: [(String, String)] = [(settings.kernelFile, "the kernel file")]
+    var inputs: [(String, String)] = []
     if let t = settings.targets { inputs.append((t, "the targets")) }
     if let t = settings.testTargets { inputs.append((t, "the test targets")) }
-    try refuseOverwritingInputs(output: settings.out, inputs: inputs)
-    if let m = settings.metrics { try refuseOverwritingInputs(output: m, inputs: inputs + [(settings.out, "the solution file")]) }
-    if FileManager.default.fileExists(atPath: settings.out) && !settings.force {
-      throw StorageError(settings.out, "already exists (use --force to replace it)")
-    }
+    try checkAnalysisPaths(kernelFile: settings.kernelFile, kernelName: settings.kernelName, inputs: inputs, out: settings.out,
+                           outName: "the solution file", metrics: settings.metrics, force: settings.force)
   }
 
   func loadTargets(n: Int) throws -> Targets {
@@ -232,10 +226,7 @@ public struct SolveDriver {
     defer { writer.discard() }
     let f = writer.handle
     let n = s.alpha[0].rows, c = s.alpha[0].cols
-    func write(_ name: String, _ values: [Double], _ shape: [Int]) throws {
-      let d = try f.createDataset(name, shape: shape, type: .float64)
-      try values.withUnsafeBufferPointer { try d.write($0, start: shape.map { _ in 0 }, count: shape) }
-    }
+    func write(_ name: String, _ values: [Double], _ shape: [Int]) throws { try writeDoubles(f, name, values, shape) }
     let alpha = s.alpha.prefix(count).flatMap(\.values)
     try write("/alpha", alpha, count == 1 ? [n, c] : [count, n, c])
     try write("/ridge", s.lambdas.prefix(count).map { $0 }, [count])

@@ -87,16 +87,8 @@ public struct SpectrumDriver {
     guard s.tolerance > 0, s.tolerance.isFinite else { throw AnalysisError("--tol must be positive (got \(s.tolerance))") }
     guard s.maxIterations >= 1 else { throw AnalysisError("--max-iter must be at least 1") }
     guard s.learningRate > 0, s.learningRate.isFinite else { throw AnalysisError("--learning-rate must be positive and finite (got \(s.learningRate))") }
-    guard KernelFileLayout.kernelNames.contains(s.kernelName) else {
-      throw AnalysisError("unknown kernel '\(s.kernelName)' (valid: \(KernelFileLayout.kernelNames.joined(separator: ", ")))")
-    }
-    var inputs: [(String, String)] = [(s.kernelFile, "the kernel file")]
-    if let t = s.targets { inputs.append((t, "the targets")) }
-    try refuseOverwritingInputs(output: s.out, inputs: inputs)
-    if let m = s.metrics { try refuseOverwritingInputs(output: m, inputs: inputs + [(s.out, "the spectrum file")]) }
-    if FileManager.default.fileExists(atPath: s.out) && !s.force {
-      throw StorageError(s.out, "already exists (use --force to replace it)")
-    }
+    try checkAnalysisPaths(kernelFile: s.kernelFile, kernelName: s.kernelName, inputs: s.targets.map { [($0, "the targets")] } ?? [],
+                           out: s.out, outName: "the spectrum file", metrics: s.metrics, force: s.force)
   }
 
   public func run() throws -> SpectrumReport {
@@ -191,11 +183,7 @@ public struct SpectrumDriver {
     let k = ascending.count
     let order = Array((0..<k).reversed())
     let vectors = s.columns(order)
-    var residuals = [Double](repeating: 0, count: k)
-    if let (b, offset) = lanczos.lastCoupling() {
-      let rows = DenseBlock(rows: b.cols, cols: k, values: Array(vectors.values[(offset * k) ..< ((offset + b.cols) * k)]))
-      residuals = b.times(rows).columnNorms()
-    }
+    let residuals = lanczos.residualNorms(vectors)
     return (order.map { ascending[$0] }, vectors, residuals)
   }
 
@@ -203,10 +191,7 @@ public struct SpectrumDriver {
     let writer = try KernelFileWriter(destination: settings.out, overwrite: settings.force)
     defer { writer.discard() }
     let f = writer.handle
-    func write(_ name: String, _ values: [Double], _ shape: [Int]) throws {
-      let d = try f.createDataset(name, shape: shape, type: .float64)
-      try values.withUnsafeBufferPointer { try d.write($0, start: shape.map { _ in 0 }, count: shape) }
-    }
+    func write(_ name: String, _ values: [Double], _ shape: [Int]) throws { try writeDoubles(f, name, values, shape) }
     let k = report.eigenvalues.count
     try write("/spectrum/eigenvalues", report.eigenvalues, [k])
     try write("/spectrum/eigenvectors", vectors.values, [vectors.rows, k])

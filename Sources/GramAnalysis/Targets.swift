@@ -14,6 +14,27 @@ func classificationAccuracy(_ predictions: DenseBlock, classes: [Int64], labels:
   return Double(correct) / Double(predictions.rows)
 }
 
+/// The checks every analysis of a stored kernel makes before any work: a known kernel name, no
+/// output that is one of the inputs, and an existing output only with `--force`.
+func checkAnalysisPaths(kernelFile: String, kernelName: String, inputs extra: [(String, String)], out: String, outName: String,
+                        metrics: String?, force: Bool) throws {
+  guard KernelFileLayout.kernelNames.contains(kernelName) else {
+    throw AnalysisError("unknown kernel '\(kernelName)' (valid: \(KernelFileLayout.kernelNames.joined(separator: ", ")))")
+  }
+  let inputs = [(kernelFile, "the kernel file")] + extra
+  try refuseOverwritingInputs(output: out, inputs: inputs)
+  if let metrics { try refuseOverwritingInputs(output: metrics, inputs: inputs + [(out, outName)]) }
+  if FileManager.default.fileExists(atPath: out) && !force {
+    throw StorageError(out, "already exists (use --force to replace it)")
+  }
+}
+
+/// Writes a float64 dataset of `shape` holding `values` (row-major).
+func writeDoubles(_ f: H5File, _ name: String, _ values: [Double], _ shape: [Int]) throws {
+  let d = try f.createDataset(name, shape: shape, type: .float64)
+  try values.withUnsafeBufferPointer { try d.write($0, start: shape.map { _ in 0 }, count: shape) }
+}
+
 /// How class labels become target columns.
 public enum TargetEncoding: String, Sendable, CaseIterable {
   /// 1 for the row's class, 0 elsewhere.
@@ -37,14 +58,19 @@ struct Targets {
   func encodedTestTargets(encoding: TargetEncoding) -> DenseBlock? {
     if let testTargets { return testTargets }
     guard let classes, let testLabels else { return nil }
+    return Self.encode(testLabels, classes: classes, encoding: encoding)
+  }
+
+  /// One column per class, `encoding`'s values; nil when a label is not one of `classes`.
+  static func encode(_ labels: [Int64], classes: [Int64], encoding: TargetEncoding) -> DenseBlock? {
     let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
     let (on, off) = encoding.values
-    var t = DenseBlock(rows: testLabels.count, cols: classes.count, values: [Double](repeating: off, count: testLabels.count * classes.count))
-    for (i, l) in testLabels.enumerated() {
+    var y = DenseBlock(rows: labels.count, cols: classes.count, values: [Double](repeating: off, count: labels.count * classes.count))
+    for (i, l) in labels.enumerated() {
       guard let j = index[l] else { return nil }
-      t[i, j] = on
+      y[i, j] = on
     }
-    return t
+    return y
   }
 
   /// `--targets FILE` (`n` rows), else the kernel file's `/train/labels` encoded.
@@ -63,10 +89,7 @@ struct Targets {
     let labels = try f.dataset(KernelFileLayout.trainLabels).readAllInt64()
     guard labels.count == n else { throw StorageError(kernelFile, "has \(labels.count) train labels for \(n) samples") }
     let classes = Array(Set(labels)).sorted()
-    let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
-    let (on, off) = encoding.values
-    var y = DenseBlock(rows: n, cols: classes.count, values: [Double](repeating: off, count: n * classes.count))
-    for (i, l) in labels.enumerated() { y[i, index[l]!] = on }
+    let y = encode(labels, classes: classes, encoding: encoding)!
     let testLabels = f.exists(KernelFileLayout.testLabels) ? try f.dataset(KernelFileLayout.testLabels).readAllInt64() : nil
     return Targets(y: y, classes: classes, testLabels: testLabels, testTargets: nil)
   }

@@ -275,8 +275,7 @@ public struct BuildDriver {
                                dtype: settings.dtype, tileSize: settings.tileSize)
     if settings.against != nil || settings.kernels != nil {
       // Another job than the full build of the same data: its own checkpoints.
-      let extra = (settings.against.map { "against=" + $0.fingerprint } ?? "") + "|kernels=" + inputs.outputs.map(\.name).joined(separator: ",")
-      jobPrint = hex(checksum64(Array((jobPrint + "|" + extra).utf8)))
+      jobPrint = foldedFingerprint(jobPrint, againstFingerprint: settings.against?.fingerprint, kernels: inputs.outputs.map(\.name))
     }
     let plan = TilePlan(trainCount: n, testCount: m, tileSize: settings.tileSize, includesTrain: settings.against == nil)
     let hosts = try comm.allGather(Array(comm.processorName.utf8)).map { String(decoding: $0, as: UTF8.self) }

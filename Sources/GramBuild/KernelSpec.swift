@@ -99,5 +99,13 @@ func fingerprint(train: Matrix, test: Matrix?, spec: KernelSpec, dtype: ScalarTy
   return hex(checksum64(parts))
 }
 
+/// The fingerprint of a build that is not the full build of its data (a cross kernel against a
+/// stored training kernel, or a chosen subset of kernels): the plain one with those folded in,
+/// so such a build has its own checkpoints.
+func foldedFingerprint(_ plain: String, againstFingerprint: String?, kernels: [String]) -> String {
+  let extra = (againstFingerprint.map { "against=" + $0 } ?? "") + "|kernels=" + kernels.joined(separator: ",")
+  return hex(checksum64(Array((plain + "|" + extra).utf8)))
+}
+
 /// The release this binary is (`ntkgram --version`, the files' `tool_version`).
 public let ntkgramVersion = toolVersion

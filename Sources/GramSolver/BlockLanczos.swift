@@ -139,6 +139,16 @@ public final class BlockLanczos {
     return (b, k - last)
   }
 
+  /// ‖B_{m+1}·E_mᵀ·x_j‖ for every column of the `dimension × p` coefficients x: the part of
+  /// K·(Q·x_j) outside the basis (for a Ritz vector, its residual ‖K·v − θ·v‖). Zero once the
+  /// space is exhausted.
+  public func residualNorms(_ x: DenseBlock) -> [Double] {
+    guard let (b, offset) = lastCoupling() else { return [Double](repeating: 0, count: x.cols) }
+    precondition(x.rows == dimension, "BlockLanczos.residualNorms: wrong row count")
+    let rows = DenseBlock(rows: b.cols, cols: x.cols, values: Array(x.values[(offset * x.cols) ..< ((offset + b.cols) * x.cols)]))
+    return b.times(rows).columnNorms()
+  }
+
   /// The Ritz values (ascending) and vectors of T (`dimension × dimension`, columns).
   public func ritz() throws -> (values: [Double], vectors: DenseBlock) {
     try symmetricEigen(projectedMatrix())

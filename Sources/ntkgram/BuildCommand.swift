@@ -117,9 +117,8 @@ struct BuildCommand: ParsableCommand {
 
   func run() throws {
     let s = try settings()
-    let outcome = try withCommunicator { comm in
-      let sink = try comm.collectively { try ProgressRenderer(options: ProgressOptions(quiet: quiet, jsonLog: logJSON), rank: comm.rank) }
-      return try BuildDriver(settings: s, comm: comm, events: sink).run()
+    let outcome = try withProgress(quiet: quiet, logJSON: logJSON) { comm, sink in
+      try BuildDriver(settings: s, comm: comm, events: sink).run()
     }
     if !quiet && launcherRank == 0 {
       FileHandle.standardError.write(Data((

@@ -88,9 +88,8 @@ struct DynamicsCommand: ParsableCommand {
 
   func run() throws {
     let s = try settings()
-    let report = try withCommunicator { comm in
-      let sink = try comm.collectively { try ProgressRenderer(options: ProgressOptions(quiet: quiet, jsonLog: logJSON), rank: comm.rank) }
-      return try DynamicsDriver(settings: s, comm: comm, events: sink).run()
+    let report = try withProgress(quiet: quiet, logJSON: logJSON) { comm, sink in
+      try DynamicsDriver(settings: s, comm: comm, events: sink).run()
     }
     guard launcherRank == 0 else { return }
     print("dynamics of \(report.trainCount) samples × \(report.columns) columns on \(report.ranks) rank(s): \(report.iterations) block Lanczos steps (basis \(report.basisDimension)), \(report.passes) passes over K in \(String(format: "%.1f", report.seconds)) s\(report.converged ? "" : " — NOT converged")")
@@ -150,9 +149,8 @@ struct SpectrumCommand: ParsableCommand {
 
   func run() throws {
     let s = try settings()
-    let report = try withCommunicator { comm in
-      let sink = try comm.collectively { try ProgressRenderer(options: ProgressOptions(quiet: quiet, jsonLog: logJSON), rank: comm.rank) }
-      return try SpectrumDriver(settings: s, comm: comm, events: sink).run()
+    let report = try withProgress(quiet: quiet, logJSON: logJSON) { comm, sink in
+      try SpectrumDriver(settings: s, comm: comm, events: sink).run()
     }
     guard launcherRank == 0 else { return }
     print("top \(report.eigenvalues.count) eigenvalues of \(report.trainCount) × \(report.trainCount) on \(report.ranks) rank(s): \(report.iterations) block Lanczos steps, \(report.passes) passes over K in \(String(format: "%.1f", report.seconds)) s\(report.converged ? "" : " — NOT converged")")

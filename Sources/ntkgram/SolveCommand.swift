@@ -54,11 +54,7 @@ struct SolveCommand: ParsableCommand {
   func settings() throws -> SolveSettings {
     var s = SolveSettings(kernelFile: kernelFile, out: out)
     s.kernelName = kernelName
-    s.ridges = try ridge.split(separator: ",").map {
-      guard let v = Double($0.trimmingCharacters(in: .whitespaces)) else { throw CommandError("--ridge: '\($0)' is not a number") }
-      guard v > 0, v.isFinite else { throw CommandError("--ridge must be a positive finite number (got \(v))") }
-      return v
-    }
+    s.ridges = try parseRidges(ridge, allowZero: false)
     s.ridgeAbsolute = ridgeAbsolute
     guard tol > 0 else { throw CommandError("--tol must be positive (got \(tol))") }
     s.tolerance = tol
@@ -86,9 +82,8 @@ struct SolveCommand: ParsableCommand {
 
   func run() throws {
     let s = try settings()
-    let report = try withCommunicator { comm in
-      let sink = try comm.collectively { try ProgressRenderer(options: ProgressOptions(quiet: quiet, jsonLog: logJSON), rank: comm.rank) }
-      return try SolveDriver(settings: s, comm: comm, events: sink).run()
+    let report = try withProgress(quiet: quiet, logJSON: logJSON) { comm, sink in
+      try SolveDriver(settings: s, comm: comm, events: sink).run()
     }
     guard launcherRank == 0 else { return }
     print("solved \(report.trainCount) samples × \(report.columns) columns with \(report.solver) + \(report.preconditioner)" +
