@@ -69,6 +69,8 @@ public struct BuildDriver {
     let statistics: PreprocessStatistics?
     /// `dataChecksum` of the training samples as read.
     let trainChecksum: UInt64
+    /// An empirical kernel's network outputs at its weights, train and test (`rows × outputs`).
+    var initialOutputs: (train: [Double], test: [Double]?, outputs: Int)? = nil
   }
 
   // MARK: 1. inputs
@@ -78,9 +80,22 @@ public struct BuildDriver {
   static func kernel(for settings: BuildSettings, sampleShape: [Int], features: Int) throws -> (KernelSpec, any GramKernel) {
     let origin = settings.specOrigin.map { "\($0): " } ?? ""
     let shape = try settings.resolvedInputShape(fileShape: sampleShape, features: features)
-    let spec = KernelSpec(network: settings.network, inputShape: shape, preprocess: settings.preprocess,
+    var spec = KernelSpec(network: settings.network, inputShape: shape, preprocess: settings.preprocess,
                           gramPrecision: settings.gramPrecision)
     do {
+      if let stored = settings.against?.spec.empirical {
+        spec.empirical = stored
+      } else {
+        switch settings.empirical {
+        case nil: break
+        case .seed(let seed):
+          spec.empirical = EmpiricalSpec(parameters: try NetworkParameters.draw(settings.network, inputShape: shape, seed: seed),
+                                         seed: seed, source: nil)
+        case .file(let path):
+          spec.empirical = EmpiricalSpec(parameters: try ParametersFile.read(path: path, network: settings.network, inputShape: shape),
+                                         seed: nil, source: path)
+        }
+      }
       return (spec, try spec.makeKernel())
     } catch let e as NetworkError {
       throw BuildError(origin + e.description)
@@ -121,8 +136,13 @@ public struct BuildDriver {
     let b = test.map { preprocessed($0.samples, isInteger: $0.isInteger, settings.preprocess, statistics: statistics) }
     try Self.checkLargestSelfPair(kernel, a, source: train.source.samples, dtype: settings.dtype)
     if let b, let test { try Self.checkLargestSelfPair(kernel, b, source: test.source.samples, dtype: settings.dtype) }
-    return Inputs(train: train, test: test, trainMatrix: a, testMatrix: b, spec: spec, kernel: kernel, outputs: outputs,
-                  statistics: statistics, trainChecksum: trainChecksum)
+    var inputs = Inputs(train: train, test: test, trainMatrix: a, testMatrix: b, spec: spec, kernel: kernel, outputs: outputs,
+                        statistics: statistics, trainChecksum: trainChecksum)
+    if let empirical = kernel as? EmpiricalKernel {
+      inputs.initialOutputs = (settings.against == nil ? empirical.network.outputs(a) : [], b.map { empirical.network.outputs($0) },
+                               empirical.network.outputCount)
+    }
+    return inputs
   }
 
   /// Fails before any tile when the kernel of the largest sample with itself overflows (data
@@ -420,8 +440,8 @@ public struct BuildDriver {
   /// checkpoints are written by one writer thread.
   func computeTiles<Kernel: GramKernel>(kernel net: Kernel, _ mine: [Int], plan: TilePlan, inputs: Inputs, fingerprint: String,
                                         reporter: EventSink, entriesTotal: Double, baseline: Double) throws {
-    let train = net.prepare(inputs.trainMatrix)
-    let test = inputs.testMatrix.map { net.prepare($0) }
+    let train = net.prepare(inputs.trainMatrix, threads: settings.threads)
+    let test = inputs.testMatrix.map { net.prepare($0, threads: settings.threads) }
     let folder = settings.checkpointFolder
     let threads = max(1, min(settings.threads, mine.count))
     let lock = NSLock()
@@ -542,6 +562,15 @@ public struct BuildDriver {
     }
     if let labels = inputs.test?.labels { try writer.writeLabels(KernelFileLayout.testLabels, labels) }
     let root = writer.handle
+    if let empirical = inputs.spec.empirical {
+      try ParametersFile.write(empirical.parameters, to: root)
+      if let initial = inputs.initialOutputs {
+        for (name, values, rows) in [("train", initial.train, plan.includesTrain ? n : 0), ("test", initial.test ?? [], m)] where rows > 0 {
+          let d = try root.createDataset("/initial_outputs/\(name)", shape: [rows, initial.outputs], type: .float64)
+          try values.withUnsafeBufferPointer { try d.write($0, start: [0, 0], count: [rows, initial.outputs]) }
+        }
+      }
+    }
     for (k, v) in inputs.spec.attributes { try root.setAttribute(k, v) }
     let attributes: [(String, AttributeValue)] = [
       ("dtype", .string(settings.dtype.rawValue)),

@@ -35,6 +35,9 @@ public struct BuildSettings: Sendable {
   public var against: StoredTraining?
   /// The kernels to write (`--kernels`); nil: every output of the kernel.
   public var kernels: [String]?
+  /// The empirical kernels of one concrete network instead of the analytic ones: its weights
+  /// drawn from a seed or read from a file (`[kernel] empirical`, `seed`, `params`).
+  public var empirical: EmpiricalWeights?
 
   public init(train: DataSource, test: DataSource? = nil, network: Network, out: String) {
     self.train = train
@@ -62,6 +65,15 @@ public struct BuildSettings: Sendable {
     }
     return inputShape
   }
+}
+
+/// Where a concrete network's weights come from.
+public enum EmpiricalWeights: Sendable, Equatable {
+  /// Drawn from this seed (`CounterNormal`), the same on every rank.
+  case seed(UInt64)
+  /// Read from the `/params` group of this HDF5 file (a kernel file, a `train` output, or
+  /// weights written by another program in the same layout).
+  case file(String)
 }
 
 /// A build failure that is not about one file (a bad spec, mismatched data, …).

@@ -15,9 +15,9 @@ public struct KernelFileSummary: Sendable {
       let type = d.scalarType?.rawValue ?? (d.isInteger ? "int64" : "?")
       lines.append("  \(name): \(d.shape.map(String.init).joined(separator: "×")) \(type)")
     }
-    if let spec = try? KernelSpec(attributes: { try f.attribute($0) }) {
+    if let spec = try? KernelSpec.read(from: f) {
       lines.append("input shape: \(spec.inputShape.map(String.init).joined(separator: "×")) (preprocess \(spec.preprocess.rawValue), dot products \(spec.gramPrecision.rawValue))")
-      lines.append("network (\(spec.network.layers.count) layers; \(KernelFactory.path(of: spec.network, inputShape: spec.inputShape))):")
+      lines.append("network (\(spec.network.layers.count) layers; \(KernelFactory.path(of: spec.network, inputShape: spec.inputShape, empirical: spec.empirical != nil))):")
       lines += spec.network.lines.map { "  " + $0 }
     }
     lines.append("attributes:")

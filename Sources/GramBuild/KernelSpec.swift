@@ -14,38 +14,76 @@ public struct KernelSpec: Sendable, Equatable {
   public var inputShape: [Int]
   public var preprocess: Preprocess
   public var gramPrecision: GramPrecision
+  /// The concrete network of an empirical kernel; nil for the analytic (infinite-width) one.
+  public var empirical: EmpiricalSpec?
 
-  public init(network: Network, inputShape: [Int], preprocess: Preprocess, gramPrecision: GramPrecision) {
+  public init(network: Network, inputShape: [Int], preprocess: Preprocess, gramPrecision: GramPrecision,
+              empirical: EmpiricalSpec? = nil) {
     self.network = network
     self.inputShape = inputShape
     self.preprocess = preprocess
     self.gramPrecision = gramPrecision
+    self.empirical = empirical
   }
 
-  /// The canonical encoding: one JSON object, keys sorted.
+  /// The canonical encoding: one JSON object, keys sorted. An empirical kernel adds
+  /// `"empirical": {"parameters": <checksum of every weight>, "seed": <seed or "given">}`.
   public var json: String {
-    SpecValue.table([
+    var table: [String: SpecValue] = [
       "gram_precision": .string(gramPrecision.rawValue),
       "input_shape": .list(inputShape.map { .int($0) }),
       "network": .list(network.tables.map { .table($0) }),
       "preprocess": .string(preprocess.rawValue),
-    ]).json
+    ]
+    if let empirical {
+      table["empirical"] = .table(["parameters": .string(empirical.checksum),
+                                   "seed": empirical.seed.map { .int(Int($0)) } ?? .string("given")])
+    }
+    return SpecValue.table(table).json
   }
 
   /// The kernel this spec computes (throws a `NetworkError` naming the layer it cannot take).
   public func makeKernel() throws -> any GramKernel {
-    try KernelFactory.make(network: network, inputShape: inputShape, gramPrecision: gramPrecision)
+    try KernelFactory.make(network: network, inputShape: inputShape, gramPrecision: gramPrecision,
+                           parameters: empirical?.parameters)
   }
 
-  /// The spec as root attributes of the kernel file.
+  /// The spec as root attributes of the kernel file (an empirical kernel's weights are the
+  /// `/params` group, written beside them).
   public var attributes: [(String, AttributeValue)] {
-    [
+    var list: [(String, AttributeValue)] = [
       ("architecture", .string(network.isConvolutional ? "convolutional" : "fully_connected")),
       ("network", .string(network.json)),
       ("input_shape", .int64s(inputShape.map(Int64.init))),
       ("preprocess", .string(preprocess.rawValue)),
       ("gram_precision", .string(gramPrecision.rawValue)),
     ]
+    if let empirical {
+      list += [
+        ("empirical", .string("true")),
+        ("seed", .int(empirical.seed.map { Int64($0) } ?? -1)),
+        ("parameters_checksum", .string(empirical.checksum)),
+        ("parameters_source", .string(empirical.source ?? "seed")),
+      ]
+    }
+    return list
+  }
+
+  /// The spec of a kernel file, with the weights of an empirical kernel read from its `/params`.
+  public static func read(from file: H5File) throws -> KernelSpec {
+    var spec = try KernelSpec(attributes: { try file.attribute($0) })
+    if case .string("true")? = try file.attribute("empirical") {
+      let parameters = try ParametersFile.read(file, network: spec.network, inputShape: spec.inputShape)
+      var seed: UInt64? = nil
+      if case .int(let s)? = try file.attribute("seed"), s >= 0 { seed = UInt64(s) }
+      var source: String? = nil
+      if case .string(let s)? = try file.attribute("parameters_source"), s != "seed" { source = s }
+      spec.empirical = EmpiricalSpec(parameters: parameters, seed: seed, source: source)
+      if case .string(let recorded)? = try file.attribute("parameters_checksum"), recorded != spec.empirical!.checksum {
+        throw StorageError(file.path, "its /params (checksum \(spec.empirical!.checksum)) are not the weights its kernels were built with (recorded \(recorded)): the file was modified")
+      }
+    }
+    return spec
   }
 
   /// Reads a spec back from kernel-file attributes. Files of release 0.1 (no `network`) are
@@ -84,6 +122,24 @@ public struct KernelSpec: Sendable, Equatable {
     let network = Network.fullyConnected(depth: try int("depth"), activation: act, wStd: try double("W_std"), bStd: bStd,
                                          parameterization: p, width: try int("width"))
     self.init(network: network, inputShape: [try int("features")], preprocess: preprocess, gramPrecision: precision)
+  }
+}
+
+/// The concrete network of an empirical kernel: its weights, drawn from `seed` or given.
+public struct EmpiricalSpec: Sendable, Equatable {
+  public var parameters: NetworkParameters
+  /// The seed the weights were drawn from; nil when they were given (`--params`).
+  public var seed: UInt64?
+  /// The file the weights came from (`--params`), as given.
+  public var source: String?
+  /// `ParametersFile.checksum` of the weights.
+  public let checksum: String
+
+  public init(parameters: NetworkParameters, seed: UInt64?, source: String?) {
+    self.parameters = parameters
+    self.seed = seed
+    self.source = source
+    checksum = ParametersFile.checksum(parameters)
   }
 }
 

@@ -54,7 +54,7 @@ public struct KernelVerifier {
     let spec: KernelSpec
     let network: any GramKernel
     do {
-      spec = try KernelSpec(attributes: { try f.attribute($0) })
+      spec = try KernelSpec.read(from: f)
       network = try spec.makeKernel()
     } catch { throw fail("kernel spec attributes: \(error)") }
     // A cross kernel built against a stored training kernel holds only /test/*; a build may

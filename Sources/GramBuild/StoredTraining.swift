@@ -42,7 +42,7 @@ public struct StoredTraining: Sendable {
     let source = try string("train_source")
     guard !source.isEmpty else { throw StorageError(path, "records no training data source") }
     let spec: KernelSpec
-    do { spec = try KernelSpec(attributes: { try f.attribute($0) }) } catch {
+    do { spec = try KernelSpec.read(from: f) } catch {
       throw StorageError(path, "kernel spec attributes: \(error)")
     }
     let limit = try int("train_limit")

@@ -12,7 +12,8 @@ import GramStorage
 ///           [[kernel.layers]] tables (type = "dense" | "conv" | "avg_pool" | … , see `Network`),
 ///           preset (a named network: myrtle5, myrtle7, myrtle10),
 ///           or the fully-connected shorthand: architecture, depth, activation, leaky_slope,
-///           W_std, b_std, width
+///           W_std, b_std, width, readout_width;
+///           empirical, seed, params (the empirical kernels of one concrete network)
 /// [build]   tile, dtype, out, checkpoints, keep_checkpoints
 /// ```
 /// Relative paths are relative to the job file's folder. Every key has a command-line flag of
@@ -26,11 +27,12 @@ public struct JobFile: Sendable {
              "preprocess": .string, "input_shape": .ints],
     "kernel": ["architecture": .string, "depth": .int, "activation": .string, "leaky_slope": .double,
                "W_std": .double, "b_std": .double, "parameterization": .string, "width": .int,
-               "gram_precision": .string, "layers": .layers, "preset": .string],
+               "gram_precision": .string, "layers": .layers, "preset": .string, "readout_width": .int,
+               "empirical": .bool, "seed": .int, "params": .string],
     "build": ["tile": .int, "dtype": .string, "out": .string, "checkpoints": .string, "keep_checkpoints": .bool],
   ]
   /// Keys holding paths (resolved against the job file's folder).
-  static let pathKeys: Set<String> = ["train", "train_labels", "test", "test_labels", "out", "checkpoints"]
+  static let pathKeys: Set<String> = ["train", "train_labels", "test", "test_labels", "out", "checkpoints", "params"]
 
   public let path: String
   /// Values by key (keys are unique across sections), paths already resolved.

@@ -28,6 +28,14 @@ public struct KernelFlags: Sendable {
   public var layers: String?
   /// A named network (`Network.presets`).
   public var preset: String?
+  /// The shorthand's readout width (outputs per sample of the concrete network).
+  public var readoutWidth: Int?
+  /// The empirical kernels of one concrete network (`--empirical`).
+  public var empirical = false
+  /// The seed its weights are drawn from.
+  public var seed: Int?
+  /// A file whose `/params` are its weights (implies `empirical`).
+  public var params: String?
 
   public init() {}
 }
@@ -69,7 +77,7 @@ public enum Settings {
   public static let activationNames = Activation.validNames
 
   /// The keys of the fully-connected shorthand (which a layer list replaces).
-  static let shorthandKeys = ["architecture", "depth", "activation", "leaky_slope", "W_std", "b_std", "width"]
+  static let shorthandKeys = ["architecture", "depth", "activation", "leaky_slope", "W_std", "b_std", "width", "readout_width"]
 
   /// The network and the dot-product precision from `[kernel]` and the kernel flags.
   public static func network(job: JobFile?, flags: KernelFlags) throws -> (Network, GramPrecision) {
@@ -85,6 +93,7 @@ public enum Settings {
     let flagShorthand: [(String, Bool)] = [
       ("architecture", flags.architecture != nil), ("depth", flags.depth != nil), ("activation", flags.activation != nil),
       ("leaky_slope", flags.leakySlope != nil), ("W_std", flags.wStd != nil), ("b_std", flags.bStd != nil), ("width", flags.width != nil),
+      ("readout_width", flags.readoutWidth != nil),
     ]
     let shorthandGiven = flagShorthand.filter(\.1).map(\.0) + shorthandKeys.filter { job?.values[$0] != nil }
 
@@ -154,10 +163,40 @@ public enum Settings {
     let depth = flags.depth ?? job?.int("depth") ?? 3
     guard depth >= 1 else { throw SettingsError("\(origin)depth must be at least 1 (got \(depth))") }
     guard depth <= 10_000 else { throw SettingsError("\(origin)depth \(depth) is absurdly large (at most 10000)") }
-    let network = Network.fullyConnected(depth: depth, activation: act, wStd: flags.wStd ?? job?.double("W_std") ?? 2.0.squareRoot(),
+    var network = Network.fullyConnected(depth: depth, activation: act, wStd: flags.wStd ?? job?.double("W_std") ?? 2.0.squareRoot(),
                                          bStd: bStd, parameterization: parameterization, width: flags.width ?? job?.int("width") ?? 512)
+    if let readout = flags.readoutWidth ?? job?.int("readout_width") {
+      guard readout >= 1, readout <= 1 << 20 else { throw SettingsError("\(origin)readout_width must be between 1 and 1048576 (got \(readout))") }
+      if case .dense(var a) = network.layers[network.layers.count - 1] {
+        a.width = readout
+        network.layers[network.layers.count - 1] = .dense(a)
+      }
+    }
+    if let width = flags.width ?? job?.int("width"), width < 1 || width > 1 << 40 {
+      throw SettingsError("\(origin)width must be between 1 and 2^40 (got \(width))")
+    }
     do { try FullyConnected(network: network).validate() } catch let e as KernelSpecError { throw SettingsError(origin + e.description) }
     return (network, precision)
+  }
+
+  /// Where the weights of a concrete network come from (`empirical`, `seed`, `params`), or nil
+  /// for the analytic kernels.
+  public static func empirical(job: JobFile?, flags: KernelFlags) throws -> EmpiricalWeights? {
+    let origin = job.map { "\($0.path): " } ?? ""
+    let params = flags.params ?? job?.string("params")
+    let seed = flags.seed ?? job?.int("seed")
+    let on = flags.empirical || (job?.bool("empirical") ?? false) || params != nil
+    guard on else {
+      if seed != nil { throw SettingsError("\(origin)seed is for empirical kernels: add --empirical ([kernel] empirical = true)") }
+      return nil
+    }
+    if let params {
+      if seed != nil { throw SettingsError("\(origin)give either seed (weights drawn) or params (weights read from a file), not both") }
+      return .file(params)
+    }
+    let s = seed ?? 0
+    guard s >= 0 else { throw SettingsError("\(origin)seed must be at least 0 (got \(s))") }
+    return .seed(UInt64(s))
   }
 
   /// `H,W,C` or `d` as a list of sizes.
@@ -212,6 +251,7 @@ public enum Settings {
     for (name, v) in [("train_limit", s.train.limit), ("test_limit", s.test?.limit)] {
       if let v, v < 1 { throw SettingsError("\(origin)\(name) must be at least 1 (got \(v))") }
     }
+    s.empirical = try empirical(job: job, flags: flags.kernel)
     s.checkpoints = flags.checkpoints ?? job?.string("checkpoints")
     s.keepCheckpoints = flags.keepCheckpoints || (job?.bool("keep_checkpoints") ?? false)
     s.force = flags.force
@@ -242,6 +282,8 @@ public enum Settings {
       ("--width", flags.kernel.width != nil), ("--parameterization", flags.kernel.parameterization != nil),
       ("--leaky-slope", flags.kernel.leakySlope != nil), ("--gram-precision", flags.kernel.gramPrecision != nil),
       ("--architecture", flags.kernel.architecture != nil), ("--preset", flags.kernel.preset != nil),
+      ("--empirical", flags.kernel.empirical), ("--seed", flags.kernel.seed != nil), ("--params", flags.kernel.params != nil),
+      ("--readout-width", flags.kernel.readoutWidth != nil),
     ]
     if let (what, _) = conflicting.first(where: \.1) {
       throw SettingsError("\(what) cannot be combined with --against: the network, preprocessing and training data come from \(path)")

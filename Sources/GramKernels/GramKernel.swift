@@ -43,6 +43,8 @@ public protocol GramKernel: Sendable {
 
   /// Prepares `data` (rows are samples) for tiles.
   func prepare(_ data: Matrix) -> Features
+  /// The same, allowed to use `threads` threads (the result must not depend on them).
+  func prepare(_ data: Matrix, threads: Int) -> Features
   /// Number of rows in prepared features.
   func rowCount(_ features: Features) -> Int
   /// Number of input values per row of prepared features.
@@ -60,6 +62,8 @@ public protocol GramKernel: Sendable {
 }
 
 extension GramKernel {
+  public func prepare(_ data: Matrix, threads: Int) -> Features { prepare(data) }
+
   /// Scratch for a tile of `features`.
   public func scratchCount(_ features: Features, rows: Int, cols: Int) -> Int {
     scratchCount(inputFeatures: inputFeatures(features), rows: rows, cols: cols)

@@ -254,6 +254,27 @@ public final class H5File: H5Object {
     }
   }
 
+  /// The names of the links inside the group `group` (`"/params"`), in name order; empty when
+  /// there is no such group.
+  public func members(of group: String) throws -> [String] {
+    guard exists(group) else { return [] }
+    return try HDF5Library.locked {
+      let gid = try HDF5Library.check(H5Gopen2(id, group, ch5_p_default()), path, "opening group \(group)")
+      defer { H5Gclose(gid) }
+      var info = H5G_info_t()
+      try HDF5Library.check(H5Gget_info(gid, &info), path, "listing group \(group)")
+      var names: [String] = []
+      for i in 0..<info.nlinks {
+        let size = H5Lget_name_by_idx(gid, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, ch5_p_default())
+        guard size >= 0, size < 1 << 16 else { throw StorageError(path, "cannot read a link name in group \(group)") }
+        var buffer = [CChar](repeating: 0, count: Int(size) + 1)
+        _ = H5Lget_name_by_idx(gid, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buffer, Int(size) + 1, ch5_p_default())
+        names.append(String(decoding: buffer.prefix(Int(size)).map { UInt8(bitPattern: $0) }, as: UTF8.self))
+      }
+      return names
+    }
+  }
+
   /// Creates a dataset, with intermediate groups, at `name`.
   public func createDataset(_ name: String, shape: [Int], type: ScalarType, chunk: [Int]? = nil) throws -> H5Dataset {
     try createDataset(name, shape: shape, fileType: type.fileType, chunk: chunk)

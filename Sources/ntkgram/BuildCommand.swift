@@ -29,6 +29,14 @@ struct KernelOptions: ParsableArguments {
   var layers: String?
   @Option(help: "A named network: myrtle5, myrtle7 or myrtle10 (neural-tangents' Myrtle family, closing with a global average pool; README).")
   var preset: String?
+  @Option(name: .customLong("readout-width"), help: "Shorthand: outputs of the readout layer (the concrete network's outputs per sample, e.g. the classes). Default 1.")
+  var readoutWidth: Int?
+  @Flag(help: "The empirical NTK and NNGP of one concrete network (the hidden widths real, weights drawn from --seed) instead of the infinite-width limit (docs/finite-width.md).")
+  var empirical = false
+  @Option(help: "Empirical kernels: the seed the weights are drawn from (the same on every rank). Default 0.")
+  var seed: Int?
+  @Option(help: "Empirical kernels: take the weights from this HDF5 file's /params (a kernel file, a train output, or /params/<k>/W and b written by another program) instead of drawing them.")
+  var params: String?
 
   var flags: KernelFlags {
     var f = KernelFlags()
@@ -43,6 +51,10 @@ struct KernelOptions: ParsableArguments {
     f.gramPrecision = gramPrecision
     f.layers = layers
     f.preset = preset
+    f.readoutWidth = readoutWidth
+    f.empirical = empirical
+    f.seed = seed
+    f.params = params
     return f
   }
 }
