@@ -24,6 +24,10 @@ public struct DynamicsSettings: Sendable {
   public var out: String
   public var metrics: String?
   public var force = false
+  /// One network's outputs at initialisation (an HDF5 file with `/initial_outputs/train` and,
+  /// for a test kernel, `/initial_outputs/test`, `rows × C`): predict that network, f₀ ≠ 0,
+  /// instead of the ensemble mean (f₀ = 0).
+  public var initialOutputs: String?
 
   public init(kernelFile: String, out: String) {
     self.kernelFile = kernelFile
@@ -162,6 +166,7 @@ public struct DynamicsDriver {
     var inputs: [(String, String)] = []
     if let t = s.targets { inputs.append((t, "the targets")) }
     if let t = s.testTargets { inputs.append((t, "the test targets")) }
+    if let t = s.initialOutputs { inputs.append((t, "the initial outputs")) }
     try checkAnalysisPaths(kernelFile: s.kernelFile, kernelName: s.kernelName, inputs: inputs, out: s.out,
                            outName: "the dynamics file", metrics: s.metrics, force: s.force)
   }
@@ -183,17 +188,25 @@ public struct DynamicsDriver {
     }
     let y = targets.y
     let (n, c) = (y.rows, y.cols)
+    let hasTestKernel = try H5File.open(settings.kernelFile).exists(KernelFileLayout.test(settings.kernelName))
+    let initial = try comm.collectively {
+      try settings.initialOutputs.map { try Self.readInitialOutputs($0, n: n, c: c, needsTest: hasTestKernel) }
+    }
+    // Gradient flow from f₀ moves the residual y − f₀ exactly as the flow from 0 moves y:
+    // f_t = f₀ + φ_t(Θ)(y − f₀) on the training set, f₀ + Θ*·ψ_t(Θ)(y − f₀) elsewhere.
+    let residual0 = initial.map { y - $0.train } ?? y
     let scale = settings.ridgeAbsolute ? 1 : op.trace / Double(n)
     let lambdas = settings.ridges.map { $0 * scale }
     let normalization = Double(n) * Double(c)
     let filters = settings.times.map { GradientFlowFilter(time: $0, learningRate: settings.learningRate, normalization: normalization) }
     reporter.message("dynamics: \(n) samples, \(c) columns, \(filters.count) time(s) × \(lambdas.count) ridge value(s); \(op.cachedTiles) tiles in memory, \(op.streamedTiles) streamed per pass")
 
-    guard y.columnNorms().contains(where: { $0 > 0 }) else {
+    guard residual0.columnNorms().contains(where: { $0 > 0 }) else {
+      if let path = settings.initialOutputs { throw AnalysisError("\(path): the initial outputs already equal the targets (every output would stay f₀)") }
       throw AnalysisError("\(settings.targets ?? settings.kernelFile): the targets are all zero (every output would be 0)")
     }
-    let lanczos = try comm.collectively { try BlockLanczos(start: y) }
-    let yNorms = y.columnNorms().map { $0 > 0 ? $0 : 1 }
+    let lanczos = try comm.collectively { try BlockLanczos(start: residual0) }
+    let yNorms = residual0.columnNorms().map { $0 > 0 ? $0 : 1 }
     var previousPhi: DenseBlock? = nil
     var latest: Coefficients? = nil  // of the last check, which is always the last step
     var estimates: [[Double]] = []  // per (ridge, time): worst over columns
@@ -237,11 +250,14 @@ public struct DynamicsDriver {
         reporter.warning("dynamics: K + ρI has a Ritz value \(String(format: "%.3g", smallest + l)) ≤ 0 at ridge \(settings.ridges[r]): t = inf uses the pseudo-inverse; a positive --ridge makes it a regression")
       }
     }
-    let trainPredictions = lanczos.combine(final.phi)  // n × (R·T·C)
+    var trainPredictions = lanczos.combine(final.phi)  // n × (R·T·C)
     let alpha = lanczos.combine(final.psi)
     let kernelFile = try H5File.open(settings.kernelFile)
-    let hasTest = kernelFile.exists(KernelFileLayout.test(settings.kernelName))
-    let testPredictions = hasTest ? try crossKernelProduct(path: settings.kernelFile, kernel: settings.kernelName, alpha: alpha, comm: comm) : nil
+    var testPredictions = hasTestKernel ? try crossKernelProduct(path: settings.kernelFile, kernel: settings.kernelName, alpha: alpha, comm: comm) : nil
+    if let initial {
+      Self.addRepeated(initial.train, to: &trainPredictions)
+      if let f0 = initial.test, testPredictions != nil { Self.addRepeated(f0, to: &testPredictions!) }
+    }
     let testY = targets.encodedTestTargets(encoding: settings.encoding)
 
     let trainLabels = targets.classes == nil ? nil : try kernelFile.dataset(KernelFileLayout.trainLabels).readAllInt64()
@@ -276,6 +292,34 @@ public struct DynamicsDriver {
       if let path = settings.metrics { try writeJSON(report, to: path) }
     }
     return report
+  }
+
+  /// `/initial_outputs/train` (`n × c`) and, when the kernel has a test block,
+  /// `/initial_outputs/test` of an HDF5 file (an empirical kernel file or a `train` output).
+  static func readInitialOutputs(_ path: String, n: Int, c: Int, needsTest: Bool) throws -> (train: DenseBlock, test: DenseBlock?) {
+    let f = try H5File.open(path)
+    func read(_ name: String, rows: Int?) throws -> DenseBlock {
+      guard f.exists(name) else { throw StorageError(path, "has no \(name) (the network's outputs at initialisation, rows × outputs)") }
+      let d = try f.dataset(name)
+      guard d.shape.count == 2 || (d.shape.count == 1 && c == 1) else { throw StorageError(path, "\(name) has shape \(d.shape), expected rows × \(c)") }
+      let cols = d.shape.count == 2 ? d.shape[1] : 1
+      guard cols == c else {
+        throw StorageError(path, "\(name) has \(cols) outputs per sample but the targets have \(c) columns: the network's readout width must be the number of target columns")
+      }
+      if let rows, d.shape[0] != rows { throw StorageError(path, "\(name) has \(d.shape[0]) rows, the kernel has \(rows) training samples") }
+      let values = try d.readAll()
+      if let bad = values.first(where: { !$0.isFinite }) { throw StorageError(path, "\(name) holds a non-finite value (\(bad))") }
+      return DenseBlock(rows: d.shape[0], cols: c, values: values)
+    }
+    let train = try read("/initial_outputs/train", rows: n)
+    let test = needsTest ? try read("/initial_outputs/test", rows: nil) : nil
+    return (train, test)
+  }
+
+  /// Adds `f0` (`rows × c`) to every `c`-column block of `p`.
+  static func addRepeated(_ f0: DenseBlock, to p: inout DenseBlock) {
+    precondition(f0.rows == p.rows && p.cols % max(f0.cols, 1) == 0, "addRepeated: shapes")
+    for i in 0..<p.rows { for j in 0..<p.cols { p[i, j] += f0[i, j % f0.cols] } }
   }
 
   /// ½·mean of the squares (the loss ½‖f − y‖²/(N·C)).
@@ -379,7 +423,8 @@ public struct DynamicsDriver {
     let attributes: [(String, AttributeValue)] = [
       ("kernel_file", .string(settings.kernelFile)), ("kernel", .string(settings.kernelName)),
       ("learning_rate", .double(settings.learningRate)), ("normalization", .double(Double(report.trainCount * c))),
-      ("loss", .string("0.5 * sum((f - y)^2) / (N * C), f_0 = 0")),
+      ("loss", .string("0.5 * sum((f - y)^2) / (N * C), " + (settings.initialOutputs == nil ? "f_0 = 0" : "f_0 from initial_outputs"))),
+      ("initial_outputs", .string(settings.initialOutputs ?? "")),
       ("ridge_absolute", .int(settings.ridgeAbsolute ? 1 : 0)), ("tolerance", .double(settings.tolerance)),
       ("encoding", .string(targets.classes == nil ? "regression" : settings.encoding.rawValue)),
       ("iterations", .int(Int64(report.iterations))), ("basis_dimension", .int(Int64(report.basisDimension))),

@@ -45,6 +45,18 @@ struct CheckpointManifest: Codable, Equatable {
   static let fileName = "checkpoint.json"
 }
 
+/// What `BuildDriver.loadNetworkData` gives: preprocessed samples, labels, and the network.
+public struct NetworkData: Sendable {
+  public let train: Matrix
+  public let test: Matrix?
+  public let trainLabels: [Int64]?
+  public let testLabels: [Int64]?
+  public let spec: KernelSpec
+  public let empirical: EmpiricalSpec
+  public let network: ConcreteNetwork
+  public let trainChecksum: String
+}
+
 public struct BuildDriver {
   public let settings: BuildSettings
   public let comm: Communicator
@@ -69,8 +81,6 @@ public struct BuildDriver {
     let statistics: PreprocessStatistics?
     /// `dataChecksum` of the training samples as read.
     let trainChecksum: UInt64
-    /// An empirical kernel's network outputs at its weights, train and test (`rows × outputs`).
-    var initialOutputs: (train: [Double], test: [Double]?, outputs: Int)? = nil
   }
 
   // MARK: 1. inputs
@@ -136,13 +146,20 @@ public struct BuildDriver {
     let b = test.map { preprocessed($0.samples, isInteger: $0.isInteger, settings.preprocess, statistics: statistics) }
     try Self.checkLargestSelfPair(kernel, a, source: train.source.samples, dtype: settings.dtype)
     if let b, let test { try Self.checkLargestSelfPair(kernel, b, source: test.source.samples, dtype: settings.dtype) }
-    var inputs = Inputs(train: train, test: test, trainMatrix: a, testMatrix: b, spec: spec, kernel: kernel, outputs: outputs,
-                        statistics: statistics, trainChecksum: trainChecksum)
-    if let empirical = kernel as? EmpiricalKernel {
-      inputs.initialOutputs = (settings.against == nil ? empirical.network.outputs(a) : [], b.map { empirical.network.outputs($0) },
-                               empirical.network.outputCount)
+    return Inputs(train: train, test: test, trainMatrix: a, testMatrix: b, spec: spec, kernel: kernel, outputs: outputs,
+                  statistics: statistics, trainChecksum: trainChecksum)
+  }
+
+  /// The preprocessed data and the concrete network of an empirical build, checked as a build
+  /// checks them, without computing any tile: what `ntkgram train` starts from.
+  public func loadNetworkData() throws -> NetworkData {
+    let inputs = try loadInputs()
+    guard let kernel = inputs.kernel as? EmpiricalKernel, let spec = inputs.spec.empirical else {
+      throw BuildError("training needs a concrete network: its weights from a seed (--seed) or a file (--params)")
     }
-    return inputs
+    return NetworkData(train: inputs.trainMatrix, test: inputs.testMatrix, trainLabels: inputs.train.labels,
+                       testLabels: inputs.test?.labels, spec: inputs.spec, empirical: spec, network: kernel.network,
+                       trainChecksum: hex(inputs.trainChecksum))
   }
 
   /// Fails before any tile when the kernel of the largest sample with itself overflows (data
@@ -563,11 +580,15 @@ public struct BuildDriver {
     if let labels = inputs.test?.labels { try writer.writeLabels(KernelFileLayout.testLabels, labels) }
     let root = writer.handle
     if let empirical = inputs.spec.empirical {
+      // The weights, and the network's outputs at them (f₀ for `dynamics --initial-outputs`).
       try ParametersFile.write(empirical.parameters, to: root)
-      if let initial = inputs.initialOutputs {
-        for (name, values, rows) in [("train", initial.train, plan.includesTrain ? n : 0), ("test", initial.test ?? [], m)] where rows > 0 {
-          let d = try root.createDataset("/initial_outputs/\(name)", shape: [rows, initial.outputs], type: .float64)
-          try values.withUnsafeBufferPointer { try d.write($0, start: [0, 0], count: [rows, initial.outputs]) }
+      if let network = (inputs.kernel as? EmpiricalKernel)?.network {
+        let k = network.outputCount
+        for (name, data) in [("train", plan.includesTrain ? inputs.trainMatrix : nil), ("test", inputs.testMatrix)] {
+          guard let data, data.rows > 0 else { continue }
+          let values = network.outputs(data)
+          let d = try root.createDataset("/initial_outputs/\(name)", shape: [data.rows, k], type: .float64)
+          try values.withUnsafeBufferPointer { try d.write($0, start: [0, 0], count: [data.rows, k]) }
         }
       }
     }

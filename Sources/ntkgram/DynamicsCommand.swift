@@ -59,6 +59,9 @@ struct DynamicsCommand: ParsableCommand {
   @Option(name: .customLong("memory-budget"), help: "Bytes of kernel tiles kept in memory per rank (e.g. 4GiB); the rest is streamed.") var memoryBudget: String = "4GiB"
   @Option(help: "Regression targets (N rows): .npy, file.h5:/dataset or .csv.") var targets: String?
   @Option(name: .customLong("test-targets"), help: "Regression targets of the test set, for the test loss.") var testTargets: String?
+  @Option(name: .customLong("initial-outputs"),
+          help: "Predict one network instead of the ensemble mean: its outputs at initialisation from this HDF5 file's /initial_outputs/train and /initial_outputs/test (an empirical kernel file or a train output).")
+  var initialOutputs: String?
   @Option(help: "Class encoding: onehot (0/1) or centered (−0.1/0.9).") var encoding: String = "onehot"
   @Option(help: "Output file (.h5).") var out: String
   @Option(help: "Write metrics as JSON to this file.") var metrics: String?
@@ -78,6 +81,7 @@ struct DynamicsCommand: ParsableCommand {
     s.memoryBudget = try parseBytes(memoryBudget)
     s.targets = targets
     s.testTargets = testTargets
+    s.initialOutputs = initialOutputs
     guard let e = TargetEncoding(rawValue: encoding) else { throw CommandError("unknown encoding '\(encoding)' (valid: onehot, centered)") }
     s.encoding = e
     s.metrics = metrics
