@@ -50,6 +50,10 @@ let package = Package(
       dependencies: ["CLAPACK", "GramEvents", "GramMicroKernels", "GramSolver", "GramStorage", "GramTiling", "GramTransport"],
       swiftSettings: vectorFlags),
     .target(
+      name: "GramTraining",
+      dependencies: ["CLAPACK", "GramAnalysis", "GramBuild", "GramData", "GramEvents", "GramKernels", "GramNetwork", "GramSolver",
+                     "GramStorage", "GramTransport"]),
+    .target(
       name: "GramJobs",
       dependencies: ["GramBuild", "GramData", "GramKernels", "GramNetwork", "GramStorage",
                      .product(name: "TOMLKit", package: "TOMLKit")]),
@@ -60,7 +64,7 @@ let package = Package(
     .executableTarget(
       name: "ntkgram",
       dependencies: [
-        "GramAnalysis", "GramBuild", "GramEvents", "GramJobs", "GramTransport", "NTKGramBench",
+        "GramAnalysis", "GramBuild", "GramEvents", "GramJobs", "GramTraining", "GramTransport", "NTKGramBench",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

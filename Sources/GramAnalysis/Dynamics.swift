@@ -441,7 +441,7 @@ public struct DynamicsDriver {
 }
 
 /// Writes a report as pretty JSON, atomically.
-func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+public func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
   let encoder = JSONEncoder()
   encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
   let data = try encoder.encode(value)

@@ -3,7 +3,7 @@ import GramSolver
 import GramStorage
 
 /// The fraction of rows whose largest prediction is the row's label (nil when the counts differ).
-func classificationAccuracy(_ predictions: DenseBlock, classes: [Int64], labels: [Int64]) -> Double? {
+public func classificationAccuracy(_ predictions: DenseBlock, classes: [Int64], labels: [Int64]) -> Double? {
   guard labels.count == predictions.rows, predictions.rows > 0, predictions.cols > 0 else { return nil }
   var correct = 0
   for i in 0..<predictions.rows {
@@ -30,7 +30,7 @@ func checkAnalysisPaths(kernelFile: String, kernelName: String, inputs extra: [(
 }
 
 /// Writes a float64 dataset of `shape` holding `values` (row-major).
-func writeDoubles(_ f: H5File, _ name: String, _ values: [Double], _ shape: [Int]) throws {
+public func writeDoubles(_ f: H5File, _ name: String, _ values: [Double], _ shape: [Int]) throws {
   let d = try f.createDataset(name, shape: shape, type: .float64)
   try values.withUnsafeBufferPointer { try d.write($0, start: shape.map { _ in 0 }, count: shape) }
 }
@@ -46,7 +46,7 @@ public enum TargetEncoding: String, Sendable, CaseIterable {
 }
 
 /// Regression targets or classes, resolved against the kernel file.
-struct Targets {
+public struct Targets {
   let y: DenseBlock
   /// Classification: the class of each target column.
   let classes: [Int64]?
@@ -62,7 +62,7 @@ struct Targets {
   }
 
   /// One column per class, `encoding`'s values; nil when a label is not one of `classes`.
-  static func encode(_ labels: [Int64], classes: [Int64], encoding: TargetEncoding) -> DenseBlock? {
+  public static func encode(_ labels: [Int64], classes: [Int64], encoding: TargetEncoding) -> DenseBlock? {
     let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
     let (on, off) = encoding.values
     var y = DenseBlock(rows: labels.count, cols: classes.count, values: [Double](repeating: off, count: labels.count * classes.count))
@@ -95,7 +95,7 @@ struct Targets {
   }
 
   /// Real-valued targets: NPY (1-D or 2-D float), `file.h5:/dataset`, or CSV.
-  static func readRealMatrix(_ path: String) throws -> DenseBlock {
+  public static func readRealMatrix(_ path: String) throws -> DenseBlock {
     let a: DenseArray
     if path.lowercased().hasSuffix(".npy") {
       let (header, _) = try NPY.parseHeader(NPY.readFile(path), path: path)

@@ -42,6 +42,8 @@ public enum WorkProgress: Sendable, Equatable {
   case build(tilesDone: Int, tilesTotal: Int, entriesDone: Double, entriesTotal: Double, baselineEntries: Double)
   /// An iterative solve: iteration, worst residual, seconds so far and estimated to go.
   case iteration(Int, worstResidual: Double, elapsed: Double, eta: Double)
+  /// Gradient-descent training: step, of how many, the training loss, seconds so far and to go.
+  case training(step: Int, steps: Int, loss: Double, elapsed: Double, eta: Double)
 }
 
 /// A sink that drops everything.

@@ -59,6 +59,38 @@ struct KernelOptions: ParsableArguments {
   }
 }
 
+/// The data flags, shared by `build` and `train`. Each overrides the job file's `[data]` key of
+/// the same name.
+struct DataOptions: ParsableArguments {
+  @Option(help: "Training samples.") var train: String?
+  @Option(name: .customLong("train-labels"), help: "Training labels (NPY, IDX, HDF5 or CSV).") var trainLabels: String?
+  @Option(name: .customLong("train-label-column"), help: "CSV only: the column of the train file holding labels.") var trainLabelColumn: Int?
+  @Option(name: .customLong("train-limit"), help: "Use only the first N training rows.") var trainLimit: Int?
+  @Option(help: "Test samples (same feature count): adds K(test, train) as /test/*.") var test: String?
+  @Option(name: .customLong("test-labels"), help: "Test labels.") var testLabels: String?
+  @Option(name: .customLong("test-label-column"), help: "CSV only: the column of the test file holding labels.") var testLabelColumn: Int?
+  @Option(name: .customLong("test-limit"), help: "Use only the first N test rows.") var testLimit: Int?
+  @Option(help: "scale (integer data / 255), standardize, unit_norm or none. Default scale.") var preprocess: String?
+  @Option(name: .customLong("input-shape"), help: "The shape H,W,C of one sample when the data has flat rows (CSV, 2-D NPY): needed by convolutions. Images (IDX, 3-D/4-D NPY and HDF5) keep their own.")
+  var inputShape: String?
+
+  /// These flags in a `BuildFlags` (the rest left unset).
+  var flags: BuildFlags {
+    var f = BuildFlags()
+    f.train = train
+    f.trainLabels = trainLabels
+    f.trainLabelColumn = trainLabelColumn
+    f.trainLimit = trainLimit
+    f.test = test
+    f.testLabels = testLabels
+    f.testLabelColumn = testLabelColumn
+    f.testLimit = testLimit
+    f.preprocess = preprocess
+    f.inputShape = inputShape
+    return f
+  }
+}
+
 struct BuildCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "build",
@@ -72,17 +104,7 @@ struct BuildCommand: ParsableCommand {
   @Argument(help: "A job file (TOML). Optional when --train and --out are given.")
   var job: String?
 
-  @Option(help: "Training samples.") var train: String?
-  @Option(name: .customLong("train-labels"), help: "Training labels (NPY, IDX, HDF5 or CSV).") var trainLabels: String?
-  @Option(name: .customLong("train-label-column"), help: "CSV only: the column of the train file holding labels.") var trainLabelColumn: Int?
-  @Option(name: .customLong("train-limit"), help: "Use only the first N training rows.") var trainLimit: Int?
-  @Option(help: "Test samples (same feature count): adds K(test, train) as /test/*.") var test: String?
-  @Option(name: .customLong("test-labels"), help: "Test labels.") var testLabels: String?
-  @Option(name: .customLong("test-label-column"), help: "CSV only: the column of the test file holding labels.") var testLabelColumn: Int?
-  @Option(name: .customLong("test-limit"), help: "Use only the first N test rows.") var testLimit: Int?
-  @Option(help: "scale (integer data / 255), standardize, unit_norm or none. Default scale.") var preprocess: String?
-  @Option(name: .customLong("input-shape"), help: "The shape H,W,C of one sample when the data has flat rows (CSV, 2-D NPY): needed by convolutions. Images (IDX, 3-D/4-D NPY and HDF5) keep their own.")
-  var inputShape: String?
+  @OptionGroup var data: DataOptions
 
   @OptionGroup var kernel: KernelOptions
 
@@ -102,17 +124,7 @@ struct BuildCommand: ParsableCommand {
   @Option(name: .customLong("log-json"), help: "Write one JSON object per event to this file.") var logJSON: String?
 
   func settings() throws -> BuildSettings {
-    var f = BuildFlags()
-    f.train = train
-    f.trainLabels = trainLabels
-    f.trainLabelColumn = trainLabelColumn
-    f.trainLimit = trainLimit
-    f.test = test
-    f.testLabels = testLabels
-    f.testLabelColumn = testLabelColumn
-    f.testLimit = testLimit
-    f.preprocess = preprocess
-    f.inputShape = inputShape
+    var f = data.flags
     f.kernel = kernel.flags
     f.dtype = dtype
     f.tile = tile

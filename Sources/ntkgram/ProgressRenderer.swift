@@ -121,6 +121,9 @@ final class ProgressRenderer: EventSink, @unchecked Sendable {
       case .iteration(let iteration, let worst, let elapsed, let eta):
         writeRecord("iteration", ["iteration": .int(iteration), "worst_residual": .double(worst), "eta_s": .double(eta.isFinite ? eta.rounded() : -1)])
         text = "iteration \(iteration)  worst residual \(String(format: "%.2e", worst))  elapsed \(clock(elapsed))  ETA \(eta.isFinite ? clock(eta) : "--:--")"
+      case .training(let step, let steps, let loss, let elapsed, let eta):
+        writeRecord("training", ["step": .int(step), "steps": .int(steps), "train_loss": .double(loss), "eta_s": .double(eta.isFinite ? eta.rounded() : -1)])
+        text = "step \(step)/\(steps)  train loss \(String(format: "%.4g", loss))  elapsed \(clock(elapsed))  ETA \(eta.isFinite ? clock(eta) : "--:--")"
       }
       guard !options.quiet else { return }
       if isTerminal {
