@@ -166,11 +166,17 @@ public struct TrainDriver {
       let record = recorded < steps.count && steps[recorded] == step
       let pass = model.forward(data.train.values, from: lo, rows: rows)
       if record {
-        let train = try gatherRows(pass.output, rows: rows, cols: k, total: n)
+        // Recorded outputs come from the packed product, as the kernel file's initial outputs
+        // do: at step 0 they are the same bits, and they do not depend on the rank count.
+        let current = try ConcreteNetwork(network: data.spec.network, inputShape: data.spec.inputShape, parameters: model.parameters)
+        func outputs(_ x: Matrix, _ from: Int, _ count: Int) -> [Double] {
+          x.values.withUnsafeBufferPointer { count > 0 ? current.forward($0.baseAddress! + from * x.cols, rows: count).pre.last! : [] }
+        }
+        let train = try gatherRows(outputs(data.train, lo, rows), rows: rows, cols: k, total: n)
         var test: [Double]? = nil
         if let x = data.test, m > 0 {
           let tlo = m * comm.rank / comm.size, thi = m * (comm.rank + 1) / comm.size
-          test = try gatherRows(model.forward(x.values, from: tlo, rows: thi - tlo).output, rows: thi - tlo, cols: k, total: m)
+          test = try gatherRows(outputs(x, tlo, thi - tlo), rows: thi - tlo, cols: k, total: m)
         }
         trainRecords += train
         testRecords += test ?? []
