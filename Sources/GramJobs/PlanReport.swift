@@ -58,7 +58,11 @@ public struct PlanReport: Sendable {
     let kernel: any GramKernel
     do {
       try Network.checkInputShape(shape)
-      kernel = try KernelFactory.make(network: network, inputShape: shape, gramPrecision: precision)
+      if try Settings.empirical(job: job, flags: flags.kernel) != nil {
+        kernel = EmpiricalKernel(network: try ConcreteNetwork.shapesOnly(network: network, inputShape: shape))
+      } else {
+        kernel = try KernelFactory.make(network: network, inputShape: shape, gramPrecision: precision)
+      }
     } catch let e as NetworkError {
       throw SettingsError(origin + e.description)
     }
@@ -82,7 +86,7 @@ public struct PlanReport: Sendable {
     let mem = plan.memory
     var out: [String] = []
     out.append("data: \(n) train × \(m ?? 0) test samples of shape \(shape.map(String.init).joined(separator: "×")); tile \(tileSize), \(type.rawValue)")
-    out.append("network: \(network.layers.count) layers, \(KernelFactory.path(of: network, inputShape: shape)); \(String(format: "%.0f", plan.costPerEntry)) flops per entry")
+    out.append("network: \(network.layers.count) layers, \(KernelFactory.path(of: network, inputShape: shape, empirical: kernel is EmpiricalKernel)); \(String(format: "%.0f", plan.costPerEntry)) flops per entry")
     out.append("tiles: \(plan.tiles) (\(String(format: "%.4g", plan.totalEntries)) kernel entries, \(plan.outputs.joined(separator: " + ")) each)")
     out.append("ranks: \(flags.ranks) × \(flags.threads) thread(s); tiles per rank \(counts.min()!)–\(counts.max()!); entries per rank \(String(format: "%.4g", work.min()!))–\(String(format: "%.4g", work.max()!)) (imbalance \(String(format: "%.2f", plan.assignment.imbalance * 100))%)")
     if flags.ranks > plan.tiles { out.append("note: \(flags.ranks - plan.tiles) ranks get no tile (more ranks than tiles)") }

@@ -57,6 +57,18 @@ public struct ConcreteNetwork: Sendable {
   /// fit it). Throws a `NetworkError` naming the layer a concrete network cannot take.
   public init(network: Network, inputShape: [Int], parameters: NetworkParameters) throws {
     try parameters.check(fits: network, inputShape: inputShape)
+    try self.init(network: network, parameters: parameters)
+  }
+
+  /// The network's shapes with no weights (every `W` and `b` empty): enough for the costs and
+  /// sizes `ntkgram plan` reports, never for a pass.
+  public static func shapesOnly(network: Network, inputShape: [Int]) throws -> ConcreteNetwork {
+    let shapes = try NetworkParameters.shapes(of: network, inputShape: inputShape)
+    let empty = NetworkParameters(dense: shapes.map { DenseParameters(shapeOf: $0) })
+    return try ConcreteNetwork(network: network, parameters: empty)
+  }
+
+  private init(network: Network, parameters: NetworkParameters) throws {
     let byPosition = Dictionary(parameters.dense.map { ($0.position, $0) }, uniquingKeysWith: { a, _ in a })
     var dense: [Dense] = [], activations: [Activation] = []
     var previousWasActivation = false
@@ -67,11 +79,11 @@ public struct ConcreteNetwork: Sendable {
         if !dense.isEmpty && !previousWasActivation { activations.append(.identity) }
         let p = byPosition[k]!
         var wt = [Double](repeating: 0, count: p.W.count)
-        for i in 0..<p.inputs { for j in 0..<p.outputs { wt[j * p.inputs + i] = p.W[i * p.outputs + j] } }
+        if !p.W.isEmpty { for i in 0..<p.inputs { for j in 0..<p.outputs { wt[j * p.inputs + i] = p.W[i * p.outputs + j] } } }
         let ntk = a.parameterization == .ntk
         dense.append(Dense(position: k, inputs: p.inputs, outputs: p.outputs, W: p.W, Wt: wt, b: p.b,
                            weightScale: ntk ? a.wStd / Double(p.inputs).squareRoot() : 1,
-                           biasScale: p.b == nil ? 0 : (ntk ? a.bStd! : 1), affine: a))
+                           biasScale: a.bStd == nil ? 0 : (ntk ? a.bStd! : 1), affine: a))
         previousWasActivation = false
       case .activation(let act):
         guard !dense.isEmpty else {
@@ -229,7 +241,8 @@ public struct EmpiricalFeatures: Sendable {
 /// kernels (`ConcreteNetwork` for the definitions).
 public struct EmpiricalKernel: GramKernel {
   public let network: ConcreteNetwork
-  /// Threads `prepare(_:threads:)` may use.
+  /// Values of packed columns a product may hold (columns are taken in chunks that fit).
+  var packedValues = 4 << 20
   public var outputNames: [String] { ["ntk", "nngp"] }
 
   public init(network: ConcreteNetwork) {
@@ -251,9 +264,9 @@ public struct EmpiricalKernel: GramKernel {
 
   public func preparedBytesPerSample(inputFeatures: Int) -> Int { 8 * pairDepth }
 
-  /// Columns per packed product, so that the packed columns stay within 4 Mi doubles.
+  /// Columns per packed product, so that the packed columns stay within `packedValues`.
   func columnChunk(_ cols: Int) -> Int {
-    max(32, min(roundUp(max(cols, 1), 32), (4 << 20) / max(maxDepth, 1) / 32 * 32))
+    max(32, min(roundUp(max(cols, 1), 32), packedValues / max(maxDepth, 1) / 32 * 32))
   }
 
   public func scratchCount(inputFeatures: Int, rows: Int, cols: Int) -> Int {
@@ -337,7 +350,7 @@ public struct EmpiricalKernel: GramKernel {
           }
         }
       }
-      @inline(__always) func first(_ i: Int) -> Int { upper ? max(0, i - j0) : 0 }
+      @inline(__always) func first(_ i: Int) -> Int { upper ? min(nc, max(0, i - j0)) : 0 }
       for l in 0...L {
         let d = network.dense[l]
         let c2 = d.weightScale * d.weightScale, beta2 = d.biasScale * d.biasScale

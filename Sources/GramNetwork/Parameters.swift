@@ -28,6 +28,17 @@ public struct DenseParameters: Sendable, Equatable {
   }
 }
 
+extension DenseParameters {
+  /// A layer's shapes with no values (`W` and `b` empty): for sizing, never for computing.
+  public init(shapeOf s: NetworkParameters.Shape) {
+    position = s.position
+    inputs = s.inputs
+    outputs = s.outputs
+    W = []
+    b = s.hasBias ? [] : nil
+  }
+}
+
 /// The parameters of a whole fully-connected network, one `DenseParameters` per dense layer in
 /// layer-list order (activations and `flatten` have none).
 public struct NetworkParameters: Sendable, Equatable {
