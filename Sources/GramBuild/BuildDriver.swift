@@ -87,12 +87,17 @@ public struct BuildDriver {
 
   /// The spec checked against the data's shape and made into a kernel: a layer that cannot
   /// take its input, or is not implemented, is one line naming the job file and the layer.
-  static func kernel(for settings: BuildSettings, sampleShape: [Int], features: Int) throws -> (KernelSpec, any GramKernel) {
+  /// With `shapesOnly`, a concrete network is checked from its shapes without drawing or
+  /// reading its weights (the early check against the files' headers).
+  static func kernel(for settings: BuildSettings, sampleShape: [Int], features: Int, shapesOnly: Bool = false) throws -> (KernelSpec, any GramKernel) {
     let origin = settings.specOrigin.map { "\($0): " } ?? ""
     let shape = try settings.resolvedInputShape(fileShape: sampleShape, features: features)
     var spec = KernelSpec(network: settings.network, inputShape: shape, preprocess: settings.preprocess,
                           gramPrecision: settings.gramPrecision)
     do {
+      if shapesOnly && settings.against == nil && settings.empirical != nil {
+        return (spec, EmpiricalKernel(network: try ConcreteNetwork.shapesOnly(network: settings.network, inputShape: shape)))
+      }
       if let stored = settings.against?.spec.empirical {
         spec.empirical = stored
       } else {
@@ -121,7 +126,7 @@ public struct BuildDriver {
     let (_, headerShape) = try DatasetReader.sampleShape(settings.train.samples, labelColumn: settings.train.labelColumn)
     do { try Network.checkInputShape(headerShape) }
     catch let e as NetworkError { throw StorageError(settings.train.samples, e.description) }
-    _ = try Self.kernel(for: settings, sampleShape: headerShape, features: headerShape.reduce(1, *))
+    _ = try Self.kernel(for: settings, sampleShape: headerShape, features: headerShape.reduce(1, *), shapesOnly: true)
     let train = try loadSplit(settings.train)
     let test = try settings.test.map(loadSplit)
     if let test, test.samples.cols != train.samples.cols {

@@ -32,7 +32,7 @@ let launcherRank: Int = {
 // arguments.
 if getenv("NTKGRAM_RELAUNCHED") != nil {
   unsetenv("NTKGRAM_RELAUNCHED")  // not inherited by what this process starts
-} else if CommandLine.arguments.count > 1, ["solve", "predict", "bench"].contains(CommandLine.arguments[1]),
+} else if CommandLine.arguments.count > 1, ["solve", "predict", "bench", "dynamics", "spectrum", "train"].contains(CommandLine.arguments[1]),
           let core = preferredLinearAlgebraCoreForThisCPU() {
   setenv("OPENBLAS_CORETYPE", core, 1)
   setenv("NTKGRAM_RELAUNCHED", "1", 1)

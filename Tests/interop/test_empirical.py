@@ -305,3 +305,31 @@ def test_training_refusals(data, tmp_path):
                 "--layers", '[{"type":"conv","width":4,"filter":[1,3]},{"type":"flatten"},{"type":"dense","width":1}]',
                 "--out", tmp_path / "c.h5", check=False)
     assert r.returncode != 0 and "convolutional" in r.stderr and "not implemented" in r.stderr
+
+
+def test_job_file_keys(data, tmp_path):
+    """[kernel] empirical, seed and readout_width in a job file are the flags of the same name."""
+    d, *_ = data
+    (tmp_path / "job.toml").write_text(f"""
+[data]
+train = "{d / 'x.npy'}"
+preprocess = "none"
+[kernel]
+depth = 2
+width = 20
+readout_width = 2
+empirical = true
+seed = 6
+[build]
+dtype = "float64"
+out = "{tmp_path / 'job.h5'}"
+""")
+    ntkgram("build", tmp_path / "job.toml", "--quiet")
+    ntkgram("build", "--train", d / "x.npy", "--preprocess", "none", "--depth", 2, "--width", 20, "--readout-width", 2,
+            "--empirical", "--seed", 6, "--dtype", "float64", "--out", tmp_path / "flags.h5", "--quiet")
+    with h5py.File(tmp_path / "job.h5", "r") as a, h5py.File(tmp_path / "flags.h5", "r") as b:
+        assert np.array_equal(a["train/ntk"][...], b["train/ntk"][...])
+        assert a["params/4/W"].shape == (20, 2)
+    # seed without empirical is a mistake worth naming.
+    r = ntkgram("build", "--train", d / "x.npy", "--seed", 3, "--out", tmp_path / "s.h5", check=False)
+    assert r.returncode != 0 and "seed" in r.stderr and "--empirical" in r.stderr
