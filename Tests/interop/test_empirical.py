@@ -333,3 +333,30 @@ out = "{tmp_path / 'job.h5'}"
     # seed without empirical is a mistake worth naming.
     r = ntkgram("build", "--train", d / "x.npy", "--seed", 3, "--out", tmp_path / "s.h5", check=False)
     assert r.returncode != 0 and "seed" in r.stderr and "--empirical" in r.stderr
+
+
+def test_dynamics_of_one_network_against_neural_tangents(data, tmp_path):
+    """`dynamics --initial-outputs` is neural-tangents' gradient_descent_mse with fx_train_0 and
+    fx_test_0 (the network's own outputs), over the network's empirical NTK, at every time."""
+    from neural_tangents import predict
+
+    d, _, _, y, _ = data
+    ntkgram("build", "--train", d / "x.npy", "--train-labels", d / "y.npy", "--test", d / "xt.npy", "--preprocess", "none",
+            "--empirical", "--seed", 2, "--depth", 2, "--width", 64, "--readout-width", 3, "--dtype", "float64",
+            "--out", tmp_path / "k.h5", "--quiet")
+    times = [0.0, 3.0, 30.0, 300.0, 3000.0]
+    for ridge in ("0", "1e-2"):
+        ntkgram("dynamics", tmp_path / "k.h5", "--learning-rate", 2.0, "--times", ",".join(map(str, times)), "--ridge", ridge,
+                "--initial-outputs", tmp_path / "k.h5", "--out", tmp_path / f"d{ridge}.h5", "--force", "--quiet")
+        with h5py.File(tmp_path / "k.h5", "r") as k, h5py.File(tmp_path / f"d{ridge}.h5", "r") as g:
+            k_dd, k_td = k["train/ntk"][...], k["test/ntk"][...]
+            f0, f0t = k["initial_outputs/train"][...], k["initial_outputs/test"][...]
+            onehot = (y[:, None] == np.arange(3)[None, :]).astype(np.float64)
+            # Both scale the ridge by trace/N (neural-tangents' diag_reg_absolute_scale=False).
+            fn = predict.gradient_descent_mse(jnp.asarray(k_dd), jnp.asarray(onehot), learning_rate=2.0, diag_reg=float(ridge))
+            ref_train, ref_test = fn(np.asarray(times), jnp.asarray(f0), jnp.asarray(f0t), jnp.asarray(k_td))
+            ours_train, ours_test = g["dynamics/train/predictions"][...], g["dynamics/test/predictions"][...]
+            for i in range(len(times)):
+                assert rel(ours_train[i], ref_train[i]) <= 1e-8, (ridge, times[i])
+                assert rel(ours_test[i], ref_test[i]) <= 1e-8, (ridge, times[i])
+            assert np.array_equal(ours_test[0], f0t)
