@@ -280,6 +280,9 @@ public struct EmpiricalKernel: GramKernel {
   public func prepare(_ data: Matrix, threads: Int) -> EmpiricalFeatures {
     precondition(data.cols == network.inputCount, "EmpiricalKernel.prepare: \(data.cols) features, the network takes \(network.inputCount)")
     let n = data.rows, k = network.outputCount, L = network.dense.count - 1
+    guard n > 0 else {
+      return EmpiricalFeatures(rows: 0, inputs: Array(repeating: [], count: L + 1), derivatives: Array(repeating: [], count: L))
+    }
     let widths = network.dense.map(\.inputs)
     let derivativeWidths = network.dense.dropLast().map { k * $0.outputs }
     nonisolated(unsafe) var inputs = widths.map { [Double](repeating: 0, count: n * $0) }

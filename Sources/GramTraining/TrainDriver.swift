@@ -106,6 +106,9 @@ public struct TrainDriver {
     _ = try steps(s.times)
     guard s.learningRate > 0, s.learningRate.isFinite else { throw TrainError("--learning-rate must be positive and finite (got \(s.learningRate))") }
     guard s.threads >= 1, s.threads <= 4096 else { throw TrainError("--threads must be between 1 and 4096 (got \(s.threads))") }
+    if s.testTargets != nil && s.targets == nil {
+      throw TrainError("--test-targets needs --targets (without them the targets are the labels, and so are the test targets)")
+    }
     var inputs: [(String, String)] = [(s.build.train.samples, "the training data")]
     if let t = s.build.test { inputs.append((t.samples, "the test data")) }
     if let t = s.targets { inputs.append((t, "the targets")) }

@@ -295,6 +295,9 @@ def test_training_refusals(data, tmp_path):
     assert r.returncode != 0 and "increasing" in r.stderr
     r = ntkgram("train", *common, "--readout-width", 3, "--times", "inf", "--out", tmp_path / "t.h5", check=False)
     assert r.returncode != 0 and "whole numbers" in r.stderr
+    r = ntkgram("train", *common, "--readout-width", 3, "--times", "1", "--test-targets", d / "y.npy", "--out", tmp_path / "t.h5",
+                check=False)
+    assert r.returncode != 0 and "--test-targets needs --targets" in r.stderr and not os.path.exists(tmp_path / "t.h5")
     # dynamics --initial-outputs of a network with another number of outputs than target columns.
     ntkgram("build", *common, "--readout-width", 2, "--empirical", "--dtype", "float64", "--out", tmp_path / "k.h5", "--quiet")
     r = ntkgram("dynamics", tmp_path / "k.h5", "--times", "1", "--initial-outputs", tmp_path / "k.h5", "--out", tmp_path / "d.h5",
