@@ -188,9 +188,14 @@ public struct DynamicsDriver {
     }
     let y = targets.y
     let (n, c) = (y.rows, y.cols)
-    let hasTestKernel = try H5File.open(settings.kernelFile).exists(KernelFileLayout.test(settings.kernelName))
+    let kernelHandle = try H5File.open(settings.kernelFile)
+    let hasTestKernel = kernelHandle.exists(KernelFileLayout.test(settings.kernelName))
+    let testRows = hasTestKernel ? try kernelHandle.dataset(KernelFileLayout.test(settings.kernelName)).shape[0] : 0
     let initial = try comm.collectively {
-      try settings.initialOutputs.map { try Self.readInitialOutputs($0, n: n, c: c, needsTest: hasTestKernel) }
+      try settings.initialOutputs.map { path in
+        if let warning = try Self.checkProvenance(of: path, kernel: kernelHandle) { reporter.warning(warning) }
+        return try Self.readInitialOutputs(path, n: n, c: c, testRows: hasTestKernel ? testRows : nil)
+      }
     }
     // Gradient flow from f₀ moves the residual y − f₀ exactly as the flow from 0 moves y:
     // f_t = f₀ + φ_t(Θ)(y − f₀) on the training set, f₀ + Θ*·ψ_t(Θ)(y − f₀) elsewhere.
@@ -296,9 +301,9 @@ public struct DynamicsDriver {
 
   /// `/initial_outputs/train` (`n × c`) and, when the kernel has a test block,
   /// `/initial_outputs/test` of an HDF5 file (an empirical kernel file or a `train` output).
-  static func readInitialOutputs(_ path: String, n: Int, c: Int, needsTest: Bool) throws -> (train: DenseBlock, test: DenseBlock?) {
+  static func readInitialOutputs(_ path: String, n: Int, c: Int, testRows: Int?) throws -> (train: DenseBlock, test: DenseBlock?) {
     let f = try H5File.open(path)
-    func read(_ name: String, rows: Int?) throws -> DenseBlock {
+    func read(_ name: String, rows: Int) throws -> DenseBlock {
       guard f.exists(name) else { throw StorageError(path, "has no \(name) (the network's outputs at initialisation, rows × outputs)") }
       let d = try f.dataset(name)
       guard d.shape.count == 2 || (d.shape.count == 1 && c == 1) else { throw StorageError(path, "\(name) has shape \(d.shape), expected rows × \(c)") }
@@ -306,14 +311,34 @@ public struct DynamicsDriver {
       guard cols == c else {
         throw StorageError(path, "\(name) has \(cols) outputs per sample but the targets have \(c) columns: the network's readout width must be the number of target columns")
       }
-      if let rows, d.shape[0] != rows { throw StorageError(path, "\(name) has \(d.shape[0]) rows, the kernel has \(rows) training samples") }
+      if d.shape[0] != rows { throw StorageError(path, "\(name) has \(d.shape[0]) rows, the kernel has \(rows) \(name.hasSuffix("train") ? "training" : "test") samples") }
       let values = try d.readAll()
       if let bad = values.first(where: { !$0.isFinite }) { throw StorageError(path, "\(name) holds a non-finite value (\(bad))") }
       return DenseBlock(rows: d.shape[0], cols: c, values: values)
     }
     let train = try read("/initial_outputs/train", rows: n)
-    let test = needsTest ? try read("/initial_outputs/test", rows: nil) : nil
+    let test = try testRows.map { try read("/initial_outputs/test", rows: $0) }
     return (train, test)
+  }
+
+  /// Initial outputs must be of the kernel's training data (both files record its checksum):
+  /// another data set is refused. Outputs of another network than an empirical kernel's own
+  /// are allowed (the analytic kernel with one network's f₀ is the usual case; another network's
+  /// f₀ over an empirical kernel may be deliberate) but said.
+  static func checkProvenance(of path: String, kernel: H5File) throws -> String? {
+    let f = try H5File.open(path)
+    func string(_ file: H5File, _ name: String) throws -> String? {
+      if case .string(let s)? = try file.attribute(name) { return s }
+      return nil
+    }
+    if let ours = try string(kernel, "train_data_checksum"), let theirs = try string(f, "train_data_checksum"), ours != theirs {
+      throw StorageError(path, "holds the outputs of a network on other training data (data checksum \(theirs), the kernel's \(ours))")
+    }
+    if let ours = try string(kernel, "parameters_checksum"),
+       let theirs = try string(f, "initial_parameters_checksum") ?? string(f, "parameters_checksum"), ours != theirs {
+      return "dynamics: \(path) holds the initial outputs of another network than the one whose empirical kernel this is (weights \(theirs), the kernel's \(ours))"
+    }
+    return nil
   }
 
   /// Adds `f0` (`rows × c`) to every `c`-column block of `p`.

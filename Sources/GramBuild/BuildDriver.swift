@@ -205,6 +205,7 @@ public struct BuildDriver {
     if let t = settings.test { sources.append((t.samples, "the test data")) }
     if let l = settings.test?.labels { sources.append((l, "the test labels")) }
     if let a = settings.against { sources.append((a.path, "the training kernel (--against)")) }
+    if case .file(let p)? = settings.empirical { sources.append((p, "the network's weights (--params)")) }
     try refuseOverwritingInputs(output: settings.out, inputs: sources + [(settings.checkpointFolder, "the checkpoint folder")])
     for (path, what) in sources where samePath(settings.checkpointFolder, path) {
       throw StorageError(settings.checkpointFolder, "the checkpoint folder is also \(what); refusing to use it")

@@ -227,14 +227,30 @@ extension Activation {
   }
 }
 
+/// A block of doubles owned by one object, so that threads can fill disjoint rows of it.
+final class FeatureBuffer: @unchecked Sendable {
+  let pointer: UnsafeMutablePointer<Double>
+  let count: Int
+
+  init(count: Int) {
+    self.count = count
+    pointer = .allocate(capacity: max(count, 1))
+    pointer.initialize(repeating: 0, count: max(count, 1))
+  }
+
+  deinit { pointer.deallocate() }
+
+  var values: [Double] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+}
+
 /// The per-sample quantities of an empirical kernel: every dense layer's input and the
 /// derivatives of the outputs with respect to every hidden layer (see `ConcreteNetwork`).
 public struct EmpiricalFeatures: Sendable {
   public let rows: Int
   /// `inputs[l]`: `rows × n_l`, l = 0 … L.
-  let inputs: [[Double]]
+  let inputs: [FeatureBuffer]
   /// `derivatives[l]`: `rows × k·m_l`, l < L.
-  let derivatives: [[Double]]
+  let derivatives: [FeatureBuffer]
 }
 
 /// The empirical NTK and NNGP of one concrete network, through the same tiles as the analytic
@@ -243,6 +259,8 @@ public struct EmpiricalKernel: GramKernel {
   public let network: ConcreteNetwork
   /// Values of packed columns a product may hold (columns are taken in chunks that fit).
   var packedValues = 4 << 20
+  /// Samples per block of `prepare` (the unit of its threads).
+  var blockRows = 256
   public var outputNames: [String] { ["ntk", "nngp"] }
 
   public init(network: ConcreteNetwork) {
@@ -276,36 +294,34 @@ public struct EmpiricalKernel: GramKernel {
 
   public func prepare(_ data: Matrix) -> EmpiricalFeatures { prepare(data, threads: 1) }
 
-  /// The forward and backward passes of every row, in blocks of rows spread over `threads`.
+  /// The forward and backward passes of every row, in blocks of rows spread over `threads`
+  /// (each block writes only its own rows).
   public func prepare(_ data: Matrix, threads: Int) -> EmpiricalFeatures {
     precondition(data.cols == network.inputCount, "EmpiricalKernel.prepare: \(data.cols) features, the network takes \(network.inputCount)")
     let n = data.rows, k = network.outputCount, L = network.dense.count - 1
-    guard n > 0 else {
-      return EmpiricalFeatures(rows: 0, inputs: Array(repeating: [], count: L + 1), derivatives: Array(repeating: [], count: L))
-    }
     let widths = network.dense.map(\.inputs)
     let derivativeWidths = network.dense.dropLast().map { k * $0.outputs }
-    nonisolated(unsafe) var inputs = widths.map { [Double](repeating: 0, count: n * $0) }
-    nonisolated(unsafe) var derivatives = derivativeWidths.map { [Double](repeating: 0, count: n * $0) }
-    let blockRows = 256, blocks = (n + blockRows - 1) / blockRows
+    let inputs = widths.map { FeatureBuffer(count: n * $0) }
+    let derivatives = derivativeWidths.map { FeatureBuffer(count: n * $0) }
+    let rowsPerBlock = blockRows, blocks = (n + rowsPerBlock - 1) / rowsPerBlock
     let net = network
-    // Each block writes its own rows of the (preallocated) arrays through raw pointers.
-    let inputPointers = (0...L).map { l in inputs[l].withUnsafeMutableBufferPointer { $0.baseAddress! } }
-    let derivativePointers = (0..<L).map { l in derivatives[l].withUnsafeMutableBufferPointer { $0.baseAddress! } }
-    nonisolated(unsafe) let ip = inputPointers, dp = derivativePointers
     let work: @Sendable (Int) -> Void = { t in
       var blk = t
       while blk < blocks {
-        let r0 = blk * blockRows, r = min(blockRows, n - r0)
+        let r0 = blk * rowsPerBlock, r = min(rowsPerBlock, n - r0)
         let pass = data.values.withUnsafeBufferPointer { net.forward($0.baseAddress! + r0 * data.cols, rows: r) }
         let H = net.backward(pre: pass.pre, rows: r)
-        for l in 0...L { pass.inputs[l].withUnsafeBufferPointer { (ip[l] + r0 * widths[l]).update(from: $0.baseAddress!, count: r * widths[l]) } }
-        for l in 0..<L { H[l].withUnsafeBufferPointer { (dp[l] + r0 * derivativeWidths[l]).update(from: $0.baseAddress!, count: r * derivativeWidths[l]) } }
+        for l in 0...L {
+          pass.inputs[l].withUnsafeBufferPointer { (inputs[l].pointer + r0 * widths[l]).update(from: $0.baseAddress!, count: r * widths[l]) }
+        }
+        for l in 0..<L {
+          H[l].withUnsafeBufferPointer { (derivatives[l].pointer + r0 * derivativeWidths[l]).update(from: $0.baseAddress!, count: r * derivativeWidths[l]) }
+        }
         blk += max(threads, 1)
       }
     }
     let t = max(1, min(threads, blocks))
-    if t == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: t, execute: work) }
+    if t == 1 { if blocks > 0 { work(0) } } else { DispatchQueue.concurrentPerform(iterations: t, execute: work) }
     return EmpiricalFeatures(rows: n, inputs: inputs, derivatives: derivatives)
   }
 
@@ -342,16 +358,13 @@ public struct EmpiricalKernel: GramKernel {
       let nc = min(chunk, n - j0), ldc = GramShape.paddedCols(nc)
       let upperFrom: Int? = upper ? j0 : nil
       /// Rows × this chunk's columns of one product, each row handed to `body(i, row)`.
-      func product(_ x: [Double], _ y: [Double], depth: Int, _ body: (Int, UnsafePointer<Double>) -> Void) {
-        x.withUnsafeBufferPointer { xp in
-          y.withUnsafeBufferPointer { yp in
-            gram(xp.baseAddress! + rows.lowerBound * depth, aStride: depth, rows: m,
-                 yp.baseAddress! + (cols.lowerBound + j0) * depth, bStride: depth, cols: nc, depth: depth,
-                 into: block, ldc: ldc, workspace: workspace, upperFrom: upperFrom) { range in
-              for i in range { body(i, UnsafePointer(block + (i - range.lowerBound) * ldc)) }
-            }
-          }
+      func product(_ x: FeatureBuffer, _ y: FeatureBuffer, depth: Int, _ body: (Int, UnsafePointer<Double>) -> Void) {
+        gram(UnsafePointer(x.pointer) + rows.lowerBound * depth, aStride: depth, rows: m,
+             UnsafePointer(y.pointer) + (cols.lowerBound + j0) * depth, bStride: depth, cols: nc, depth: depth,
+             into: block, ldc: ldc, workspace: workspace, upperFrom: upperFrom) { range in
+          for i in range { body(i, UnsafePointer(block + (i - range.lowerBound) * ldc)) }
         }
+        withExtendedLifetime((x, y)) {}
       }
       @inline(__always) func first(_ i: Int) -> Int { upper ? min(nc, max(0, i - j0)) : 0 }
       for l in 0...L {

@@ -126,7 +126,16 @@ public struct TrainDriver {
     setLinearAlgebraThreads(settings.threads)
     var build = settings.build
     if build.empirical == nil { build.empirical = .seed(0) }
-    let data = try comm.collectively { try BuildDriver(settings: build, comm: comm).loadNetworkData() }
+    let data = try comm.collectively { () -> NetworkData in
+      let data = try BuildDriver(settings: build, comm: comm).loadNetworkData()
+      // The output's folder now, not after the last step.
+      if isRoot {
+        let folder = URL(fileURLWithPath: settings.out).deletingLastPathComponent().path
+        do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        catch { throw StorageError(settings.out, "cannot create its folder \(folder): \(error.localizedDescription)") }
+      }
+      return data
+    }
     let steps = try Self.steps(settings.times)
     let n = data.train.rows, m = data.test?.rows ?? 0
     let network = data.network
@@ -211,9 +220,9 @@ public struct TrainDriver {
                              seconds: Date().timeIntervalSince(start), points: points)
     try comm.collectively {
       guard isRoot else { return }
+      if let path = settings.metrics { try writeJSON(report, to: path) }
       try write(report: report, data: data, model: model, steps: steps, train: trainRecords, test: testRecords,
                 classes: classes)
-      if let path = settings.metrics { try writeJSON(report, to: path) }
     }
     return report
   }
@@ -223,11 +232,16 @@ public struct TrainDriver {
     guard comm.size > 1 else { return local }
     let bytes = local.withUnsafeBytes { Array($0) }
     let parts = try comm.allGather(bytes)
-    var out: [Double] = []
-    out.reserveCapacity(total * cols)
-    for p in parts { p.withUnsafeBytes { out += $0.bindMemory(to: Double.self) } }
-    guard out.count == total * cols else { throw TrainError("gathering outputs: \(out.count) values, expected \(total * cols)") }
-    return out
+    let count = parts.reduce(0) { $0 + $1.count } / MemoryLayout<Double>.size
+    guard count == total * cols else { throw TrainError("gathering outputs: \(count) values, expected \(total * cols)") }
+    return [Double](unsafeUninitializedCapacity: count) { buffer, initialized in
+      var offset = 0
+      for p in parts {
+        p.withUnsafeBytes { UnsafeMutableRawPointer(buffer.baseAddress! + offset / MemoryLayout<Double>.size).copyMemory(from: $0.baseAddress!, byteCount: p.count) }
+        offset += p.count
+      }
+      initialized = count
+    }
   }
 
   func halfMeanSquare(_ f: DenseBlock, _ y: DenseBlock) -> Double {

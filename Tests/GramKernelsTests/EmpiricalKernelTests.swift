@@ -17,7 +17,7 @@ struct EmpiricalKernelTests {
     return Matrix(rows: rows, cols: cols, values: (0..<(rows * cols)).map { g.value(UInt64($0)) })
   }
 
-  /// The whole `rows × cols` kernel, computed in blocks of `rb × cb` (upper tiles on the diagonal when square and `upper`).
+  /// The whole `rows × cols` kernel, computed in `rb × cb` blocks with `computeTile`.
   static func full(_ k: EmpiricalKernel, _ a: EmpiricalFeatures, _ b: EmpiricalFeatures, rb: Int, cb: Int) -> [[Double]] {
     let m = a.rows, n = b.rows
     var ntk = [Double](repeating: .nan, count: m * n), nngp = ntk
@@ -62,7 +62,12 @@ struct EmpiricalKernelTests {
     var k = try Self.kernel(depth: 2, activation: .relu, parameterization: .ntk, bStd: 0.1, readout: 3, width: 40)
     let x = Self.data(70, 7, seed: 5)
     let a = k.prepare(x)
-    #expect(k.prepare(x, threads: 3).derivatives == a.derivatives)
+    // Blocks of 16 rows over 3 threads: the same features as one block on one thread.
+    var small = k
+    small.blockRows = 16
+    let threaded = small.prepare(x, threads: 3)
+    #expect(threaded.derivatives.map(\.values) == a.derivatives.map(\.values))
+    #expect(threaded.inputs.map(\.values) == a.inputs.map(\.values))
     let whole = Self.full(k, a, a, rb: 70, cb: 70)
     #expect(Self.full(k, a, a, rb: 7, cb: 13) == whole)
     k.packedValues = 40 * 3 * 32  // columns in chunks of 32

@@ -164,6 +164,14 @@ def test_same_bytes_on_ranks_tiles_and_threads(data, tmp_path):
                 for name in ("train/ntk", "train/nngp", "test/ntk", "test/nngp", "initial_outputs/train", "params/2/W"):
                     assert np.array_equal(a[name][...], b[name][...]), (other, name)
     assert "verified" in ntkgram("verify", tmp_path / "three.h5").stdout
+    # Enough rows for several blocks of the forward/backward passes, so the threads share them.
+    np.save(tmp_path / "x600.npy", np.random.default_rng(3).normal(size=(600, 11)))
+    many = ["--train", tmp_path / "x600.npy", "--preprocess", "none", "--empirical", "--seed", 3, "--depth", 2, "--width", 20,
+            "--readout-width", 2, "--dtype", "float64", "--tile", 256, "--quiet"]
+    ntkgram("build", *many, "--out", tmp_path / "t1.h5")
+    ntkgram("build", *many, "--threads", 2, "--out", tmp_path / "t2.h5")
+    with h5py.File(tmp_path / "t1.h5", "r") as a, h5py.File(tmp_path / "t2.h5", "r") as b:
+        assert np.array_equal(a["train/ntk"][...], b["train/ntk"][...])
 
 
 def test_params_round_trip_and_refusals(data, tmp_path):
@@ -303,6 +311,13 @@ def test_training_refusals(data, tmp_path):
     r = ntkgram("dynamics", tmp_path / "k.h5", "--times", "1", "--initial-outputs", tmp_path / "k.h5", "--out", tmp_path / "d.h5",
                 check=False)
     assert r.returncode != 0 and "readout width" in r.stderr and not os.path.exists(tmp_path / "d.h5")
+    # Initial outputs for another test set (5 rows where the kernel has 9): named, not a crash.
+    more = ["--test", d / "xt.npy", "--readout-width", 3, "--empirical", "--dtype", "float64", "--quiet"]
+    ntkgram("build", *common, *more, "--out", tmp_path / "k9.h5")
+    ntkgram("build", *common, *more, "--test-limit", 5, "--out", tmp_path / "k5.h5")
+    r = ntkgram("dynamics", tmp_path / "k9.h5", "--times", "1", "--initial-outputs", tmp_path / "k5.h5", "--out", tmp_path / "d.h5",
+                check=False)
+    assert r.returncode != 0 and "5 rows" in r.stderr and "9 test samples" in r.stderr and not os.path.exists(tmp_path / "d.h5")
     # A convolutional network has no empirical kernel yet: said plainly.
     r = ntkgram("build", "--train", d / "x.npy", "--preprocess", "none", "--input-shape", "1,11,1", "--empirical",
                 "--layers", '[{"type":"conv","width":4,"filter":[1,3]},{"type":"flatten"},{"type":"dense","width":1}]',
