@@ -257,7 +257,7 @@ public struct DynamicsDriver {
     }
     var trainPredictions = lanczos.combine(final.phi)  // n × (R·T·C)
     let alpha = lanczos.combine(final.psi)
-    let kernelFile = try H5File.open(settings.kernelFile)
+    let kernelFile = kernelHandle
     var testPredictions = hasTestKernel ? try crossKernelProduct(path: settings.kernelFile, kernel: settings.kernelName, alpha: alpha, comm: comm) : nil
     if let initial {
       Self.addRepeated(initial.train, to: &trainPredictions)
@@ -348,7 +348,7 @@ public struct DynamicsDriver {
   }
 
   /// ½·mean of the squares (the loss ½‖f − y‖²/(N·C)).
-  static func halfMeanSquare(_ e: DenseBlock) -> Double {
+  public static func halfMeanSquare(_ e: DenseBlock) -> Double {
     guard !e.values.isEmpty else { return 0 }
     return 0.5 * e.values.reduce(0) { $0 + $1 * $1 } / Double(e.values.count)
   }

@@ -96,7 +96,7 @@ public struct BuildDriver {
                           gramPrecision: settings.gramPrecision)
     do {
       if shapesOnly && settings.against == nil && settings.empirical != nil {
-        return (spec, EmpiricalKernel(network: try ConcreteNetwork.shapesOnly(network: settings.network, inputShape: shape)))
+        return (spec, try EmpiricalKernel.sizing(network: settings.network, inputShape: shape))
       }
       if let stored = settings.against?.spec.empirical {
         spec.empirical = stored

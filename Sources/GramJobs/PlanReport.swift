@@ -59,7 +59,7 @@ public struct PlanReport: Sendable {
     do {
       try Network.checkInputShape(shape)
       if try Settings.empirical(job: job, flags: flags.kernel) != nil {
-        kernel = EmpiricalKernel(network: try ConcreteNetwork.shapesOnly(network: network, inputShape: shape))
+        kernel = try EmpiricalKernel.sizing(network: network, inputShape: shape)
       } else {
         kernel = try KernelFactory.make(network: network, inputShape: shape, gramPrecision: precision)
       }

@@ -267,6 +267,12 @@ public struct EmpiricalKernel: GramKernel {
     self.network = network
   }
 
+  /// The kernel of `network`'s shapes with no weights: for sizes and costs (`plan`, the early
+  /// check against the files' headers), never for a tile.
+  public static func sizing(network: Network, inputShape: [Int]) throws -> EmpiricalKernel {
+    EmpiricalKernel(network: try ConcreteNetwork.shapesOnly(network: network, inputShape: inputShape))
+  }
+
   /// Values one pair of samples reads: every layer's input and derivative widths.
   var pairDepth: Int {
     let k = network.outputCount

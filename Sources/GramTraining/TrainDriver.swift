@@ -193,11 +193,11 @@ public struct TrainDriver {
         trainRecords += train
         testRecords += test ?? []
         let f = DenseBlock(rows: n, cols: k, values: train)
-        var p = TrainPoint(step: step, trainLoss: halfMeanSquare(f, y))
+        var p = TrainPoint(step: step, trainLoss: DynamicsDriver.halfMeanSquare(f - y))
         if let classes, let labels = data.trainLabels { p.trainAccuracy = classificationAccuracy(f, classes: classes, labels: labels) }
         if let test {
           let ft = DenseBlock(rows: m, cols: k, values: test)
-          if let yTest { p.testLoss = halfMeanSquare(ft, yTest) }
+          if let yTest { p.testLoss = DynamicsDriver.halfMeanSquare(ft - yTest) }
           if let classes, let labels = data.testLabels { p.testAccuracy = classificationAccuracy(ft, classes: classes, labels: labels) }
         }
         points.append(p)
@@ -242,12 +242,6 @@ public struct TrainDriver {
       }
       initialized = count
     }
-  }
-
-  func halfMeanSquare(_ f: DenseBlock, _ y: DenseBlock) -> Double {
-    var s = 0.0
-    for (a, b) in zip(f.values, y.values) { s += (a - b) * (a - b) }
-    return 0.5 * s / Double(max(f.values.count, 1))
   }
 
   func write(report: TrainReport, data: NetworkData, model: Model, steps: [Int], train: [Double], test: [Double],

@@ -26,6 +26,12 @@ func parseTimes(_ text: String) throws -> [Double] {
   return times
 }
 
+/// A class encoding's name (`onehot`, `centered`).
+func parseEncoding(_ name: String) throws -> TargetEncoding {
+  guard let e = TargetEncoding(rawValue: name) else { throw CommandError("unknown encoding '\(name)' (valid: onehot, centered)") }
+  return e
+}
+
 /// `1e-4,1e-3` → ridge values (≥ 0 when `allowZero`).
 func parseRidges(_ text: String, allowZero: Bool) throws -> [Double] {
   try text.split(separator: ",", omittingEmptySubsequences: false).map {
@@ -82,8 +88,7 @@ struct DynamicsCommand: ParsableCommand {
     s.targets = targets
     s.testTargets = testTargets
     s.initialOutputs = initialOutputs
-    guard let e = TargetEncoding(rawValue: encoding) else { throw CommandError("unknown encoding '\(encoding)' (valid: onehot, centered)") }
-    s.encoding = e
+    s.encoding = try parseEncoding(encoding)
     s.metrics = metrics
     s.force = force
     do { try DynamicsDriver.validate(s) } catch let e as AnalysisError { throw CommandError(e.description) }
@@ -142,8 +147,7 @@ struct SpectrumCommand: ParsableCommand {
     s.memoryBudget = try parseBytes(memoryBudget)
     s.learningRate = learningRate
     s.targets = targets
-    guard let e = TargetEncoding(rawValue: encoding) else { throw CommandError("unknown encoding '\(encoding)' (valid: onehot, centered)") }
-    s.encoding = e
+    s.encoding = try parseEncoding(encoding)
     s.seed = seed
     s.metrics = metrics
     s.force = force

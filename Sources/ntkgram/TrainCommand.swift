@@ -46,8 +46,7 @@ struct TrainCommand: ParsableCommand {
     s.times = try parseTimes(times)
     s.targets = targets
     s.testTargets = testTargets
-    guard let e = TargetEncoding(rawValue: encoding) else { throw CommandError("unknown encoding '\(encoding)' (valid: onehot, centered)") }
-    s.encoding = e
+    s.encoding = try parseEncoding(encoding)
     s.metrics = metrics
     s.threads = threads
     do { try TrainDriver.validate(s) } catch let e as TrainError { throw CommandError(e.description) }
