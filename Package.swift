@@ -77,6 +77,6 @@ let package = Package(
     .testTarget(name: "GramTilingTests", dependencies: ["GramTiling"]),
     .testTarget(name: "GramTransportTests", dependencies: ["GramTransport"]),
     .testTarget(name: "GramBuildTests", dependencies: ["GramAnalysis", "GramBuild", "GramData", "GramEvents", "GramNetwork", "GramSolver", "GramStorage", "GramTransport"]),
-    .testTarget(name: "NTKGramCLITests", dependencies: ["ntkgram", "GramStorage"]),
+    .testTarget(name: "NTKGramCLITests", dependencies: ["ntkgram", "GramStorage", "GramTiling"]),
   ]
 )

@@ -20,6 +20,9 @@ public final class TiledKernelOperator: KernelOperator {
   public private(set) var passes = 0
   let comm: Communicator
   let dataset: H5Dataset
+  /// The dataset's bytes for `pread`, when it is contiguous (format 2): a tile is one read per
+  /// row, with no HDF5 sieve buffer copying around it.
+  let region: (file: RegionFile, region: KernelRegion)?
   let plan: TilePlan
   let mine: [Int]
   var cache: [Int: StoredValues] = [:]
@@ -37,6 +40,7 @@ public final class TiledKernelOperator: KernelOperator {
       throw StorageError(path, "\(KernelFileLayout.train(kernel)) is not a square float matrix (shape \(dataset.shape))")
     }
     n = dataset.shape[0]
+    region = try KernelRegion.of(dataset).map { (try RegionFile(path: path, writable: false), $0) }
     var tile = 1024
     if case .int(let t)? = try file.attribute("tile"), t > 0 { tile = Int(t) }
     plan = TilePlan(trainCount: n, testCount: 0, tileSize: tile)
@@ -51,7 +55,7 @@ public final class TiledKernelOperator: KernelOperator {
       let bytes = t.rows.count * t.cols.count * dataset.scalarType!.byteCount
       let fits = used + bytes <= memoryBudget
       guard fits || t.isDiagonal else { continue }  // streamed later; read now only for the diagonal
-      let values = try Self.readTile(dataset, t, path: path)
+      let values = try Self.readTile(dataset, t, path: path, region: region)
       if t.isDiagonal {
         let d = values.doubles
         for i in 0..<t.rows.count { diag[t.rows.lowerBound + i] = d[i * t.cols.count + i] }
@@ -71,8 +75,9 @@ public final class TiledKernelOperator: KernelOperator {
     streamedTiles = Int(counts[1])
   }
 
-  static func readTile(_ d: H5Dataset, _ t: Tile, path: String) throws -> StoredValues {
-    let v = try d.readStored(start: [t.rows.lowerBound, t.cols.lowerBound], count: [t.rows.count, t.cols.count])
+  static func readTile(_ d: H5Dataset, _ t: Tile, path: String, region: (file: RegionFile, region: KernelRegion)? = nil) throws -> StoredValues {
+    let v = try region.map { try $0.file.read($0.region, rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, rows: t.rows.count, cols: t.cols.count) }
+      ?? d.readStored(start: [t.rows.lowerBound, t.cols.lowerBound], count: [t.rows.count, t.cols.count])
     let finite: Bool
     switch v {
     case .float32(let a): finite = a.allSatisfy { $0.isFinite }
@@ -98,7 +103,7 @@ public final class TiledKernelOperator: KernelOperator {
     if c > 0 { do {
       for index in mine {
         let t = plan.tile(index)
-        let stored = try cache[index] ?? Self.readTile(dataset, t, path: fileName)
+        let stored = try cache[index] ?? Self.readTile(dataset, t, path: fileName, region: region)
         xp.withUnsafeBufferPointer { xb in yp.withUnsafeMutableBufferPointer { yb in
           switch stored {
           case .float32(let v):
@@ -131,7 +136,7 @@ public final class TiledKernelOperator: KernelOperator {
     if c > 0 { do {
       for index in mine {
         let t = plan.tile(index)
-        let stored = try cache[index] ?? Self.readTile(dataset, t, path: fileName)
+        let stored = try cache[index] ?? Self.readTile(dataset, t, path: fileName, region: region)
         let (m, w) = (t.rows.count, t.cols.count)
         switch stored {
         case .float64(let v): scratch = v

@@ -10,27 +10,41 @@ import GramTransport
 // The distributed build, every rank running the same steps:
 //
 //   1. load and check the data and the spec                          (every rank, agreed)
-//   2. claim the checkpoint folder for this job's fingerprint         (rank 0, agreed)
-//   3. verify existing checkpoint tiles, a share per rank; bad ones
-//      are reported and removed; every rank learns which are done     (all, allReduce)
+//   2. claim the checkpoint folder for this job's fingerprint, and lay
+//      out the kernel file (a hidden partial file beside the output):
+//      metadata written, kernels allocated and reserved, not written  (rank 0, agreed)
+//   3. check the tiles an earlier run recorded against the file's
+//      bytes, a share per rank; bad ones are reported and recomputed  (all, allReduce)
 //   4. balance the remaining tiles over the ranks; compute; each tile
-//      is checkpointed atomically the moment it is done               (all; a failure aborts the job)
-//   5. assemble the checkpoints into the kernel file, atomically      (rank 0, agreed)
+//      is written once, by its rank, straight to its places in the
+//      file (pwrite), then recorded with its checksums                (all; a failure aborts the job)
+//   5. the checksums into the file, fsync, rename over the output     (rank 0, agreed)
 //
 // Tiles are named by index, not by rank, and every entry depends only on its two samples, so
-// any number of ranks, any interruption and any resume give the same bytes.
+// any number of ranks, any interruption and any resume give the same bytes. The checkpoint is
+// the partial file itself plus one small record per finished tile: nothing is written twice.
 
 /// What a finished build reports.
 public struct BuildOutcome: Sendable {
   public let trainCount: Int
   public let testCount: Int
   public let tiles: Int
-  /// Tiles taken from verified checkpoints of an earlier run.
+  /// Tiles an earlier run wrote, checked and kept.
   public let reusedTiles: Int
-  /// Checkpoints found damaged (or foreign) and computed again.
+  /// Recorded tiles found damaged (or foreign) and computed again.
   public let rejectedTiles: Int
   public let seconds: Double
   public let fingerprint: String
+}
+
+/// The kernel file being built, as every rank needs it: its path and where each kernel's
+/// bytes and the tile checksums are.
+struct KernelLayout: Codable {
+  var path: String
+  var regions: [KernelRegion]
+  var checksumsOffset: Int
+  var tiles: Int
+  var kernels: [String]
 }
 
 /// The checkpoint folder's claim file: which job its tiles belong to.
@@ -217,7 +231,7 @@ public struct BuildDriver {
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: settings.out, isDirectory: &isDirectory) {
       if isDirectory.boolValue { throw StorageError(settings.out, "is a directory") }
-      if !settings.force { throw StorageError(settings.out, "already exists (use --force to replace it)") }
+      if !settings.force && !settings.repair { throw StorageError(settings.out, "already exists (use --force to replace it, or --repair to check and mend it)") }
     }
     // The output folder is created (with the checkpoint folder) once the inputs are known good.
     var folder = URL(fileURLWithPath: settings.out).deletingLastPathComponent()
@@ -265,41 +279,190 @@ public struct BuildDriver {
     guard rename(temporary, manifestPath) == 0 else { throw StorageError(manifestPath, "cannot write: \(String(cString: strerror(errno)))") }
   }
 
-  // MARK: free space
+  // MARK: 3. the kernel file, laid out once
 
-  /// Refuses to start when the checkpoints still to write and the kernel file do not fit on
-  /// their filesystems (both exist until the assembly ends), before any compute.
-  func checkFreeSpace(plan: TilePlan, remaining: [Int], kernels: Int, testCount m: Int, trainCount n: Int) throws {
+  /// Where the kernel file is built: a hidden file beside the output, renamed over it when
+  /// every tile is in (so the output never exists unfinished). Its name does not depend on
+  /// the process: a rerun finds it and continues it.
+  var partialPath: String {
+    let url = URL(fileURLWithPath: settings.out)
+    return url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".partial"
+  }
+
+  /// Lays out a fresh kernel file at `partialPath`: every attribute and small dataset
+  /// (labels, statistics, weights, initial outputs) written now, the kernels and the tile
+  /// checksums as contiguous datasets allocated but not written, and the whole file reserved
+  /// on disk. Returns its layout.
+  func createPartial(plan: TilePlan, inputs: Inputs, fingerprint: String) throws -> KernelLayout {
+    let path = partialPath
+    unlink(path)
+    var created = false
+    defer { if !created { unlink(path) } }
+    let n = plan.trainCount, m = plan.testCount
+    let names = inputs.outputs.map(\.name)
+    // The HDF5 part in a closure: the file is closed when it returns, and HDF5 writes nothing more.
+    let layout = try { () throws -> KernelLayout in
+    let root = try H5File.create(path)
+    var regions: [KernelRegion] = []
+    for kernel in names {
+      for (name, rows, axes) in [(KernelFileLayout.train(kernel), plan.includesTrain ? n : 0, "train sample, train sample"),
+                                 (KernelFileLayout.test(kernel), m, "test sample, train sample")] where rows > 0 {
+        let d = try root.createAllocatedDataset(name, shape: [rows, n], type: settings.dtype)
+        try d.setAttribute("axes", .string(axes))
+        try d.setAttribute("kernel", .string(kernel))
+        guard let region = KernelRegion.of(d) else { throw StorageError(path, "HDF5 did not allocate \(name)") }
+        regions.append(region)
+      }
+    }
+    let sums = try root.createUInt32Dataset(KernelFileLayout.tileChecksums, shape: [plan.count, names.count, 2], allocated: true)
+    guard let sumsOffset = sums.fileOffset else { throw StorageError(path, "HDF5 did not allocate \(KernelFileLayout.tileChecksums)") }
+    try sums.setAttribute("axes", .string("tile, kernel, word"))
+    try sums.setAttribute("kernels", .string(names.joined(separator: ",")))
+    try sums.setAttribute("algorithm", .string(KernelFileLayout.checksumAlgorithm))
+    try sums.setAttribute("words", .string("high 32 bits, low 32 bits of the 64-bit checksum"))
+    if let labels = inputs.train.labels, plan.includesTrain {
+      try root.createInt64Dataset(KernelFileLayout.trainLabels, shape: [labels.count]).write(labels: labels, axes: "train sample")
+    }
+    if let labels = inputs.test?.labels {
+      try root.createInt64Dataset(KernelFileLayout.testLabels, shape: [labels.count]).write(labels: labels, axes: "test sample")
+    }
+    if let statistics = inputs.statistics {
+      for (name, values) in [(KernelFileLayout.preprocessMean, statistics.mean), (KernelFileLayout.preprocessStd, statistics.std)] {
+        let d = try root.createDataset(name, shape: [values.count], type: .float64)
+        try values.withUnsafeBufferPointer { try d.write($0, start: [0], count: [values.count]) }
+        try d.setAttribute("axes", .string("feature"))
+      }
+    }
+    if let empirical = inputs.spec.empirical {
+      // The weights, and the network's outputs at them (f₀ for `dynamics --initial-outputs`).
+      try ParametersFile.write(empirical.parameters, to: root)
+      if let network = (inputs.kernel as? EmpiricalKernel)?.network {
+        let k = network.outputCount
+        for (name, data) in [("train", plan.includesTrain ? inputs.trainMatrix : nil), ("test", inputs.testMatrix)] {
+          guard let data, data.rows > 0 else { continue }
+          let values = network.outputs(data)
+          let d = try root.createDataset("/initial_outputs/\(name)", shape: [data.rows, k], type: .float64)
+          try values.withUnsafeBufferPointer { try d.write($0, start: [0, 0], count: [data.rows, k]) }
+          try d.setAttribute("axes", .string("\(name) sample, output"))
+        }
+      }
+    }
+    for (k, v) in inputs.spec.attributes { try root.setAttribute(k, v) }
+    var attributes: [(String, AttributeValue)] = [
+      ("format_version", .int(Int64(KernelFileLayout.formatVersion))),
+      ("dtype", .string(settings.dtype.rawValue)),
+      ("N", .int(Int64(n))),
+      ("M", .int(Int64(m))),
+      ("features", .int(Int64(inputs.trainMatrix.cols))),
+      ("tile", .int(Int64(settings.tileSize))),
+      ("kernels", .string(names.joined(separator: ","))),
+      ("train_source", .string(absolutePath(settings.train.samples))),
+      ("train_source_given", .string(settings.train.samples)),
+      ("train_limit", .int(Int64(settings.train.limit ?? -1))),
+      ("train_label_column", .int(Int64(settings.train.labelColumn ?? -1))),
+      ("test_source", .string(settings.test.map { absolutePath($0.samples) } ?? "")),
+      ("test_source_given", .string(settings.test?.samples ?? "")),
+      ("test_limit", .int(Int64(settings.test?.limit ?? -1))),
+      ("fingerprint", .string(fingerprint)),
+      ("train_data_checksum", .string(hex(inputs.trainChecksum))),
+      ("train_fingerprint", .string(trainFingerprint(dataChecksum: inputs.trainChecksum, rows: n,
+                                                     cols: inputs.trainMatrix.cols, spec: inputs.spec))),
+      ("tool_version", .string(toolVersion)),
+    ]
+    if let test = inputs.test { attributes.append(("test_data_checksum", .string(hex(dataChecksum(test.samples))))) }
+    for (k, v) in attributes { try root.setAttribute(k, v) }
+    if let against = settings.against {
+      try root.setAttribute("against_fingerprint", .string(against.fingerprint))
+      try root.setAttribute("against", .string(absolutePath(against.path)))
+    }
+    try root.flush()
+    return KernelLayout(path: path, regions: regions, checksumsOffset: sumsOffset, tiles: plan.count, kernels: names)
+    }()
+    var st = stat()
+    guard stat(path, &st) == 0 else { throw StorageError(path, "vanished while being created") }
+    try RegionFile(path: path, writable: true).reserve(Int(st.st_size))
+    created = true
+    return layout
+  }
+
+  /// The layout of an existing partial (or, for `--repair`, finished) kernel file when it was
+  /// laid out for this very job; nil when it cannot be continued.
+  func existingLayout(_ path: String, plan: TilePlan, inputs: Inputs, fingerprint: String) -> KernelLayout? {
+    guard let f = try? H5File.open(path), (try? f.attribute("fingerprint")) == .string(fingerprint),
+          (try? f.attribute("format_version")) == .int(Int64(KernelFileLayout.formatVersion)) else { return nil }
+    let names = inputs.outputs.map(\.name)
+    var regions: [KernelRegion] = []
+    for kernel in names {
+      for (name, rows) in [(KernelFileLayout.train(kernel), plan.includesTrain ? plan.trainCount : 0),
+                           (KernelFileLayout.test(kernel), plan.testCount)] where rows > 0 {
+        guard let d = try? f.dataset(name), let region = KernelRegion.of(d), region.rows == rows, region.cols == plan.trainCount,
+              region.scalarType == settings.dtype else { return nil }
+        regions.append(region)
+      }
+    }
+    guard let sums = try? f.dataset(KernelFileLayout.tileChecksums), sums.shape == [plan.count, names.count, 2],
+          let offset = sums.fileOffset else { return nil }
+    var st = stat()
+    guard stat(path, &st) == 0, Int(st.st_size) >= (regions.map { $0.offset + $0.byteCount } + [offset + plan.count * names.count * 8]).max()! else { return nil }
+    return KernelLayout(path: path, regions: regions, checksumsOffset: offset, tiles: plan.count, kernels: names)
+  }
+
+  /// Rank 0: the kernel file to write into. With `--repair`, the finished output of this
+  /// job becomes the partial file again (a rename), and its stored tile checksums become tile
+  /// records, which the resume then checks against the bytes. Else an existing partial of this
+  /// job is continued; anything else is laid out afresh (and its records dropped).
+  func preparePartial(plan: TilePlan, inputs: Inputs, fingerprint: String, reporter: EventSink) throws -> KernelLayout {
+    let folder = settings.checkpointFolder
+    let fm = FileManager.default
+    func dropRecords() {
+      for name in (try? fm.contentsOfDirectory(atPath: folder)) ?? [] where TileRecord.index(fileName: name) != nil {
+        unlink(folder + "/" + name)
+      }
+    }
+    if settings.repair && fm.fileExists(atPath: settings.out) {
+      guard let layout = existingLayout(settings.out, plan: plan, inputs: inputs, fingerprint: fingerprint) else {
+        throw StorageError(settings.out, "cannot be repaired: it was not built by this job (fingerprint, kernels, dtype or format differ) or its layout is damaged; rebuild it with --force")
+      }
+      let f = try H5File.open(settings.out)
+      let sums = try f.dataset(KernelFileLayout.tileChecksums).readAll(as: UInt32.self)
+      dropRecords()
+      let k = layout.kernels.count
+      for index in 0..<plan.count {
+        let checksums = (0..<k).map { c in UInt64(sums[2 * (index * k + c)]) << 32 | UInt64(sums[2 * (index * k + c) + 1]) }
+        try TileRecord(index: index, checksums: checksums).write(folder: folder, fingerprint: fingerprint)
+      }
+      guard rename(settings.out, partialPath) == 0 else {
+        throw StorageError(settings.out, "cannot move it aside for repair: \(String(cString: strerror(errno)))")
+      }
+      reporter.message("repairing \(settings.out): every tile is checked against its stored checksums")
+      return KernelLayout(path: partialPath, regions: layout.regions, checksumsOffset: layout.checksumsOffset, tiles: layout.tiles, kernels: layout.kernels)
+    }
+    if settings.repair && !fm.fileExists(atPath: partialPath) {
+      throw StorageError(settings.out, "nothing to repair: no such file")
+    }
+    if fm.fileExists(atPath: partialPath) {
+      if let layout = existingLayout(partialPath, plan: plan, inputs: inputs, fingerprint: fingerprint) { return layout }
+      reporter.message("discarding \(partialPath): laid out for another job")
+    }
+    dropRecords()
+    try checkFreeSpace(plan: plan, kernels: inputs.outputs.count)
+    return try createPartial(plan: plan, inputs: inputs, fingerprint: fingerprint)
+  }
+
+  /// Refuses to start when the kernel file does not fit on its filesystem, before any compute
+  /// (the file is then reserved whole, so the build cannot run out of space midway).
+  func checkFreeSpace(plan: TilePlan, kernels: Int) throws {
     let element = Double(settings.dtype.byteCount) * Double(kernels)
-    var checkpointBytes = 0.0
-    for index in remaining {
-      let t = plan.tile(index)
-      checkpointBytes += Double(t.rows.count) * Double(t.cols.count) * element
-    }
-    let trainEntries = settings.against == nil ? Double(n) * Double(n) : 0
-    let fileBytes = (trainEntries + Double(m) * Double(n)) * element + Double(n + m) * 8
-    func free(_ path: String) -> (bytes: Double, device: UInt64)? {
-      var s = statvfs(), st = stat()
-      guard statvfs(path, &s) == 0, stat(path, &st) == 0 else { return nil }
-      return (Double(s.f_bavail) * Double(s.f_frsize), UInt64(st.st_dev))
-    }
+    let n = Double(plan.trainCount), m = Double(plan.testCount)
+    let fileBytes = ((plan.includesTrain ? n * n : 0) + m * n) * element + (n + m) * 8
     let outFolder = URL(fileURLWithPath: settings.out).deletingLastPathComponent().path
-    guard let out = free(outFolder), let ck = free(settings.checkpointFolder) else { return }
+    var s = statvfs()
+    guard statvfs(outFolder, &s) == 0 else { return }
+    let free = Double(s.f_bavail) * Double(s.f_frsize)
     func size(_ b: Double) -> String { b >= Double(1 << 30) ? String(format: "%.1f GiB", b / Double(1 << 30)) : String(format: "%.1f MiB", b / Double(1 << 20)) }
-    let margin = 1.02
-    if out.device == ck.device {
-      let need = (fileBytes + checkpointBytes) * margin + Double(1 << 20)
-      guard need <= out.bytes else {
-        throw StorageError(settings.out, "needs about \(size(need)) free (kernel file \(size(fileBytes)) + checkpoints \(size(checkpointBytes))) but its filesystem has \(size(out.bytes)); free space or put --out/--checkpoints elsewhere")
-      }
-    } else {
-      let needOut = fileBytes * margin + Double(1 << 20), needCk = checkpointBytes * margin + Double(1 << 20)
-      guard needOut <= out.bytes else {
-        throw StorageError(settings.out, "needs about \(size(needOut)) free for the kernel file but its filesystem has \(size(out.bytes)); free space or choose another --out")
-      }
-      guard needCk <= ck.bytes else {
-        throw StorageError(settings.checkpointFolder, "needs about \(size(needCk)) free for the checkpoints but its filesystem has \(size(ck.bytes)); free space or choose another --checkpoints")
-      }
+    let need = fileBytes * 1.02 + Double(1 << 20)
+    guard need <= free else {
+      throw StorageError(settings.out, "needs about \(size(need)) free for the kernel file but its filesystem has \(size(free)); free space or choose another --out")
     }
   }
 
@@ -330,15 +493,15 @@ public struct BuildDriver {
       reporter.message("\(comm.size) ranks on \(distinct.count) host(s): \(distinct.map { h in "\(h) (\(hosts.filter { $0 == h }.count))" }.joined(separator: ", "))")
     }
 
-    // 2. Checkpoint folder.
+    // 2. Checkpoint folder and kernel file.
     let folder = settings.checkpointFolder
     let manifest = CheckpointManifest(fingerprint: jobPrint, tile: settings.tileSize, trainCount: n, testCount: m,
                                       dtype: settings.dtype.rawValue, kernel: inputs.spec.json)
     // Rank 0 holds the output's and the checkpoint folder's locks until the build ends.
     var locks: [RunLock] = []
     defer { locks.reversed().forEach { $0.release() } }
-    try comm.collectively {
-      guard isRoot else { return }
+    let layoutBytes = try comm.collectively { () -> [UInt8] in
+      guard isRoot else { return [] }
       let fm = FileManager.default
       for path in [settings.out, folder] {
         let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
@@ -348,23 +511,32 @@ public struct BuildDriver {
       locks.append(try RunLock.acquire(settings.out, what: "the output"))
       locks.append(try RunLock.acquire(folder, what: "the checkpoint folder"))
       try claimCheckpointFolder(manifest, reporter: reporter)
+      let layout = try preparePartial(plan: plan, inputs: inputs, fingerprint: jobPrint, reporter: reporter)
+      return Array(try JSONEncoder().encode(layout))
     }
+    let layout = try JSONDecoder().decode(KernelLayout.self, from: Data(try comm.broadcast(layoutBytes, root: 0)))
+    let file = try comm.collectively { try RegionFile(path: layout.path, writable: true) }
+    let regions = Dictionary(uniqueKeysWithValues: layout.regions.map { ($0.name, $0) })
 
-    // 3. Verify what an earlier run left.
+    // 3. Check what an earlier run recorded against the file's bytes, a share per rank.
     var done = [Double](repeating: 0, count: plan.count)
     let rejected = try comm.collectively { () -> Int in
-      let existing = Set(((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).compactMap(Self.tileIndex))
+      let existing = Set(((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).compactMap(TileRecord.index))
       var bad = 0
-      for index in existing where index < plan.count && index % comm.size == comm.rank {
-        let tile = plan.tile(index)
-        switch TileCheckpoint.read(folder: folder, index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
-                                   rows: tile.rows.count, cols: tile.cols.count, type: settings.dtype, fingerprint: jobPrint,
-                                   names: inputs.outputs.map(\.name)) {
-        case .success: done[index] = 1
-        case .failure(let problem):
+      for index in existing.sorted() where index < plan.count && index % comm.size == comm.rank {
+        let problem: String?
+        switch TileRecord.read(folder: folder, index: index, fingerprint: jobPrint, kernels: layout.kernels.count) {
+        case .success(let record):
+          problem = try Self.damage(of: plan.tile(index), record: record, file: file, regions: regions, kernels: layout.kernels)
+        case .failure(let p):
+          problem = "record \(p)"
+        }
+        if let problem {
           bad += 1
-          events.warning("\(TileCheckpoint.path(folder: folder, index: index)): checkpoint \(problem); recomputing \(tile)")
-          unlink(TileCheckpoint.path(folder: folder, index: index))
+          events.warning("\(TileRecord.path(folder: folder, index: index)): \(problem); recomputing \(plan.tile(index))")
+          unlink(TileRecord.path(folder: folder, index: index))
+        } else {
+          done[index] = 1
         }
       }
       return bad
@@ -375,48 +547,90 @@ public struct BuildDriver {
     let reused = Int(done.reduce(0, +))
     let remaining = (0..<plan.count).filter { done[$0] == 0 }
     if reused > 0 || badCount[0] > 0 {
-      reporter.message("resuming: \(reused) of \(plan.count) tiles reused from \(folder)" + (badCount[0] > 0 ? ", \(Int(badCount[0])) damaged tiles to recompute" : ""))
+      reporter.message("resuming: \(reused) of \(plan.count) tiles reused, already in \(layout.path)" + (badCount[0] > 0 ? ", \(Int(badCount[0])) damaged tiles to recompute" : ""))
     }
     reporter.record("resume", ["reused": .int(reused), "rejected": .int(Int(badCount[0])), "remaining": .int(remaining.count)])
-    try comm.collectively {
-      guard isRoot else { return }
-      try checkFreeSpace(plan: plan, remaining: remaining, kernels: inputs.outputs.count, testCount: m, trainCount: n)
-    }
 
-    // 4. Compute this rank's share.
+    // 4. Compute this rank's share, each tile written once, straight to its place.
     let assignment = TileAssignment(plan: plan, tiles: remaining, ranks: comm.size)
     let entriesTotal = plan.totalCost
     var entriesDone = 0.0
     for i in 0..<plan.count where done[i] == 1 { entriesDone += plan.cost(plan.tile(i)) }
     let watcher = comm.size > 1 && comm is MPICommunicator ? StopWatcher(folder: folder, rank: comm.rank, hosts: hosts, events: events, countTiles: {
-      ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { Self.tileIndex($0) != nil }.count
+      ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { TileRecord.index(fileName: $0) != nil }.count
     }, totalTiles: plan.count) : nil
     defer { watcher?.stop() }
     do {
       try computeTiles(kernel: inputs.kernel, assignment.tiles(of: comm.rank), plan: plan, inputs: inputs, fingerprint: jobPrint,
-                       reporter: reporter, entriesTotal: entriesTotal, baseline: entriesDone)
+                       file: file, regions: regions, reporter: reporter, entriesTotal: entriesTotal, baseline: entriesDone)
+      // Every rank's bytes on disk (each host syncs its own writes) before the file is named.
+      try file.sync()
     } catch {
       // Other ranks are mid-computation and cannot be told in order: stop the whole job.
       events.fatal("rank \(comm.rank) (\(comm.processorName)): \(error)")
       comm.abort(code: 1)
     }
 
-    // 5. Assemble, once every rank has checkpointed its share.
+    // 5. Finish: the tile checksums, then the file under its name.
     try comm.barrier()
     try comm.collectively {
       guard isRoot else { return }
       reporter.progress(.build(tilesDone: plan.count, tilesTotal: plan.count, entriesDone: entriesTotal, entriesTotal: entriesTotal,
                                baselineEntries: entriesDone), force: true)
       reporter.finishProgress()
-      reporter.record("assembly_start", [:])
-      try assemble(plan: plan, inputs: inputs, fingerprint: jobPrint)
-      reporter.record("assembly_done", ["out": .string(settings.out)])
+      reporter.record("finish_start", [:])
+      try finish(layout: layout, file: file, fingerprint: jobPrint)
+      reporter.record("finish_done", ["out": .string(settings.out)])
       if !settings.keepCheckpoints { try? FileManager.default.removeItem(atPath: folder) }
     }
     let outcome = BuildOutcome(trainCount: n, testCount: m, tiles: plan.count, reusedTiles: reused,
                                rejectedTiles: Int(badCount[0]), seconds: Date().timeIntervalSince(start), fingerprint: jobPrint)
     reporter.record("done", ["seconds": .double(outcome.seconds), "reused": .int(reused), "tiles": .int(plan.count)])
     return outcome
+  }
+
+  /// Why a recorded tile's bytes cannot be kept (nil: they match their record): each kernel's
+  /// upper tile against its checksum, and a training tile's mirror against the upper tile.
+  static func damage(of tile: Tile, record: TileRecord, file: RegionFile, regions: [String: KernelRegion], kernels: [String]) throws -> String? {
+    let (r, c) = (tile.rows.count, tile.cols.count)
+    for (k, kernel) in kernels.enumerated() {
+      let name = tile.block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)
+      guard let region = regions[name] else { return "no region \(name)" }
+      let upper = try file.read(region, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound, rows: r, cols: c)
+      guard upper.checksum == record.checksums[k] else { return "\(name) does not match the recorded checksum" }
+      if tile.block == .train && !tile.isDiagonal {
+        let mirror = try file.read(region, rowStart: tile.cols.lowerBound, colStart: tile.rows.lowerBound, rows: c, cols: r)
+        guard mirror.transposed(rows: c, cols: r) == upper else { return "the mirrored block of \(name) differs" }
+      }
+    }
+    return nil
+  }
+
+  /// Rank 0, once every tile is recorded: the checksums into `/tiles/checksums`, the file
+  /// synced and renamed over the output.
+  func finish(layout: KernelLayout, file: RegionFile, fingerprint: String) throws {
+    let k = layout.kernels.count
+    var bytes = [UInt8]()
+    bytes.reserveCapacity(layout.tiles * k * 8)
+    for index in 0..<layout.tiles {
+      switch TileRecord.read(folder: settings.checkpointFolder, index: index, fingerprint: fingerprint, kernels: k) {
+      case .success(let record):
+        for sum in record.checksums {
+          for word in [UInt32(truncatingIfNeeded: sum >> 32), UInt32(truncatingIfNeeded: sum)] {
+            withUnsafeBytes(of: word.littleEndian) { bytes.append(contentsOf: $0) }
+          }
+        }
+      case .failure(let problem):
+        throw StorageError(TileRecord.path(folder: settings.checkpointFolder, index: index), "tile record \(problem) at the end of the build; rerun to recompute it")
+      }
+    }
+    try file.write(bytes: bytes, at: layout.checksumsOffset, what: KernelFileLayout.tileChecksums)
+    try file.sync()
+    guard rename(layout.path, settings.out) == 0 else {
+      throw StorageError(settings.out, "cannot move the finished file into place: \(String(cString: strerror(errno)))")
+    }
+    try? fsyncPath(URL(fileURLWithPath: settings.out).deletingLastPathComponent().path)
+    KernelFileWriter.removeStalePartials(of: settings.out)
   }
 
   /// The absolute path of `p` as the file system resolves it (`..` after a symbolic link
@@ -453,15 +667,11 @@ public struct BuildDriver {
     }
   }
 
-  static func tileIndex(_ name: String) -> Int? {
-    guard name.hasPrefix("tile-"), name.hasSuffix(".h5") else { return nil }
-    return Int(name.dropFirst(5).dropLast(3))
-  }
-
   /// Computes and checkpoints `mine`, on `settings.threads` threads (each with its own
   /// scratch; thread t takes every t-th tile of the list). The math runs in parallel; the
   /// checkpoints are written by one writer thread.
   func computeTiles<Kernel: GramKernel>(kernel net: Kernel, _ mine: [Int], plan: TilePlan, inputs: Inputs, fingerprint: String,
+                                        file: RegionFile, regions: [String: KernelRegion],
                                         reporter: EventSink, entriesTotal: Double, baseline: Double) throws {
     let train = net.prepare(inputs.trainMatrix, threads: settings.threads)
     let test = inputs.testMatrix.map { net.prepare($0, threads: settings.threads) }
@@ -495,9 +705,8 @@ public struct BuildDriver {
           do {
             let stored = inputs.outputs.map { StoredValues(values.values($0.index), as: driver.settings.dtype) }
             try Self.checkFinite(stored, names: inputs.outputs.map(\.name), tile: tile, dtype: driver.settings.dtype)
-            try TileCheckpoint(index: index, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound,
-                               rows: tile.rows.count, cols: tile.cols.count, values: stored)
-              .write(folder: folder, fingerprint: fingerprint, names: inputs.outputs.map(\.name))
+            try Self.write(tile, stored, names: inputs.outputs.map(\.name), file: file, regions: regions)
+            try TileRecord(index: index, checksums: stored.map(\.checksum)).write(folder: folder, fingerprint: fingerprint)
           } catch {
             lock.withLock { if failure == nil { failure = error } }
             return
@@ -519,7 +728,7 @@ public struct BuildDriver {
   func reportFromFolder(plan: TilePlan, reporter: EventSink, entriesTotal: Double, baseline: Double) {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: settings.checkpointFolder)) ?? []
     var tiles = 0, entries = 0.0
-    for index in names.compactMap(Self.tileIndex) where index < plan.count {
+    for index in names.compactMap(TileRecord.index) where index < plan.count {
       tiles += 1
       entries += plan.cost(plan.tile(index))
     }
@@ -527,102 +736,17 @@ public struct BuildDriver {
                              baselineEntries: baseline), force: false)
   }
 
-  // MARK: 5. assembly
-
-  func assemble(plan: TilePlan, inputs: Inputs, fingerprint: String) throws {
-    let writer = try KernelFileWriter(destination: settings.out, overwrite: settings.force)
-    defer { writer.discard() }
-    let n = plan.trainCount, m = plan.testCount
-    let chunk = [settings.tileSize, settings.tileSize]
-    let names = inputs.outputs.map(\.name)
-    var datasets: [String: H5Dataset] = [:]
-    for kernel in names {
-      if plan.includesTrain {
-        datasets[KernelFileLayout.train(kernel)] = try writer.dataset(KernelFileLayout.train(kernel), shape: [n, n], type: settings.dtype, chunk: chunk)
-      }
-      if m > 0 {
-        datasets[KernelFileLayout.test(kernel)] = try writer.dataset(KernelFileLayout.test(kernel), shape: [m, n], type: settings.dtype, chunk: chunk)
+  /// Writes a tile's values to their places: the upper tile, and for an off-diagonal training
+  /// tile its transpose below the diagonal.
+  static func write(_ tile: Tile, _ stored: [StoredValues], names: [String], file: RegionFile, regions: [String: KernelRegion]) throws {
+    let (r, c) = (tile.rows.count, tile.cols.count)
+    for (kernel, values) in zip(names, stored) {
+      let name = tile.block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)
+      guard let region = regions[name] else { throw StorageError(file.path, "no region \(name)") }
+      try file.write(values, to: region, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound, rows: r, cols: c)
+      if tile.block == .train && !tile.isDiagonal {
+        try file.write(values.transposed(rows: r, cols: c), to: region, rowStart: tile.cols.lowerBound, colStart: tile.rows.lowerBound, rows: c, cols: r)
       }
     }
-    var checksums = [UInt64](repeating: 0, count: plan.count * names.count)
-    for index in 0..<plan.count {
-      let tile = plan.tile(index)
-      let (r, c) = (tile.rows.count, tile.cols.count)
-      let checkpoint: TileCheckpoint
-      switch TileCheckpoint.read(folder: settings.checkpointFolder, index: index, rowStart: tile.rows.lowerBound,
-                                 colStart: tile.cols.lowerBound, rows: r, cols: c, type: settings.dtype, fingerprint: fingerprint,
-                                 names: names) {
-      case .success(let t): checkpoint = t
-      case .failure(let problem):
-        throw StorageError(TileCheckpoint.path(folder: settings.checkpointFolder, index: index), "checkpoint \(problem) during assembly; rerun to recompute it")
-      }
-      for (k, kernel) in names.enumerated() {
-        let values = checkpoint.values[k]
-        checksums[index * names.count + k] = values.checksum
-        switch tile.block {
-        case .train:
-          let d = datasets[KernelFileLayout.train(kernel)]!
-          try d.write(values, start: [tile.rows.lowerBound, tile.cols.lowerBound], count: [r, c])
-          if !tile.isDiagonal {
-            try d.write(values.transposed(rows: r, cols: c), start: [tile.cols.lowerBound, tile.rows.lowerBound], count: [c, r])
-          }
-        case .test:
-          try datasets[KernelFileLayout.test(kernel)]!.write(values, start: [tile.rows.lowerBound, tile.cols.lowerBound], count: [r, c])
-        }
-      }
-    }
-    datasets.removeAll()
-    let sums = try writer.handle.createUInt64Dataset(KernelFileLayout.tileChecksums, shape: [plan.count, names.count])
-    try checksums.withUnsafeBufferPointer { try sums.write($0, start: [0, 0], count: [plan.count, names.count]) }
-    try sums.setAttribute("columns", .string(names.joined(separator: ",")))
-    try sums.setAttribute("algorithm", .string("checksum64 (FNV-1a over 8-byte words, final mix) of the upper tile's stored bytes, row-major"))
-    if let labels = inputs.train.labels, plan.includesTrain { try writer.writeLabels(KernelFileLayout.trainLabels, labels) }
-    if let statistics = inputs.statistics {
-      for (name, values) in [(KernelFileLayout.preprocessMean, statistics.mean), (KernelFileLayout.preprocessStd, statistics.std)] {
-        let d = try writer.handle.createDataset(name, shape: [values.count], type: .float64)
-        try values.withUnsafeBufferPointer { try d.write($0, start: [0], count: [values.count]) }
-      }
-    }
-    if let labels = inputs.test?.labels { try writer.writeLabels(KernelFileLayout.testLabels, labels) }
-    let root = writer.handle
-    if let empirical = inputs.spec.empirical {
-      // The weights, and the network's outputs at them (f₀ for `dynamics --initial-outputs`).
-      try ParametersFile.write(empirical.parameters, to: root)
-      if let network = (inputs.kernel as? EmpiricalKernel)?.network {
-        let k = network.outputCount
-        for (name, data) in [("train", plan.includesTrain ? inputs.trainMatrix : nil), ("test", inputs.testMatrix)] {
-          guard let data, data.rows > 0 else { continue }
-          let values = network.outputs(data)
-          let d = try root.createDataset("/initial_outputs/\(name)", shape: [data.rows, k], type: .float64)
-          try values.withUnsafeBufferPointer { try d.write($0, start: [0, 0], count: [data.rows, k]) }
-        }
-      }
-    }
-    for (k, v) in inputs.spec.attributes { try root.setAttribute(k, v) }
-    let attributes: [(String, AttributeValue)] = [
-      ("dtype", .string(settings.dtype.rawValue)),
-      ("N", .int(Int64(n))),
-      ("M", .int(Int64(m))),
-      ("features", .int(Int64(inputs.trainMatrix.cols))),
-      ("tile", .int(Int64(settings.tileSize))),
-      ("kernels", .string(names.joined(separator: ","))),
-      ("train_source", .string(absolutePath(settings.train.samples))),
-      ("train_limit", .int(Int64(settings.train.limit ?? -1))),
-      ("train_label_column", .int(Int64(settings.train.labelColumn ?? -1))),
-      ("test_source", .string(settings.test.map { absolutePath($0.samples) } ?? "")),
-      ("test_limit", .int(Int64(settings.test?.limit ?? -1))),
-      ("fingerprint", .string(fingerprint)),
-      ("train_data_checksum", .string(hex(inputs.trainChecksum))),
-      ("train_fingerprint", .string(trainFingerprint(dataChecksum: inputs.trainChecksum, rows: n,
-                                                     cols: inputs.trainMatrix.cols, spec: inputs.spec))),
-      ("tool_version", .string(toolVersion)),
-      ("created", .string(ISO8601DateFormatter().string(from: Date()))),
-    ]
-    for (k, v) in attributes { try root.setAttribute(k, v) }
-    if let against = settings.against {
-      try root.setAttribute("against_fingerprint", .string(against.fingerprint))
-      try root.setAttribute("against", .string(absolutePath(against.path)))
-    }
-    try writer.commit()
   }
 }

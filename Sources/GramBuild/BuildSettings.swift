@@ -20,12 +20,15 @@ public struct BuildSettings: Sendable {
   public var out: String
   /// Checkpoint folder; nil = `<out without .h5>.tiles`.
   public var checkpoints: String?
-  /// Keep the checkpoint folder after a successful assembly.
+  /// Keep the checkpoint folder (the tile records) after a successful build.
   public var keepCheckpoints = false
   /// Replace an existing output file.
   public var force = false
   /// Discard a checkpoint folder that belongs to another job.
   public var restart = false
+  /// Check every tile of the existing output (built by this same job) against its stored
+  /// checksums and recompute, in place, the ones that do not match (`--repair`).
+  public var repair = false
   /// Threads computing tiles inside each rank (for one rank per node: use `--bind-to none`).
   public var threads = 1
   /// Where errors about the spec point: the job file, when there is one.

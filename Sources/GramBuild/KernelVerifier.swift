@@ -79,11 +79,18 @@ public struct KernelVerifier {
         datasets[name] = d
       }
     }
+    guard f.exists(KernelFileLayout.tileChecksums) else { throw fail("no dataset \(KernelFileLayout.tileChecksums)") }
     let sums = try f.dataset(KernelFileLayout.tileChecksums)
-    guard sums.shape == [plan.count, names.count] else {
-      throw fail("\(KernelFileLayout.tileChecksums) has shape \(sums.shape), the plan has \(plan.count) tiles")
+    let stored: [UInt64]
+    if sums.shape == [plan.count, names.count, 2] {
+      // Format 2: high and low 32-bit words.
+      let words = try sums.readAll(as: UInt32.self)
+      stored = (0..<(plan.count * names.count)).map { UInt64(words[2 * $0]) << 32 | UInt64(words[2 * $0 + 1]) }
+    } else if sums.shape == [plan.count, names.count] {
+      stored = try sums.readAllUInt64()  // format 1
+    } else {
+      throw fail("\(KernelFileLayout.tileChecksums) has shape \(sums.shape), the plan has \(plan.count) tiles of \(names.count) kernels")
     }
-    let stored = try sums.readAllUInt64()
     report.checks.append("shapes and attributes: N=\(n) M=\(m) dtype=\(dtype.rawValue) tile=\(tileSize), \(plan.count) tiles")
 
     // Checksums and symmetry, tile by tile.

@@ -61,6 +61,7 @@ public struct BuildFlags: Sendable {
   public var keepCheckpoints = false
   public var force = false
   public var restart = false
+  public var repair = false
   public var threads = 1
   /// A stored training kernel: build only K(test, train) against it.
   public var against: String?
@@ -256,6 +257,7 @@ public enum Settings {
     s.keepCheckpoints = flags.keepCheckpoints || (job?.bool("keep_checkpoints") ?? false)
     s.force = flags.force
     s.restart = flags.restart
+    s.repair = flags.repair
     try common(&s, flags: flags)
     return s
   }
@@ -309,6 +311,7 @@ public enum Settings {
     s.keepCheckpoints = flags.keepCheckpoints
     s.force = flags.force
     s.restart = flags.restart
+    s.repair = flags.repair
     if flags.kernels == nil { s.kernels = stored.kernels }
     try common(&s, flags: flags)
     return s

@@ -98,17 +98,20 @@ public class H5Object {
       if H5Aexists(id, name) > 0 { try HDF5Library.check(H5Adelete(id, name), path, "deleting attribute \(name)") }
       switch value {
       case .string(let s):
+        // Variable-length, NUL-terminated UTF-8 (`H5T_C_S1` of size `H5T_VARIABLE`): what C's
+        // `%s`, h5py (`str`), R's hdf5r and MATLAB read without knowing a length.
         let type = try HDF5Library.check(H5Tcopy(ch5_c_s1()), path, "string type")
         defer { H5Tclose(type) }
-        let bytes = Array(s.utf8)
-        try HDF5Library.check(H5Tset_size(type, max(1, bytes.count)), path, "string size")
+        try HDF5Library.check(H5Tset_size(type, ch5_variable()), path, "string size")
         try HDF5Library.check(H5Tset_cset(type, H5T_CSET_UTF8), path, "string charset")
         let space = try HDF5Library.check(H5Screate(H5S_SCALAR), path, "scalar space")
         defer { H5Sclose(space) }
         let attr = try HDF5Library.check(H5Acreate2(id, name, type, space, ch5_p_default(), ch5_p_default()), path, "creating attribute \(name)")
         defer { H5Aclose(attr) }
-        var padded = bytes.isEmpty ? [0] : bytes
-        try HDF5Library.check(H5Awrite(attr, type, &padded), path, "writing attribute \(name)")
+        try s.withCString { c in
+          var pointer: UnsafePointer<CChar>? = c
+          try HDF5Library.check(H5Awrite(attr, type, &pointer), path, "writing attribute \(name)")
+        }
       case .double(var d):
         try writeNumeric(name, fileType: ch5_ieee_f64le(), memType: ch5_native_double(), count: nil, &d)
       case .int(var i):
@@ -216,7 +219,11 @@ public final class H5File: H5Object {
       let fapl = H5Pcreate(ch5_p_file_access())
       defer { H5Pclose(fapl) }
       H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18)
-      let id = H5Fcreate(path, ch5_f_acc_excl(), ch5_p_default(), fapl)
+      // No modification times in object headers: the same content gives the same bytes.
+      let fcpl = H5Pcreate(ch5_p_file_create())
+      defer { H5Pclose(fcpl) }
+      H5Pset_obj_track_times(fcpl, false)
+      let id = H5Fcreate(path, ch5_f_acc_excl(), fcpl, fapl)
       if id < 0 { throw StorageError(path, "cannot create HDF5 file") }
       return H5File(id: id, path: path, close: H5Fclose)
     }
@@ -285,24 +292,53 @@ public final class H5File: H5Object {
     try createDataset(name, shape: shape, fileType: ch5_std_i64le(), chunk: nil)
   }
 
-  /// Creates an unsigned 64-bit dataset (checksums).
+  /// Creates an unsigned 64-bit dataset.
   public func createUInt64Dataset(_ name: String, shape: [Int]) throws -> H5Dataset {
     try createDataset(name, shape: shape, fileType: ch5_std_u64le(), chunk: nil)
   }
 
-  private func createDataset(_ name: String, shape: [Int], fileType: hid_t, chunk: [Int]?) throws -> H5Dataset {
+  /// Creates an unsigned 32-bit dataset (checksums as two 32-bit words: every reader, R's
+  /// included, keeps them exactly).
+  public func createUInt32Dataset(_ name: String, shape: [Int], allocated: Bool = false) throws -> H5Dataset {
+    try createDataset(name, shape: shape, fileType: ch5_std_u32le(), chunk: nil, allocated: allocated)
+  }
+
+  /// Creates a contiguous dataset whose space is allocated now (`H5D_ALLOC_TIME_EARLY`) and
+  /// never filled (`H5D_FILL_TIME_NEVER`): its bytes sit at `fileOffset`, row-major, for
+  /// writers outside HDF5 (`pwrite`), and creating it writes no data.
+  public func createAllocatedDataset(_ name: String, shape: [Int], type: ScalarType) throws -> H5Dataset {
+    try createDataset(name, shape: shape, fileType: type.fileType, chunk: nil, allocated: true)
+  }
+
+  private func createDataset(_ name: String, shape: [Int], fileType: hid_t, chunk: [Int]?, allocated: Bool = false) throws -> H5Dataset {
     try HDF5Library.locked {
       var dims = shape.map { hsize_t($0) }
       let space = try HDF5Library.check(H5Screate_simple(Int32(dims.count), &dims, nil), path, "dataspace for \(name)")
       defer { H5Sclose(space) }
-      let lcpl = H5Pcreate(ch5_p_link_create())
-      defer { H5Pclose(lcpl) }
-      H5Pset_create_intermediate_group(lcpl, 1)
+      // Intermediate groups, like the dataset, without modification times (same content, same bytes).
+      let gcpl = H5Pcreate(ch5_p_group_create())
+      defer { H5Pclose(gcpl) }
+      H5Pset_obj_track_times(gcpl, false)
+      var prefix = ""
+      for part in name.split(separator: "/").dropLast() {
+        prefix += "/" + part
+        if H5Lexists(self.id, prefix, ch5_p_default()) <= 0 {
+          let g = try HDF5Library.check(H5Gcreate2(self.id, prefix, ch5_p_default(), gcpl, ch5_p_default()), path, "creating group \(prefix)")
+          H5Gclose(g)
+        }
+      }
+      let lcpl = ch5_p_default()
       let dcpl = H5Pcreate(ch5_p_dataset_create())
       defer { H5Pclose(dcpl) }
+      H5Pset_obj_track_times(dcpl, false)
       if let chunk, shape.allSatisfy({ $0 > 0 }) {
         var c = zip(chunk, shape).map { hsize_t(max(1, min($0, $1))) }
         try HDF5Library.check(H5Pset_chunk(dcpl, Int32(c.count), &c), path, "chunking \(name)")
+      }
+      if allocated {
+        try HDF5Library.check(H5Pset_layout(dcpl, H5D_CONTIGUOUS), path, "layout of \(name)")
+        try HDF5Library.check(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY), path, "allocation of \(name)")
+        try HDF5Library.check(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), path, "fill of \(name)")
       }
       let id = try HDF5Library.check(H5Dcreate2(self.id, name, fileType, space, lcpl, dcpl, ch5_p_default()), path, "creating dataset \(name)")
       return H5Dataset(id: id, path: path, name: name, shape: shape)
@@ -348,6 +384,27 @@ public final class H5Dataset: H5Object {
       defer { H5Tclose(type) }
       guard H5Tget_class(type) == H5T_FLOAT else { return nil }
       return H5Tget_size(type) == 4 ? .float32 : .float64
+    }
+  }
+
+  /// The byte offset of the data in the file (`H5Dget_offset`): nil unless the dataset is
+  /// contiguous and allocated.
+  public var fileOffset: Int? {
+    HDF5Library.locked {
+      let plist = H5Dget_create_plist(id)
+      defer { H5Pclose(plist) }
+      guard H5Pget_layout(plist) == H5D_CONTIGUOUS else { return nil }
+      let offset = H5Dget_offset(id)
+      return offset == ch5_haddr_undef() ? nil : Int(offset)
+    }
+  }
+
+  /// The size of one stored element in bytes.
+  public var elementSize: Int {
+    HDF5Library.locked {
+      let type = H5Dget_type(id)
+      defer { H5Tclose(type) }
+      return H5Tget_size(type)
     }
   }
 
@@ -417,4 +474,5 @@ extension Double: HDF5Element { public static var nativeType: hid_t { ch5_native
 extension Float: HDF5Element { public static var nativeType: hid_t { ch5_native_float() } }
 extension Int64: HDF5Element { public static var nativeType: hid_t { ch5_native_int64() } }
 extension UInt64: HDF5Element { public static var nativeType: hid_t { ch5_native_uint64() } }
+extension UInt32: HDF5Element { public static var nativeType: hid_t { ch5_native_uint32() } }
 

@@ -13,8 +13,20 @@ public enum KernelFileLayout {
   /// The training set's `standardize` statistics, per feature (float64).
   public static let preprocessMean = "/preprocess/mean"
   public static let preprocessStd = "/preprocess/std"
-  /// `tiles × kernels` checksums of every tile's stored bytes (upper tile, row-major).
+  /// `tiles × kernels × 2` checksums of every tile's stored bytes (upper tile, row-major), as
+  /// two unsigned 32-bit words, high then low (format 1: `tiles × kernels` uint64).
   public static let tileChecksums = "/tiles/checksums"
+  public static let checksumAlgorithm = "checksum64 (FNV-1a over little-endian 8-byte words, final mix) of the upper tile's stored bytes, row-major; tiles in TilePlan order"
+  /// 2: contiguous kernels, checksums as 32-bit word pairs, variable-length UTF-8 strings, axes.
+  public static let formatVersion = 2
+}
+
+extension H5Dataset {
+  /// Writes integer labels (the whole dataset) and names its axis.
+  public func write(labels: [Int64], axes: String) throws {
+    try labels.withUnsafeBufferPointer { try write($0, start: [0], count: [labels.count]) }
+    try setAttribute("axes", .string(axes))
+  }
 }
 
 /// Writes a kernel file atomically: everything goes to a hidden temporary file beside the

@@ -180,21 +180,37 @@ public struct Benchmark {
       }
     }
 
-    // I/O: every tile as a checkpoint, against dd to the same folder.
+    // I/O: every tile written as the build writes it (upper tile and mirror, straight to its
+    // place in a laid-out kernel file, then its record), against dd to the same folder.
     let tiles = folder + "/bench-tiles-\(getpid())"
     try FileManager.default.createDirectory(atPath: tiles, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: tiles) }
     var bytes = 0.0
-    // Until the data is on disk: the checkpoints as the build writes them, then one `sync`
-    // (the build leaves the write-back to the kernel; sustained, that is the disk's speed).
+    // Until the data is on disk: the tiles as the build writes them, then one `sync`.
     sync()
     let io = try best {
       bytes = 0
+      let path = tiles + "/kernel.h5"
+      unlink(path)
+      let regions = try { () throws -> [KernelRegion] in
+        let f = try H5File.create(path)
+        return try (0..<2).map { k in
+          let d = try f.createAllocatedDataset("/train/k\(k)", shape: [n, n], type: dtype)
+          return KernelRegion.of(d)!
+        }
+      }()
+      let file = try RegionFile(path: path, writable: true)
       for v in results {
         let stored = (0..<v.outputs).map { StoredValues(v.values($0), as: dtype) }
-        try TileCheckpoint(index: v.tile.index, rowStart: v.tile.rows.lowerBound, colStart: v.tile.cols.lowerBound,
-                           rows: v.tile.rows.count, cols: v.tile.cols.count, values: stored).write(folder: tiles, fingerprint: "bench")
-        bytes += Double(stored.reduce(0) { $0 + $1.count } * dtype.byteCount)
+        let (r, c) = (v.tile.rows.count, v.tile.cols.count)
+        for (k, values) in stored.enumerated() {
+          try file.write(values, to: regions[k], rowStart: v.tile.rows.lowerBound, colStart: v.tile.cols.lowerBound, rows: r, cols: c)
+          if !v.tile.isDiagonal {
+            try file.write(values.transposed(rows: r, cols: c), to: regions[k], rowStart: v.tile.cols.lowerBound, colStart: v.tile.rows.lowerBound, rows: c, cols: r)
+          }
+          bytes += Double(values.count * dtype.byteCount * (v.tile.isDiagonal ? 1 : 2))
+        }
+        try TileRecord(index: v.tile.index, checksums: stored.map(\.checksum)).write(folder: tiles, fingerprint: "bench")
       }
       sync()
     }

@@ -116,6 +116,7 @@ struct BuildCommand: ParsableCommand {
   @Flag(name: .customLong("keep-checkpoints"), help: "Keep the checkpoint folder after a successful build.") var keepCheckpoints = false
   @Flag(help: "Replace an existing output file (only once the new one is complete).") var force = false
   @Flag(help: "Discard a checkpoint folder that belongs to another job.") var restart = false
+  @Flag(help: "Check every tile of the existing output (built by this same job) against its checksums and recompute, in place, those that do not match.") var repair = false
   @Option(help: "Threads computing tiles inside each rank (one rank per node: launch with mpirun --bind-to none).") var threads: Int = 1
   @Option(help: "A training kernel file: compute only K(test, train) for --test against it, with its network, preprocessing and training data (checked by content; --train if it moved).")
   var against: String?
@@ -133,6 +134,7 @@ struct BuildCommand: ParsableCommand {
     f.keepCheckpoints = keepCheckpoints
     f.force = force
     f.restart = restart
+    f.repair = repair
     f.threads = threads
     f.against = against
     f.kernels = kernels
@@ -148,7 +150,7 @@ struct BuildCommand: ParsableCommand {
       FileHandle.standardError.write(Data((
         "wrote \(s.out): " + (s.against.map { "test \(outcome.testCount)×\(outcome.trainCount) against \($0.path)" } ?? "train \(outcome.trainCount)×\(outcome.trainCount)" +
         (outcome.testCount > 0 ? ", test \(outcome.testCount)×\(outcome.trainCount)" : "")) +
-        ", \(outcome.tiles) tiles (\(outcome.reusedTiles) reused from checkpoints) in \(String(format: "%.2f", outcome.seconds)) s\n").utf8))
+        ", \(outcome.tiles) tiles (\(outcome.reusedTiles) reused from an earlier run) in \(String(format: "%.2f", outcome.seconds)) s\n").utf8))
     }
   }
 }

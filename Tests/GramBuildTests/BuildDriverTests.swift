@@ -4,6 +4,7 @@ import GramData
 import GramEvents
 import GramNetwork
 import GramStorage
+import GramTiling
 import GramTransport
 import Testing
 
@@ -89,41 +90,99 @@ struct BuildDriverTests {
       #expect(o.fingerprint == one.fingerprint)
       #expect(try Self.datasets(out) == reference, "\(ranks) ranks")
     }
-    // Resume: the output removed, half of the checkpoints removed, two ranks finish the job.
-    try FileManager.default.removeItem(atPath: d + "/one.h5")
-    let tiles = try FileManager.default.contentsOfDirectory(atPath: d + "/one.h5.tiles").filter { $0.hasPrefix("tile-") }.sorted()
-    for name in tiles.enumerated().filter({ $0.offset % 2 == 0 }).map(\.element) {
-      try FileManager.default.removeItem(atPath: d + "/one.h5.tiles/" + name)
+    // Resume: the finished file put back as an interrupted build leaves it (the hidden partial
+    // file), half of the tile records removed and those tiles' bytes zeroed; two ranks finish.
+    let wholeFile = try Data(contentsOf: URL(fileURLWithPath: d + "/one.h5"))
+    let (regions, _) = try Self.regions(d + "/one.h5")
+    try FileManager.default.moveItem(atPath: d + "/one.h5", toPath: d + "/.one.h5.partial")
+    let records = try FileManager.default.contentsOfDirectory(atPath: d + "/one.h5.tiles").compactMap(TileRecord.index).sorted()
+    #expect(records.count == one.tiles)
+    let plan = TilePlan(trainCount: 41, testCount: 13, tileSize: 7)
+    let file = try RegionFile(path: d + "/.one.h5.partial", writable: true)
+    for index in records where index % 2 == 0 {
+      try FileManager.default.removeItem(atPath: TileRecord.path(folder: d + "/one.h5.tiles", index: index))
+      let t = plan.tile(index)
+      for kernel in ["ntk", "nngp"] {
+        try file.write(.float64([Double](repeating: 0, count: t.entryCount)), to: regions["/\(t.block.rawValue)/\(kernel)"]!,
+                       rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, rows: t.rows.count, cols: t.cols.count)
+      }
     }
     let resumed = try Self.build(Self.settings(d, out: d + "/one.h5"), ranks: 2)
-    #expect(resumed.reusedTiles == tiles.count / 2)
+    #expect(resumed.reusedTiles == records.count / 2)
     #expect(try Self.datasets(d + "/one.h5") == reference)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: d + "/one.h5")) == wholeFile, "the resumed file is byte-identical")
+    #expect(!FileManager.default.fileExists(atPath: d + "/.one.h5.partial"))
   }
 
-  @Test("a damaged checkpoint is reported as a warning, recomputed, and the bytes are the same")
+  /// The byte regions of a kernel file's datasets, and its tile checksums.
+  static func regions(_ path: String) throws -> ([String: KernelRegion], [UInt32]) {
+    let f = try H5File.open(path)
+    var out: [String: KernelRegion] = [:]
+    for name in ["/train/ntk", "/train/nngp", "/test/ntk", "/test/nngp"] where f.exists(name) {
+      out[name] = KernelRegion.of(try f.dataset(name))
+    }
+    return (out, try f.dataset(KernelFileLayout.tileChecksums).readAll(as: UInt32.self))
+  }
+
+  @Test("damaged tile bytes of an interrupted build are reported as a warning, recomputed, and the bytes are the same")
   func damagedCheckpoint() throws {
     let d = try Self.folder()
     defer { try? FileManager.default.removeItem(atPath: d) }
     try Self.writeData(d)
     let s = Self.settings(d, out: d + "/k.h5")
     let first = try Self.build(s, ranks: 3)
-    let reference = try Self.datasets(d + "/k.h5")
-    try FileManager.default.removeItem(atPath: d + "/k.h5")
-    // Flip one byte inside a tile's values (past the HDF5 metadata at the start of the file).
-    let victim = d + "/k.h5.tiles/tile-0000004.h5"
-    var bytes = try Data(contentsOf: URL(fileURLWithPath: victim))
-    let offset = bytes.count - 200
-    bytes[offset] ^= 0x40
-    try bytes.write(to: URL(fileURLWithPath: victim))
+    let reference = try Data(contentsOf: URL(fileURLWithPath: d + "/k.h5"))
+    let (regions, _) = try Self.regions(d + "/k.h5")
+    try FileManager.default.moveItem(atPath: d + "/k.h5", toPath: d + "/.k.h5.partial")
+    // Flip one byte inside tile 4's mirrored (lower) block of /train/nngp.
+    let t = TilePlan(trainCount: 41, testCount: 13, tileSize: 7).tile(4)
+    #expect(!t.isDiagonal && t.block == .train)
+    let r = regions["/train/nngp"]!
+    let offset = r.offset + ((t.cols.lowerBound + 1) * r.cols + t.rows.lowerBound + 2) * 8 + 3
+    let fd = open(d + "/.k.h5.partial", O_RDWR)
+    var byte: UInt8 = 0
+    pread(fd, &byte, 1, off_t(offset)); byte ^= 0x40; pwrite(fd, &byte, 1, off_t(offset))
+    close(fd)
     let sink = CollectingSink()
     let again = try Self.build(s, ranks: 3, sink: sink)
     #expect(again.rejectedTiles == 1)
     #expect(again.reusedTiles == first.tiles - 1)
-    #expect(sink.warnings.count == 1 && sink.warnings[0].contains("tile-0000004.h5"), "\(sink.warnings)")
-    #expect(try Self.datasets(d + "/k.h5") == reference)
+    #expect(sink.warnings.count == 1 && sink.warnings[0].contains("tile-0000004.done"), "\(sink.warnings)")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: d + "/k.h5")) == reference)
     // Progress and records come from rank 0 only: one start record.
     let starts = sink.entries.filter { if case .record("start", _) = $0 { true } else { false } }
     #expect(starts.count == 1)
+  }
+
+  @Test("--repair finds a flipped byte in a finished file and mends it in place; a file of another job is refused")
+  func repair() throws {
+    let d = try Self.folder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try Self.writeData(d)
+    var s = Self.settings(d, out: d + "/k.h5")
+    s.keepCheckpoints = false
+    _ = try Self.build(s, ranks: 1)
+    let reference = try Data(contentsOf: URL(fileURLWithPath: d + "/k.h5"))
+    let (regions, _) = try Self.regions(d + "/k.h5")
+    let r = regions["/test/ntk"]!
+    let fd = open(d + "/k.h5", O_RDWR)
+    var byte: UInt8 = 0
+    let offset = r.offset + (5 * r.cols + 30) * 8 + 6
+    pread(fd, &byte, 1, off_t(offset)); byte ^= 0x01; pwrite(fd, &byte, 1, off_t(offset))
+    close(fd)
+    #expect(throws: (any Error).self) { try KernelVerifier(path: d + "/k.h5", samples: 0).run() }
+    s.repair = true
+    let sink = CollectingSink()
+    let repaired = try Self.build(s, ranks: 2, sink: sink)
+    #expect(repaired.rejectedTiles == 1 && repaired.reusedTiles == repaired.tiles - 1)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: d + "/k.h5")) == reference)
+    _ = try KernelVerifier(path: d + "/k.h5", samples: 5).run()
+    // Another network's settings do not repair (or touch) this file.
+    var other = Self.settings(d, out: d + "/k.h5", network: .fullyConnected(depth: 2, activation: .relu, wStd: 1.4, bStd: 0.1))
+    other.repair = true
+    other.keepCheckpoints = false
+    #expect(throws: (any Error).self) { _ = try Self.build(other, ranks: 1) }
+    #expect(try Data(contentsOf: URL(fileURLWithPath: d + "/k.h5")) == reference)
   }
 
   @Test("a checkpoint folder of another network is refused, and nothing is written")

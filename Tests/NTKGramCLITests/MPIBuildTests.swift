@@ -1,5 +1,6 @@
 import Foundation
 import GramStorage
+import GramTiling
 import Testing
 
 /// Runs `ntkgram` under a real `mpirun` with `ranks` processes.
@@ -87,22 +88,25 @@ struct MPIBuildTests {
     #expect(killed, "no rank was running once tiles appeared")
     #expect(p.terminationStatus != 0, "the killed job reported success")
     #expect(!FileManager.default.fileExists(atPath: d + "/k.h5"), "a killed job left an output file")
+    #expect(FileManager.default.fileExists(atPath: d + "/.k.h5.partial"), "the killed job's partial file is kept for the resume")
     let left = ((try? FileManager.default.contentsOfDirectory(atPath: tiles)) ?? []).filter { $0.hasPrefix("tile-") }.count
     #expect(left >= 6)
 
-    // Resume with 1 rank, interrupted again by removing nothing: it must finish.
+    // Resume with 1 rank: it must finish, writing only the missing tiles.
     let resumed = try runMPI(1, Array(common.dropLast()) + ["--out", d + "/k.h5", "--keep-checkpoints"])
     #expect(resumed.status == 0, "\(resumed.stderr)")
-    #expect(resumed.stderr.contains("tiles reused"), "no resume report: \(resumed.stderr)")
+    #expect(resumed.stderr.contains("tiles reused, already in"), "no resume report: \(resumed.stderr)")
     #expect(try kernelBits(d + "/k.h5") == kernelBits(d + "/clean.h5"))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: d + "/k.h5")) == Data(contentsOf: URL(fileURLWithPath: d + "/clean.h5")),
+            "the resumed file is byte-identical to the uninterrupted one")
 
-    // Again with 2 ranks, from the kept checkpoints: everything reused, same bytes.
-    try FileManager.default.removeItem(atPath: d + "/k.h5")
+    // As if killed after the last tile, before the rename: 2 ranks reuse every tile.
+    try FileManager.default.moveItem(atPath: d + "/k.h5", toPath: d + "/.k.h5.partial")
     let again = try runMPI(2, Array(common.dropLast()) + ["--out", d + "/k.h5"])
     #expect(again.status == 0, "\(again.stderr)")
-    let reusedAll = again.stderr.range(of: #"resuming: (\d+) of (\d+) tiles reused"#, options: .regularExpression).map { String(again.stderr[$0]) }
+    let reusedAll = again.stderr.range(of: #"resuming: (\d+) of (\d+) tiles reused, already in"#, options: .regularExpression).map { String(again.stderr[$0]) }
     #expect(reusedAll != nil, "\(again.stderr)")
-    #expect(try kernelBits(d + "/k.h5") == kernelBits(d + "/clean.h5"))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: d + "/k.h5")) == Data(contentsOf: URL(fileURLWithPath: d + "/clean.h5")))
   }
 
   @Test("a flipped byte and a half-truncated checkpoint are detected and recomputed; another job's folder is refused")
@@ -114,25 +118,25 @@ struct MPIBuildTests {
     let first = try runNTKGram(common + ["--keep-checkpoints"])
     #expect(first.status == 0, "\(first.stderr)")
     let original = try kernelBits(d + "/k.h5")
-    try FileManager.default.removeItem(atPath: d + "/k.h5")
+    // As an interrupted build leaves it: the hidden partial file and the tile records.
+    let region = try #require(try { KernelRegion.of(try H5File.open(d + "/k.h5").dataset("/train/ntk")) }())
+    try FileManager.default.moveItem(atPath: d + "/k.h5", toPath: d + "/.k.h5.partial")
 
-    // Flip one byte inside tile 3's data (the last bytes of the file hold the datasets' values
-    // or metadata: either way the tile must not be trusted), truncate tile 5 to half.
-    let t3 = TileCheckpoint.path(folder: d + "/tiles", index: 3)
-    var bytes = try Data(contentsOf: URL(fileURLWithPath: t3))
-    // Find the first value of /ntk in the file and flip a bit of it.
-    let firstValue = try { try H5File.open(t3).dataset("/ntk").readAll()[0].bitPattern }()
-    let needle = withUnsafeBytes(of: firstValue.littleEndian) { Data($0) }
-    let at = try #require(bytes.range(of: needle))
-    bytes[at.lowerBound + 3] ^= 0x10
-    try bytes.write(to: URL(fileURLWithPath: t3))
-    let t5 = TileCheckpoint.path(folder: d + "/tiles", index: 5)
+    // Flip one byte inside tile 3's values, truncate tile 5's record to half.
+    let t3 = TileRecord.path(folder: d + "/tiles", index: 3)
+    let tile3 = TilePlan(trainCount: 120, testCount: 0, tileSize: 30).tile(3)
+    let fd = open(d + "/.k.h5.partial", O_RDWR)
+    var byte: UInt8 = 0
+    let at = off_t(region.offset + (tile3.rows.lowerBound * 120 + tile3.cols.lowerBound) * 8 + 3)
+    pread(fd, &byte, 1, at); byte ^= 0x10; pwrite(fd, &byte, 1, at)
+    close(fd)
+    let t5 = TileRecord.path(folder: d + "/tiles", index: 5)
     let b5 = try Data(contentsOf: URL(fileURLWithPath: t5))
     try b5.prefix(b5.count / 2).write(to: URL(fileURLWithPath: t5))
 
     let second = try runNTKGram(common.filter { $0 != "--quiet" })
     #expect(second.status == 0, "\(second.stderr)")
-    #expect(second.stderr.contains(t3) && second.stderr.contains("checksum mismatch"), "\(second.stderr)")
+    #expect(second.stderr.contains(t3) && second.stderr.contains("does not match the recorded checksum"), "\(second.stderr)")
     #expect(second.stderr.contains(t5), "\(second.stderr)")
     #expect(second.stderr.contains("2 damaged tiles to recompute"), "\(second.stderr)")
     #expect(try kernelBits(d + "/k.h5") == original)

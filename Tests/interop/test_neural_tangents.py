@@ -88,12 +88,17 @@ def test_attributes_readable_by_h5py(data_2000):
     with h5py.File(d / "k64.h5", "r") as f:
         a = f.attrs
         assert int(a["N"]) == 2000 and int(a["M"]) == 300
-        assert a["dtype"].decode() == "float64" and a["architecture"].decode() == "fully_connected"
+        # Variable-length UTF-8 strings: h5py gives str.
+        assert a["dtype"] == "float64" and a["architecture"] == "fully_connected"
+        assert int(a["format_version"]) == 2
         layers = json.loads(a["network"])
         assert [layer["type"] for layer in layers] == ["dense", "relu"] * 3 + ["dense"]
         assert layers[0]["W_std"] == np.sqrt(2) and layers[0]["b_std"] == 0.1 and layers[-1]["width"] == 1
         assert list(a["input_shape"]) == [784]
-        assert f["/tiles/checksums"].shape[1] == 2
+        # Checksums as (high, low) 32-bit words: no reader clips them.
+        assert f["/tiles/checksums"].shape[1:] == (2, 2) and f["/tiles/checksums"].dtype == np.uint32
+        assert f["/test/ntk"].attrs["axes"] == "test sample, train sample"
+        assert f["/train/nngp"].attrs["axes"] == "train sample, train sample"
 
 
 # A heterogeneous layer list: per-layer W_std, b_std, width and parameterization, two dense

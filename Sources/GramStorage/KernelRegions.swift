@@ -1,0 +1,228 @@
+import Foundation
+
+/// Where a contiguous kernel dataset's bytes are in its file: `rows × cols` elements of
+/// `type`, row-major, from byte `offset` (`H5Dget_offset`). Ranks write and read tiles there
+/// with `pwrite`/`pread`, outside HDF5, which only lays the file out and names the regions.
+public struct KernelRegion: Codable, Sendable, Equatable {
+  public let name: String
+  public let offset: Int
+  public let rows: Int
+  public let cols: Int
+  public let type: String
+
+  public init(name: String, offset: Int, rows: Int, cols: Int, type: ScalarType) {
+    self.name = name
+    self.offset = offset
+    self.rows = rows
+    self.cols = cols
+    self.type = type.rawValue
+  }
+
+  public var scalarType: ScalarType { ScalarType(rawValue: type) ?? .float64 }
+  public var byteCount: Int { rows * cols * scalarType.byteCount }
+
+  /// The region of an open contiguous dataset; nil when the dataset is chunked or unallocated
+  /// (files of earlier releases).
+  public static func of(_ d: H5Dataset) -> KernelRegion? {
+    guard d.shape.count == 2, let type = d.scalarType, let offset = d.fileOffset else { return nil }
+    return KernelRegion(name: d.name, offset: offset, rows: d.shape[0], cols: d.shape[1], type: type)
+  }
+}
+
+/// A file opened by descriptor for block I/O on `KernelRegion`s: one `pwrite`/`pread` per row
+/// of a block (rows of a tile are contiguous in the file, the tile is not). Thread-safe:
+/// positional I/O on a descriptor shares no file position.
+public final class RegionFile: @unchecked Sendable {
+  public let path: String
+  let fd: Int32
+
+  public init(path: String, writable: Bool) throws {
+    self.path = path
+    fd = open(path, writable ? O_RDWR : O_RDONLY)
+    guard fd >= 0 else { throw StorageError(path, "cannot open: \(String(cString: strerror(errno)))") }
+  }
+
+  deinit { close(fd) }
+
+  private func check(_ region: KernelRegion, _ rowStart: Int, _ colStart: Int, _ rows: Int, _ cols: Int) {
+    precondition(rowStart >= 0 && colStart >= 0 && rowStart + rows <= region.rows && colStart + cols <= region.cols,
+                 "RegionFile: block outside \(region.name)")
+  }
+
+  /// Writes the row-major `rows × cols` block `values` at (`rowStart`, `colStart`) of `region`.
+  public func write(_ values: StoredValues, to region: KernelRegion, rowStart: Int, colStart: Int, rows: Int, cols: Int) throws {
+    check(region, rowStart, colStart, rows, cols)
+    precondition(values.type == region.scalarType && values.count == rows * cols, "RegionFile.write: block does not fit")
+    let size = region.scalarType.byteCount
+    try values.withUnsafeBytes { bytes in
+      for i in 0..<rows {
+        let offset = region.offset + ((rowStart + i) * region.cols + colStart) * size
+        try writeFully(UnsafeRawBufferPointer(rebasing: bytes[(i * cols * size)..<((i + 1) * cols * size)]), at: offset, region: region)
+      }
+    }
+  }
+
+  private func writeFully(_ bytes: UnsafeRawBufferPointer, at offset: Int, region: KernelRegion) throws {
+    var done = 0
+    while done < bytes.count {
+      let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+      if n < 0 {
+        if errno == EINTR { continue }
+        let code = errno
+        throw StorageError(path, "writing \(region.name) failed: \(String(cString: strerror(code)))" + (code == ENOSPC ? " (the filesystem is full)" : ""))
+      }
+      done += n
+    }
+  }
+
+  /// Reads the `rows × cols` block at (`rowStart`, `colStart`) of `region`, row-major.
+  public func read(_ region: KernelRegion, rowStart: Int, colStart: Int, rows: Int, cols: Int) throws -> StoredValues {
+    check(region, rowStart, colStart, rows, cols)
+    let size = region.scalarType.byteCount
+    func fill(_ raw: UnsafeMutableRawBufferPointer) throws {
+      for i in 0..<rows {
+        let offset = region.offset + ((rowStart + i) * region.cols + colStart) * size
+        var done = 0
+        let want = cols * size
+        while done < want {
+          let n = pread(fd, raw.baseAddress! + i * want + done, want - done, off_t(offset + done))
+          if n < 0 && errno == EINTR { continue }
+          guard n > 0 else {
+            throw StorageError(path, "reading \(region.name) failed: " + (n == 0 ? "the file ends early (truncated?)" : String(cString: strerror(errno))))
+          }
+          done += n
+        }
+      }
+    }
+    switch region.scalarType {
+    case .float32:
+      var v = [Float](repeating: 0, count: rows * cols)
+      try v.withUnsafeMutableBytes(fill)
+      return .float32(v)
+    case .float64:
+      var v = [Double](repeating: 0, count: rows * cols)
+      try v.withUnsafeMutableBytes(fill)
+      return .float64(v)
+    }
+  }
+
+  /// Writes raw bytes at `offset` (the tile checksums' dataset).
+  public func write(bytes: [UInt8], at offset: Int, what: String) throws {
+    try bytes.withUnsafeBytes { b in
+      var done = 0
+      while done < b.count {
+        let n = pwrite(fd, b.baseAddress! + done, b.count - done, off_t(offset + done))
+        if n < 0 {
+          if errno == EINTR { continue }
+          throw StorageError(path, "writing \(what) failed: \(String(cString: strerror(errno)))")
+        }
+        done += n
+      }
+    }
+  }
+
+  /// Reserves `bytes` of disk for the file (`posix_fallocate`), so that a full disk is an
+  /// error now, not in the middle of the build. (Where the filesystem cannot allocate, the C
+  /// library touches one byte per block instead: still no data written twice.)
+  public func reserve(_ bytes: Int) throws {
+    guard bytes > 0 else { return }
+    let code = posix_fallocate(fd, 0, off_t(bytes))
+    if code != 0 {
+      if code == EOPNOTSUPP || code == ENOSYS || code == EINVAL { return }
+      throw StorageError(path, "cannot reserve \(bytes) bytes: \(String(cString: strerror(code)))" + (code == ENOSPC ? " (the filesystem is full)" : ""))
+    }
+  }
+
+  /// `fdatasync`: this process's writes are on disk.
+  public func sync() throws {
+    guard fdatasync(fd) == 0 else { throw StorageError(path, "fsync failed: \(String(cString: strerror(errno)))") }
+  }
+}
+
+extension StoredValues {
+  /// The values' bytes (little-endian, as stored).
+  public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    switch self {
+    case .float32(let v): try v.withUnsafeBytes(body)
+    case .float64(let v): try v.withUnsafeBytes(body)
+    }
+  }
+}
+
+/// The record that a tile is in the kernel file: `<folder>/tile-<index>.done`, a line of text
+/// naming the job's fingerprint, the tile and the checksum of each kernel's upper-tile bytes.
+/// Written atomically (temporary file, rename) after the tile's bytes, so a record never names
+/// a tile whose write had not returned; a resume still checks the bytes against it (a power
+/// cut can lose data the record outlived).
+public struct TileRecord: Sendable, Equatable {
+  public let index: Int
+  public let checksums: [UInt64]
+
+  public init(index: Int, checksums: [UInt64]) {
+    self.index = index
+    self.checksums = checksums
+  }
+
+  public static func fileName(_ index: Int) -> String { String(format: "tile-%07d.done", index) }
+  public static func path(folder: String, index: Int) -> String { folder + "/" + fileName(index) }
+
+  /// The tile index a folder entry names, if it is a record.
+  public static func index(fileName name: String) -> Int? {
+    guard name.hasPrefix("tile-"), name.hasSuffix(".done") else { return nil }
+    return Int(name.dropFirst(5).dropLast(5))
+  }
+
+  func line(fingerprint: String) -> String {
+    "ntkgram-tile \(fingerprint) \(index) " + checksums.map(hex).joined(separator: " ") + "\n"
+  }
+
+  public func write(folder: String, fingerprint: String) throws {
+    let final = Self.path(folder: folder, index: index)
+    let temporary = folder + "/.\(Self.fileName(index)).tmp-\(getpid())"
+    let bytes = Array(line(fingerprint: fingerprint).utf8)
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw StorageError(temporary, "cannot create tile record: \(String(cString: strerror(errno)))") }
+    let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+    let code = errno
+    close(fd)
+    guard n == bytes.count else {
+      unlink(temporary)
+      throw StorageError(temporary, "cannot write tile record: \(String(cString: strerror(code)))")
+    }
+    guard rename(temporary, final) == 0 else {
+      let message = String(cString: strerror(errno))
+      unlink(temporary)
+      throw StorageError(final, "cannot rename tile record: \(message)")
+    }
+  }
+
+  /// Why a record cannot be used.
+  public enum Problem: Error, Equatable, CustomStringConvertible {
+    case missing
+    case foreign(String)
+    case corrupt(String)
+
+    public var description: String {
+      switch self {
+      case .missing: "missing"
+      case .foreign(let s): "from another job (\(s))"
+      case .corrupt(let s): "corrupt (\(s))"
+      }
+    }
+  }
+
+  public static func read(folder: String, index: Int, fingerprint: String, kernels: Int) -> Result<TileRecord, Problem> {
+    let path = Self.path(folder: folder, index: index)
+    guard let data = FileManager.default.contents(atPath: path) else { return .failure(.missing) }
+    guard data.count < 4096, let text = String(data: data, encoding: .utf8), text.hasSuffix("\n") else {
+      return .failure(.corrupt("not a tile record"))
+    }
+    let parts = text.dropLast().split(separator: " ").map(String.init)
+    guard parts.count == 3 + kernels, parts[0] == "ntkgram-tile" else { return .failure(.corrupt("not a tile record")) }
+    guard parts[1] == fingerprint else { return .failure(.foreign("fingerprint \(parts[1])")) }
+    guard Int(parts[2]) == index else { return .failure(.corrupt("names tile \(parts[2])")) }
+    let sums = parts[3...].compactMap { $0.count == 16 ? UInt64($0, radix: 16) : nil }
+    guard sums.count == kernels else { return .failure(.corrupt("bad checksums")) }
+    return .success(TileRecord(index: index, checksums: sums))
+  }
+}
