@@ -9,6 +9,7 @@ packages=(
   libopenblas-dev liblapacke-dev           # BLAS/LAPACK (CLAPACK shim: the solver)
   procps time gzip iproute2                # pgrep/kill (fault tests), /usr/bin/time, gzip, ip
   man-db                                   # man ntkgram (scripts/install.sh, Tests/system/install.sh)
+  r-cran-hdf5r gcc                         # R and C readers of the kernel file (Tests/interop/test_file_format.py)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -14,9 +14,11 @@ public enum ParametersFile {
     for p in parameters.dense {
       let w = try file.createDataset("\(group)/\(p.position)/W", shape: [p.inputs, p.outputs], type: .float64)
       try p.W.withUnsafeBufferPointer { try w.write($0, start: [0, 0], count: [p.inputs, p.outputs]) }
+      try w.setAttribute("axes", .string("input unit, output unit"))
       if let b = p.b {
         let d = try file.createDataset("\(group)/\(p.position)/b", shape: [p.outputs], type: .float64)
         try b.withUnsafeBufferPointer { try d.write($0, start: [0], count: [p.outputs]) }
+        try d.setAttribute("axes", .string("output unit"))
       }
     }
   }
