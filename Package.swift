@@ -26,6 +26,7 @@ let package = Package(
     .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial", providers: [.apt(["libhdf5-dev"])]),
     .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+    .systemLibrary(name: "CFileIO"),
     .systemLibrary(name: "CLAPACK", providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
 
     // MARK: Implementation (arrows point one way; docs/DESIGN.md draws the graph)
@@ -37,7 +38,7 @@ let package = Package(
             swiftSettings: vectorFlags),
     .target(name: "GramTiling"),
     .target(name: "GramTransport", dependencies: ["CMPI"]),
-    .target(name: "GramStorage", dependencies: ["CHDF5", "CZlib"]),
+    .target(name: "GramStorage", dependencies: ["CHDF5", "CZlib", "CFileIO"]),
     .target(name: "GramEvents"),
     .target(name: "GramData", dependencies: ["GramKernels", "GramStorage"]),
     .target(name: "GramSolver", dependencies: ["CLAPACK", "GramMicroKernels", "GramMicroKernelsAVX512"], swiftSettings: vectorFlags),
@@ -76,7 +77,7 @@ let package = Package(
     .testTarget(name: "GramStorageTests", dependencies: ["GramStorage"]),
     .testTarget(name: "GramTilingTests", dependencies: ["GramTiling"]),
     .testTarget(name: "GramTransportTests", dependencies: ["GramTransport"]),
-    .testTarget(name: "GramBuildTests", dependencies: ["GramAnalysis", "GramBuild", "GramData", "GramEvents", "GramNetwork", "GramSolver", "GramStorage", "GramTransport"]),
+    .testTarget(name: "GramBuildTests", dependencies: ["GramAnalysis", "GramBuild", "GramData", "GramEvents", "GramNetwork", "GramSolver", "GramStorage", "GramTransport", "GramTiling"]),
     .testTarget(name: "NTKGramCLITests", dependencies: ["ntkgram", "GramStorage", "GramTiling"]),
   ]
 )

@@ -655,12 +655,17 @@ public struct BuildDriver {
   /// entry beyond float32's range).
   static func checkFinite(_ stored: [StoredValues], names: [String], tile: Tile, dtype: ScalarType) throws {
     for (k, values) in stored.enumerated() {
-      let doubles = values.doubles
-      guard let bad = doubles.firstIndex(where: { !$0.isFinite }) else { continue }
+      // In the stored precision (no widened copy): a finite tile, the usual case, is one pass.
+      let bad: Int?, value: Double
+      switch values {
+      case .float32(let v): bad = v.firstIndex { !$0.isFinite }; value = bad.map { Double(v[$0]) } ?? 0
+      case .float64(let v): bad = v.firstIndex { !$0.isFinite }; value = bad.map { v[$0] } ?? 0
+      }
+      guard let bad else { continue }
       let (r, c) = (bad / tile.cols.count, bad % tile.cols.count)
       let i = tile.rows.lowerBound + r, j = tile.cols.lowerBound + c
       let which = tile.block == .train ? "K(train \(i), train \(j))" : "K(test \(i), train \(j))"
-      throw BuildError("\(names[k]) entry \(which) is \(doubles[bad].isNaN ? "NaN" : "infinite")" +
+      throw BuildError("\(names[k]) entry \(which) is \(value.isNaN ? "NaN" : "infinite")" +
                        ": the data or the network's parameters (W_std, b_std) overflow float64" +
                        (dtype == .float32 ? " or the entry exceeds float32's range (try --dtype float64)" : "") +
                        "; no kernel file was written")
@@ -676,6 +681,10 @@ public struct BuildDriver {
     let train = net.prepare(inputs.trainMatrix, threads: settings.threads)
     let test = inputs.testMatrix.map { net.prepare($0, threads: settings.threads) }
     let folder = settings.checkpointFolder
+    // In index order (row of tiles by row of tiles): bands of rows are finished one after the
+    // other, and each goes to disk, sequentially, as soon as this rank has written its part.
+    let mine = mine.sorted()
+    nonisolated(unsafe) var bands = BandWriteback(plan: plan, tiles: mine, regions: regions, names: inputs.outputs.map(\.name))
     let threads = max(1, min(settings.threads, mine.count))
     let lock = NSLock()
     nonisolated(unsafe) var failure: Error? = nil
@@ -706,6 +715,7 @@ public struct BuildDriver {
             let stored = inputs.outputs.map { StoredValues(values.values($0.index), as: driver.settings.dtype) }
             try Self.checkFinite(stored, names: inputs.outputs.map(\.name), tile: tile, dtype: driver.settings.dtype)
             try Self.write(tile, stored, names: inputs.outputs.map(\.name), file: file, regions: regions)
+            bands.written(tile, file: file)
             try TileRecord(index: index, checksums: stored.map(\.checksum)).write(folder: folder, fingerprint: fingerprint)
           } catch {
             lock.withLock { if failure == nil { failure = error } }
@@ -746,6 +756,46 @@ public struct BuildDriver {
       try file.write(values, to: region, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound, rows: r, cols: c)
       if tile.block == .train && !tile.isDiagonal {
         try file.write(values.transposed(rows: r, cols: c), to: region, rowStart: tile.cols.lowerBound, colStart: tile.rows.lowerBound, rows: c, cols: r)
+      }
+    }
+  }
+}
+
+/// Which bands of rows (one tile high) this rank still has to write, per block: when its last
+/// contribution to a band is written, the band's rows are handed to the disk
+/// (`RegionFile.startWriteback`). Used from the writer thread only.
+struct BandWriteback {
+  let tileSize: Int
+  let regions: [String: KernelRegion]
+  let names: [String]
+  var pending: [TileBlock: [Int: Int]] = [:]
+
+  init(plan: TilePlan, tiles: [Int], regions: [String: KernelRegion], names: [String]) {
+    tileSize = plan.tileSize
+    self.regions = regions
+    self.names = names
+    for index in tiles {
+      let t = plan.tile(index)
+      for band in Self.bands(t, tileSize: tileSize) { pending[t.block, default: [:]][band, default: 0] += 1 }
+    }
+  }
+
+  /// The bands a tile writes to: its rows, and for an off-diagonal training tile its mirror's.
+  static func bands(_ t: Tile, tileSize: Int) -> [Int] {
+    let rows = t.rows.lowerBound / tileSize
+    return t.block == .train && !t.isDiagonal ? [rows, t.cols.lowerBound / tileSize] : [rows]
+  }
+
+  mutating func written(_ t: Tile, file: RegionFile) {
+    for band in Self.bands(t, tileSize: tileSize) {
+      guard let left = pending[t.block]?[band] else { continue }
+      pending[t.block]![band] = left - 1
+      guard left == 1 else { continue }
+      for kernel in names {
+        let name = t.block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)
+        guard let region = regions[name] else { continue }
+        let start = band * tileSize
+        file.startWriteback(region, rowStart: start, rows: min(tileSize, region.rows - start))
       }
     }
   }

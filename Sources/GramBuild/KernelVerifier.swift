@@ -116,8 +116,23 @@ public struct KernelVerifier {
     guard samples > 0 else { return report }
     let preprocess = spec.preprocess
     let limit = { (k: String) throws -> Int? in let v = try int(k); return v > 0 ? v : nil }
-    let train = try loadSplit(DataSource(samples: trainOverride ?? string("train_source"), limit: limit("train_limit")))
-    let testSource = try testOverride ?? string("test_source")
+    // Data that is no longer where the file says was moved (or deleted): say so, rather than
+    // a reader's "no such file"; data found there but changed fails on its checksum below.
+    func located(_ recorded: String, override: String?, flag: String, checksum: String) throws -> String {
+      if let override { return override }
+      let file = recorded.range(of: ":/").map { String(recorded[..<$0.lowerBound]) } ?? recorded
+      guard FileManager.default.fileExists(atPath: file) else {
+        throw fail("the data it was built from is no longer at \(recorded) (moved or deleted): give its new place with \(flag)" +
+                   (checksum.isEmpty ? "" : "; its content must have checksum \(checksum)"))
+      }
+      return recorded
+    }
+    let recordedTrainChecksum: String = { if case .string(let s)? = try? f.attribute("train_data_checksum") { return s } else { return "" } }()
+    let recordedTestChecksum: String = { if case .string(let s)? = try? f.attribute("test_data_checksum") { return s } else { return "" } }()
+    let train = try loadSplit(DataSource(samples: located(string("train_source"), override: trainOverride, flag: "--train", checksum: recordedTrainChecksum),
+                                         limit: limit("train_limit")))
+    let testSource = m > 0 ? try located(string("test_source"), override: testOverride, flag: "--test", checksum: recordedTestChecksum)
+                           : (testOverride ?? "")
     let test = m > 0 ? try loadSplit(DataSource(samples: testSource, limit: limit("test_limit"))) : nil
     // The training statistics the build stored (`standardize`), else computed from the train data.
     var statistics = PreprocessStatistics.of(train.samples, for: preprocess)
@@ -136,7 +151,14 @@ public struct KernelVerifier {
       guard now == recorded else {
         throw fail("the training data \(source) differs from the data the kernel was built from (data checksum \(now), recorded \(recorded))")
       }
-      report.checks.append("training data matches the recorded checksum \(recorded)")
+      report.checks.append("training data matches the recorded checksum \(recorded)" + (trainOverride.map { " (moved: now at \($0))" } ?? ""))
+    }
+    if let test, !recordedTestChecksum.isEmpty {
+      let now = hex(dataChecksum(test.samples))
+      guard now == recordedTestChecksum else {
+        throw fail("the test data \(testSource) differs from the data the kernel was built from (data checksum \(now), recorded \(recordedTestChecksum))")
+      }
+      report.checks.append("test data matches the recorded checksum \(recordedTestChecksum)" + (testOverride.map { " (moved: now at \($0))" } ?? ""))
     }
     // (Files of other releases may hash differently: only this release's are held to it.)
     if case .string(let recorded)? = try f.attribute("fingerprint"), !isCross, try f.attribute("tool_version") == .string(toolVersion) {

@@ -10,7 +10,7 @@ public struct MemoryEstimate: Sendable {
   public var samples: Double
   /// The kernel's prepared features of every sample (`GramKernel.preparedBytesPerSample`).
   public var features: Double
-  /// Computed tiles waiting for or being written as checkpoints, and their storage copies.
+  /// Computed tiles waiting for or being written, and their storage copies (tile and mirror).
   public var tiles: Double
   /// Each compute thread's scratch (`GramKernel.scratchCount`).
   public var scratch: Double
@@ -66,9 +66,9 @@ public struct BuildPlan: Sendable {
     let rows = Double(trainCount) + Double(testCount)
     let t = Double(min(tileSize, max(trainCount, 1)))
     let tileBytes = t * t * 8 * Double(outputs.count)
-    // Tiles held at once: 2·threads + 1 computed (float64), and the checkpoint being written
-    // in storage precision.
-    let heldTiles = Double(2 * threads + 1) * tileBytes + t * t * Double(bytesPerValue) * Double(outputs.count)
+    // Tiles held at once: 2·threads + 1 computed (float64), and the tile being written in
+    // storage precision with its transposed mirror.
+    let heldTiles = Double(2 * threads + 1) * tileBytes + 2 * t * t * Double(bytesPerValue) * Double(outputs.count)
     let tileEdge = min(tileSize, max(trainCount, 1))
     memory = MemoryEstimate(
       baseline: ranks > 1 ? Self.mpiBaselineBytes : Self.baselineBytes,
@@ -81,10 +81,9 @@ public struct BuildPlan: Sendable {
   public var totalEntries: Double { assignment.workByRank.reduce(0, +) }
   public var memoryPerRank: Double { memory.total }
 
-  /// Checkpoints: every computed tile (upper triangle + test), every output.
-  public var checkpointBytes: Double {
-    totalEntries * Double(outputs.count) * Double(bytesPerValue) + Double(tiles) * 12_000
-  }
+  /// Checkpoints: one small record per tile (the tiles themselves are written once, into the
+  /// kernel file).
+  public var checkpointBytes: Double { Double(tiles) * 4096 }
   /// The kernel file: the full symmetric train kernels and the cross kernels.
   public var kernelFileBytes: Double {
     (Double(trainCount) * Double(trainCount) + Double(testCount) * Double(trainCount)) * Double(outputs.count) * Double(bytesPerValue)

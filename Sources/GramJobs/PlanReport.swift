@@ -91,7 +91,7 @@ public struct PlanReport: Sendable {
     out.append("ranks: \(flags.ranks) × \(flags.threads) thread(s); tiles per rank \(counts.min()!)–\(counts.max()!); entries per rank \(String(format: "%.4g", work.min()!))–\(String(format: "%.4g", work.max()!)) (imbalance \(String(format: "%.2f", plan.assignment.imbalance * 100))%)")
     if flags.ranks > plan.tiles { out.append("note: \(flags.ranks - plan.tiles) ranks get no tile (more ranks than tiles)") }
     out.append("memory per rank: \(size(mem.total)) (process \(size(mem.baseline)), samples \(size(mem.samples)), prepared features \(size(mem.features)), tiles in flight \(size(mem.tiles)), scratch \(size(mem.scratch)))")
-    out.append("disk: checkpoints \(size(plan.checkpointBytes)), kernel file \(size(plan.kernelFileBytes)) (both until assembly ends)")
+    out.append("disk: kernel file \(size(plan.kernelFileBytes)) (reserved at the start, each byte written once), tile records \(size(plan.checkpointBytes))")
     let rate = plan.entriesPerSecondPerRank
     out.append("estimated wall time: \(duration(plan.wallSeconds)) at \(String(format: "%.3g", rate)) entries/s per rank" +
                (flags.entriesPerSecond == nil ? " (from the kernel's cost at \(String(format: "%.2g", BuildPlan.flopsPerSecondPerThread)) flop/s per thread)" : "") + ", plus assembly")

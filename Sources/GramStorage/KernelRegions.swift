@@ -1,3 +1,4 @@
+import CFileIO
 import Foundation
 
 /// Where a contiguous kernel dataset's bytes are in its file: `rows × cols` elements of
@@ -62,6 +63,16 @@ public final class RegionFile: @unchecked Sendable {
     }
   }
 
+  /// Starts writing rows [`rowStart`, `rowStart + rows`) of `region` to disk without waiting
+  /// (one contiguous range: whole rows). Called for a band of rows this process has finished,
+  /// so the disk writes sequentially while the next tiles compute, instead of everything at
+  /// the final fsync. Advisory: a failure here changes nothing.
+  public func startWriteback(_ region: KernelRegion, rowStart: Int, rows: Int) {
+    guard rows > 0 else { return }
+    let size = region.scalarType.byteCount
+    _ = cfio_start_writeback(fd, Int64(region.offset + rowStart * region.cols * size), Int64(rows * region.cols * size))
+  }
+
   private func writeFully(_ bytes: UnsafeRawBufferPointer, at offset: Int, region: KernelRegion) throws {
     var done = 0
     while done < bytes.count {
@@ -121,13 +132,13 @@ public final class RegionFile: @unchecked Sendable {
     }
   }
 
-  /// Reserves `bytes` of disk for the file (`posix_fallocate`), so that a full disk is an
-  /// error now, not in the middle of the build. (Where the filesystem cannot allocate, the C
-  /// library touches one byte per block instead: still no data written twice.)
+  /// Reserves `bytes` of disk for the file (`fallocate`), so that a full disk is an error now,
+  /// not in the middle of the build. Filesystems that cannot allocate are left as they are
+  /// (emulating it would write every block).
   public func reserve(_ bytes: Int) throws {
     guard bytes > 0 else { return }
-    let code = posix_fallocate(fd, 0, off_t(bytes))
-    if code != 0 {
+    if cfio_reserve(fd, Int64(bytes)) != 0 {
+      let code = errno
       if code == EOPNOTSUPP || code == ENOSYS || code == EINVAL { return }
       throw StorageError(path, "cannot reserve \(bytes) bytes: \(String(cString: strerror(code)))" + (code == ENOSPC ? " (the filesystem is full)" : ""))
     }

@@ -196,3 +196,30 @@ def test_a_resume_writes_only_the_missing_tiles(tmp_path):
     clean = tmp_path / "clean.h5"
     ntkgram(*args[1:-3], "--out", clean, "--quiet")
     assert clean.read_bytes() == out.read_bytes()
+
+
+def test_verify_tells_moved_data_from_changed_data(tmp_path):
+    rng = np.random.default_rng(8)
+    np.save(tmp_path / "x.npy", rng.normal(size=(30, 4)))
+    np.save(tmp_path / "t.npy", rng.normal(size=(7, 4)))
+    # Relative paths, as given, from the data's folder.
+    subprocess.run([binary(), "build", "--train", "x.npy", "--test", "t.npy", "--out", "k.h5", "--quiet"], cwd=tmp_path, check=True)
+    with h5py.File(tmp_path / "k.h5", "r") as f:
+        assert f.attrs["train_source_given"] == "x.npy" and f.attrs["train_source"] == str(tmp_path / "x.npy")
+        assert len(f.attrs["test_data_checksum"]) == 16
+    (tmp_path / "moved").mkdir()
+    for name in ("x.npy", "t.npy"):
+        (tmp_path / name).rename(tmp_path / "moved" / name)
+    r = ntkgram("verify", tmp_path / "k.h5", check=False)
+    assert r.returncode != 0 and "moved or deleted" in r.stderr and "--train" in r.stderr, r.stderr
+    r = ntkgram("verify", tmp_path / "k.h5", "--train", tmp_path / "moved" / "x.npy", check=False)
+    assert r.returncode != 0 and "moved or deleted" in r.stderr and "--test" in r.stderr, r.stderr
+    r = ntkgram("verify", tmp_path / "k.h5", "--train", tmp_path / "moved" / "x.npy", "--test", tmp_path / "moved" / "t.npy")
+    assert "moved: now at" in r.stdout, r.stdout
+    # Changed, not moved: other values at the recorded place.
+    changed = np.load(tmp_path / "moved" / "t.npy")
+    changed[3, 1] += 1e-9
+    np.save(tmp_path / "t.npy", changed)
+    (tmp_path / "moved" / "x.npy").rename(tmp_path / "x.npy")
+    r = ntkgram("verify", tmp_path / "k.h5", check=False)
+    assert r.returncode != 0 and "test data" in r.stderr and "differs from the data the kernel was built from" in r.stderr, r.stderr
