@@ -72,8 +72,8 @@ def main():
           f"{'compute/BLAS':>12} {'build/BLAS':>10}")
     for dtype, nt, ours, build, cb, bb in rows:
         print(f"{dtype:8} {nt:16.3g} {ours:10.3g} {ours / nt:6.2f} {build:12.3g} {build / nt:6.2f} {cb:12.2f} {bb:10.2f}")
-    print("ntkgram: the compute (dot products + recursion, no I/O); whole build: `ntkgram build` start to finish, tiles")
-    print("checkpointed and assembled into the HDF5 file; BLAS: the faster of OpenBLAS gemm and syrk for X·Xᵀ.")
+    print("ntkgram: the compute (dot products + recursion, no I/O); whole build: `ntkgram build` from process start to the")
+    print("fsynced kernel file (every tile and its mirror written once); BLAS: the faster of OpenBLAS gemm and syrk for X·Xᵀ.")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ public struct BuildPlan: Sendable {
   public static let flopsPerSecondPerThread = 1.3e10
 
   public init<K: GramKernel>(kernel: K, trainCount: Int, testCount: Int, features: Int, tileSize: Int, ranks: Int,
-                             threads: Int = 1, dtype: ScalarType, entriesPerSecondPerRank: Double? = nil) {
+                             threads: Int = 1, dtype: ScalarType, entriesPerSecondPerRank: Double? = nil, outputs: [String]? = nil) {
     self.trainCount = trainCount
     self.testCount = testCount
     self.features = features
@@ -55,7 +55,7 @@ public struct BuildPlan: Sendable {
     self.ranks = ranks
     self.threads = threads
     bytesPerValue = dtype.byteCount
-    outputs = kernel.outputNames
+    self.outputs = outputs ?? kernel.outputNames
     let plan = TilePlan(trainCount: trainCount, testCount: testCount, tileSize: tileSize)
     tiles = plan.count
     assignment = TileAssignment.summary(plan: plan, ranks: ranks)
@@ -65,10 +65,11 @@ public struct BuildPlan: Sendable {
 
     let rows = Double(trainCount) + Double(testCount)
     let t = Double(min(tileSize, max(trainCount, 1)))
-    let tileBytes = t * t * 8 * Double(outputs.count)
+    // Computed tiles hold every output of the kernel (float64); the written ones, the selected.
+    let tileBytes = t * t * 8 * Double(kernel.outputNames.count)
     // Tiles held at once: 2·threads + 1 computed (float64), and the tile being written in
     // storage precision with its transposed mirror.
-    let heldTiles = Double(2 * threads + 1) * tileBytes + 2 * t * t * Double(bytesPerValue) * Double(outputs.count)
+    let heldTiles = Double(2 * threads + 1) * tileBytes + 2 * t * t * Double(bytesPerValue) * Double(self.outputs.count)
     let tileEdge = min(tileSize, max(trainCount, 1))
     memory = MemoryEstimate(
       baseline: ranks > 1 ? Self.mpiBaselineBytes : Self.baselineBytes,

@@ -17,6 +17,8 @@ public struct PlanFlags: Sendable {
   public var inputShape: String?
   public var tile: Int?
   public var dtype: String?
+  /// The kernels written (`ntk,nngp`); nil: the job's, else every output.
+  public var kernels: String?
   public var kernel = KernelFlags()
 
   public init() {}
@@ -71,8 +73,18 @@ public struct PlanReport: Sendable {
     guard tiles * (tiles + 1) / 2 + tiles * Double(((m ?? 0) + tileSize - 1) / tileSize) <= 1e12 else {
       throw SettingsError("\(origin)\(n) samples in tiles of \(tileSize) make more than 10^12 tiles: use larger tiles")
     }
+    var outputs = kernel.outputNames
+    if let list = flags.kernels ?? job?.string("kernels") {
+      let selected = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+      for name in selected where !outputs.contains(name) {
+        throw SettingsError("\(origin)unknown kernel '\(name)' in kernels (this network gives \(outputs.joined(separator: ", ")))")
+      }
+      guard !selected.isEmpty else { throw SettingsError("\(origin)kernels names no kernel") }
+      outputs = outputs.filter(selected.contains)
+    }
     plan = BuildPlan(kernel: kernel, trainCount: n, testCount: m ?? 0, features: features, tileSize: tileSize,
-                     ranks: flags.ranks, threads: flags.threads, dtype: type, entriesPerSecondPerRank: flags.entriesPerSecond)
+                     ranks: flags.ranks, threads: flags.threads, dtype: type, entriesPerSecondPerRank: flags.entriesPerSecond,
+                     outputs: outputs)
     let work = plan.assignment.workByRank, counts = plan.assignment.countByRank
     func size(_ bytes: Double) -> String {
       let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
@@ -94,7 +106,7 @@ public struct PlanReport: Sendable {
     out.append("disk: kernel file \(size(plan.kernelFileBytes)) (reserved at the start, each byte written once), tile records \(size(plan.checkpointBytes))")
     let rate = plan.entriesPerSecondPerRank
     out.append("estimated wall time: \(duration(plan.wallSeconds)) at \(String(format: "%.3g", rate)) entries/s per rank" +
-               (flags.entriesPerSecond == nil ? " (from the kernel's cost at \(String(format: "%.2g", BuildPlan.flopsPerSecondPerThread)) flop/s per thread)" : "") + ", plus assembly")
+               (flags.entriesPerSecond == nil ? " (from the kernel's cost at \(String(format: "%.2g", BuildPlan.flopsPerSecondPerThread)) flop/s per thread)" : "") + ", plus writing the kernel file to disk")
     lines = out
   }
 }

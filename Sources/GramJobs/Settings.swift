@@ -258,6 +258,8 @@ public enum Settings {
     s.force = flags.force
     s.restart = flags.restart
     s.repair = flags.repair
+    var flags = flags
+    if flags.kernels == nil { flags.kernels = job?.string("kernels") }
     try common(&s, flags: flags)
     return s
   }

@@ -18,6 +18,7 @@ struct PlanCommand: ParsableCommand {
   @Option(name: .customLong("input-shape"), help: "Shape H,W,C of one sample (instead of the data's).") var inputShape: String?
   @Option(help: "Tile edge (default: the job's, or 1024).") var tile: Int?
   @Option(help: "float32 or float64 (default: the job's, or float32).") var dtype: String?
+  @Option(help: "The kernels the build writes: ntk, nngp or ntk,nngp (default: the job's, or every output).") var kernels: String?
   @OptionGroup var kernel: KernelOptions
 
   func run() throws {
@@ -31,6 +32,7 @@ struct PlanCommand: ParsableCommand {
     f.inputShape = inputShape
     f.tile = tile
     f.dtype = dtype
+    f.kernels = kernels
     f.kernel = kernel.flags
     for line in try PlanReport(job: job, flags: f).lines { print(line) }
   }

@@ -198,7 +198,7 @@ def test_a_resume_writes_only_the_missing_tiles(tmp_path):
     assert clean.read_bytes() == out.read_bytes()
 
 
-def test_verify_tells_moved_data_from_changed_data(tmp_path):
+def test_verify_names_data_that_moved_and_records_paths_as_given(tmp_path):
     rng = np.random.default_rng(8)
     np.save(tmp_path / "x.npy", rng.normal(size=(30, 4)))
     np.save(tmp_path / "t.npy", rng.normal(size=(7, 4)))
