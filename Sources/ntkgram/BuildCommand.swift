@@ -110,7 +110,7 @@ struct BuildCommand: ParsableCommand {
 
   @Option(help: "Storage precision: float32 or float64 (computation is float64 either way). Default float32.")
   var dtype: String?
-  @Option(help: "Tile edge in samples (also the HDF5 chunk edge). Default 1024.") var tile: Int?
+  @Option(help: "Tile edge in samples (the unit of work, of resume and of the stored checksums). Default 1024.") var tile: Int?
   @Option(help: "Output kernel file (.h5).") var out: String?
   @Option(help: "Checkpoint folder. Default: the output path with .tiles instead of .h5.") var checkpoints: String?
   @Flag(name: .customLong("keep-checkpoints"), help: "Keep the checkpoint folder after a successful build.") var keepCheckpoints = false

@@ -99,8 +99,10 @@ def reader_lines(command):
 
 @pytest.fixture(scope="module")
 def c_reader(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("c") / "dump"
-    subprocess.run(["h5cc", "-Wall", "-o", exe, READERS / "dump.c"], check=True, capture_output=True)
+    folder = tmp_path_factory.mktemp("c")
+    exe = folder / "dump"
+    # In its own folder: h5cc leaves the object file in the working directory.
+    subprocess.run(["h5cc", "-Wall", "-o", exe, READERS / "dump.c"], check=True, capture_output=True, cwd=folder)
     return exe
 
 
