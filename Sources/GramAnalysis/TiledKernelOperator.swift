@@ -184,9 +184,11 @@ public func crossKernelProduct(path: String, kernel: String, alpha: DenseBlock, 
   var out = DenseBlock(rows: m, cols: alpha.cols)
   let c = alpha.cols
   var failure: Error? = nil
-  do { for index in mine {
+  do {
+  let region = try KernelRegion.of(d).map { (file: try RegionFile(path: path, writable: false), region: $0) }
+  for index in mine {
     let t = plan.tile(index)
-    let k = try TiledKernelOperator.readTile(d, t, path: path).doubles
+    let k = try TiledKernelOperator.readTile(d, t, path: path, region: region).doubles
     k.withUnsafeBufferPointer { kp in alpha.values.withUnsafeBufferPointer { ap in out.values.withUnsafeMutableBufferPointer { op in
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t.rows.count), Int32(c), Int32(t.cols.count), 1,
                   kp.baseAddress, Int32(t.cols.count), ap.baseAddress! + t.cols.lowerBound * c, Int32(c),
