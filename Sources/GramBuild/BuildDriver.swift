@@ -560,6 +560,10 @@ public struct BuildDriver {
       ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { TileRecord.index(fileName: $0) != nil }.count
     }, totalTiles: plan.count) : nil
     defer { watcher?.stop() }
+    let interrupts = comm.size == 1 ? InterruptWatcher(folder: folder, partial: layout.path, events: events, countTiles: {
+      ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { TileRecord.index(fileName: $0) != nil }.count
+    }, totalTiles: plan.count) : nil
+    defer { interrupts?.stop() }
     do {
       try computeTiles(kernel: inputs.kernel, assignment.tiles(of: comm.rank), plan: plan, inputs: inputs, fingerprint: jobPrint,
                        file: file, regions: regions, reporter: reporter, entriesTotal: entriesTotal, baseline: entriesDone)

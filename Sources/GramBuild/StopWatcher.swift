@@ -44,3 +44,33 @@ final class StopWatcher {
     signal(SIGTERM, SIG_DFL)
   }
 }
+
+/// A build run as one process (no launcher), stopped with SIGINT (Ctrl-C) or SIGTERM while
+/// tiles are computed: says what is kept and how to resume, in one line, instead of vanishing.
+/// Every tile recorded so far is whole in the partial file (records follow the bytes).
+final class InterruptWatcher {
+  private let sources: [DispatchSourceSignal]
+  private let queue = DispatchQueue(label: "ntkgram.interrupt-watcher")
+
+  init(folder: String, partial: String, events: EventSink, countTiles: @escaping () -> Int, totalTiles: Int) {
+    var sources: [DispatchSourceSignal] = []
+    for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+      signal(number, SIG_IGN)
+      let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+      source.setEventHandler {
+        events.fatal("interrupted (\(name)): \(countTiles()) of \(totalTiles) tiles are written to \(partial) and recorded in \(folder); rerun the same command to resume")
+        _exit(128 + number)
+      }
+      source.resume()
+      sources.append(source)
+    }
+    self.sources = sources
+  }
+
+  /// Back to the default behaviour of both signals.
+  func stop() {
+    for s in sources { s.cancel() }
+    signal(SIGINT, SIG_DFL)
+    signal(SIGTERM, SIG_DFL)
+  }
+}

@@ -219,3 +219,27 @@ def test_verify_tells_moved_data_from_changed_data(tmp_path):
     assert r.returncode == 1 and "test data" in r.stderr and "differs" in r.stderr and "xt.npy" in r.stderr
     r = ntkgram("verify", tmp_path / "k.h5", "--samples", 10**9, check=False)
     assert r.returncode == 2 and "--samples" in r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_build_says_what_is_kept_and_resumes(tmp_path, sig):
+    np.save(tmp_path / "x.npy", np.random.default_rng(4).normal(size=(1200, 300)))
+    out, tiles = tmp_path / "k.h5", tmp_path / "k.tiles"
+    args = [binary(), "build", "--train", tmp_path / "x.npy", "--dtype", "float64", "--tile", 40, "--out", out, "--quiet"]
+    p = subprocess.Popen(list(map(str, args)), stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while p.poll() is None and time.time() < deadline:
+        if tiles.exists() and len([n for n in os.listdir(tiles) if n.endswith(".done")]) >= 5:
+            p.send_signal(sig)
+            break
+        time.sleep(0.01)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 128 + sig, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "rerun the same command to resume" in lines[0], err
+    assert str(tmp_path / ".k.h5.partial") in lines[0] and not out.exists()
+    ntkgram(*args[1:])  # the resume (checked: exit 0)
+    assert not (tmp_path / ".k.h5.partial").exists()
+    clean = tmp_path / "clean.h5"
+    ntkgram(*args[1:-3], "--out", clean, "--quiet")
+    assert clean.read_bytes() == out.read_bytes()
