@@ -65,8 +65,15 @@ public enum IDX {
       guard limit >= 1 else { throw StorageError(path, "limit must be at least 1 (got \(limit))") }
       shape[0] = min(shape[0], limit)
     }
-    let count = shape.reduce(1, *)
-    let raw = try readExactly(count * width, "the data (\(shape) values)")
+    let count = try Self.product(shape, path: path)
+    // In chunks that grow only as data arrives: a header that declares more values than the
+    // file holds fails at the end of the data, never by allocating what it declares.
+    var raw = [UInt8]()
+    let total = count.multipliedReportingOverflow(by: width)
+    guard !total.overflow else { throw StorageError(path, "IDX header declares \(shape) values: too many") }
+    while raw.count < total.partialValue {
+      raw += try readExactly(min(total.partialValue - raw.count, 64 << 20), "the data (\(shape) values)")
+    }
     if limit == nil || limit! >= shape[0] {
       // Reading to the end checks the gzip trailer (a truncated or corrupt stream is caught).
       var probe = [UInt8](repeating: 0, count: 1)
@@ -107,7 +114,20 @@ public enum IDX {
     guard gzread(file, &head, 4) == 4, head[0] == 0, head[1] == 0, head[3] >= 1 else { throw StorageError(path, "not an IDX file (bad magic)") }
     var dims = [UInt8](repeating: 0, count: 4 * Int(head[3]))
     guard gzread(file, &dims, UInt32(dims.count)) == Int32(dims.count) else { throw StorageError(path, "truncated IDX header") }
-    return (0..<Int(head[3])).map { k in dims[4 * k ..< 4 * k + 4].reduce(0) { $0 << 8 | Int($1) } }
+    let shape = (0..<Int(head[3])).map { k in dims[4 * k ..< 4 * k + 4].reduce(0) { $0 << 8 | Int($1) } }
+    _ = try product(shape, path: path)
+    return shape
+  }
+
+  /// The number of values a shape declares, or an error when it overflows.
+  static func product(_ shape: [Int], path: String) throws -> Int {
+    var count = 1
+    for d in shape {
+      let (p, overflow) = count.multipliedReportingOverflow(by: d)
+      guard !overflow, p <= 1 << 48 else { throw StorageError(path, "IDX header declares \(shape) values: too many") }
+      count = p
+    }
+    return count
   }
 
   /// Reads samples: the first axis is the sample, the others are flattened into features.

@@ -80,7 +80,7 @@ public enum NPY {
     let descr = header.descr
     guard descr.count >= 3, let width = Int(descr.dropFirst(2)), ["i", "u"].contains(descr.dropFirst().first.map(String.init)),
           [1, 2, 4, 8].contains(width) else {
-      throw StorageError(path, "labels must be integers, got dtype '\(descr)'")
+      throw StorageError(path, "labels must be integers, got dtype '\(Self.printable(descr))'")
     }
     let signed = descr.dropFirst().first == "i"
     let bigEndian = descr.first == ">"
@@ -146,7 +146,7 @@ public enum NPY {
       throw StorageError(path, "unreadable NPY header")
     }
     var parser = DictLiteralParser(text: text)
-    guard let dict = try? parser.parseDict() else { throw StorageError(path, "malformed NPY header: \(text.trimmingCharacters(in: .whitespacesAndNewlines))") }
+    guard let dict = try? parser.parseDict() else { throw StorageError(path, "malformed NPY header: \(Self.printable(text))") }
     guard case .string(let descr)? = dict["descr"] else { throw StorageError(path, "NPY header has no 'descr' string (structured dtypes are not supported)") }
     guard case .bool(let fortran)? = dict["fortran_order"] else { throw StorageError(path, "NPY header has no 'fortran_order'") }
     guard case .tuple(let shape)? = dict["shape"] else { throw StorageError(path, "NPY header has no 'shape'") }
@@ -160,7 +160,7 @@ public enum NPY {
     case ">f8": return (8, true)
     case "<f4", "=f4": return (4, false)
     case ">f4": return (4, true)
-    default: throw StorageError(path, "unsupported dtype '\(descr)': expected float32 or float64")
+    default: throw StorageError(path, "unsupported dtype '\(Self.printable(descr))': expected float32 or float64")
     }
   }
 }
@@ -238,4 +238,17 @@ struct DictLiteralParser {
 
   private mutating func skipSpace() { while let c = peek(), c.isWhitespace { index += 1 } }
   private func peek() -> Character? { index < chars.count ? chars[index] : nil }
+}
+
+extension NPY {
+  /// Header text for a one-line message: control characters (newlines included) escaped, at
+  /// most 120 characters.
+  static func printable(_ text: String) -> String {
+    var out = ""
+    for scalar in text.trimmingCharacters(in: .whitespacesAndNewlines).unicodeScalars {
+      out += scalar.properties.generalCategory == .control ? String(format: "\\x%02x", scalar.value & 0xff) : String(scalar)
+      if out.count >= 120 { return out + "…" }
+    }
+    return out
+  }
 }

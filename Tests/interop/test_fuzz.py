@@ -1,10 +1,12 @@
-"""Seeded fuzzing of every input the commands read: mutated NPY, CSV, TOML and HDF5 files and
+"""Seeded fuzzing of every input the commands read: mutated NPY, IDX (plain and gzip), CSV, TOML
+and HDF5 files and
 random flag values. No case may trap, segfault, hang or flood: the exit status is 0, 1 or 2,
 stderr has at most a few lines, and each run ends within its time limit.
 
 The seed is fixed, so a failure reproduces; NTKGRAM_FUZZ_SEED and NTKGRAM_FUZZ_CASES change
 the seed and the number of cases per family.
 """
+import gzip
 import os
 import random
 import shutil
@@ -66,6 +68,11 @@ def seeds(tmp_path_factory):
     np.save(d / "x.npy", x)
     np.save(d / "y.npy", rng.integers(0, 3, size=12))
     np.save(d / "img.npy", rng.normal(size=(6, 4, 4, 1)))
+    # IDX as Fashion-MNIST ships it: images (magic 0x0803, uint8, 12 × 4 × 4) and labels (0x0801).
+    images = rng.integers(0, 256, size=(12, 4, 4), dtype=np.uint8)
+    (d / "x.idx").write_bytes(bytes([0, 0, 8, 3]) + b"".join(int(v).to_bytes(4, "big") for v in images.shape) + images.tobytes())
+    (d / "y.idx").write_bytes(bytes([0, 0, 8, 1]) + (12).to_bytes(4, "big") + rng.integers(0, 10, size=12, dtype=np.uint8).tobytes())
+    (d / "x.idx.gz").write_bytes(gzip.compress((d / "x.idx").read_bytes(), mtime=0))
     with open(d / "x.csv", "w") as f:
         f.write("a,b,c,d,e\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in x) + "\n")
     with open(d / "job.toml", "w") as f:
@@ -79,13 +86,21 @@ def seeds(tmp_path_factory):
 
 def test_mutated_data_files(seeds, tmp_path):
     rng = random.Random(SEED)
-    sources = {name: (seeds / name).read_bytes() for name in ("x.npy", "img.npy", "x.csv", "y.npy")}
+    sources = {name: (seeds / name).read_bytes() for name in ("x.npy", "img.npy", "x.csv", "y.npy", "x.idx", "y.idx", "x.idx.gz")}
+    # The unmutated seeds build: the cases below start from valid files.
+    run(["build", "--train", seeds / "x.idx.gz", "--train-labels", seeds / "y.idx", "--tile", 5, "--out", tmp_path / "idx.h5", "--quiet"])
+    assert (tmp_path / "idx.h5").exists()
     for case in range(CASES):
         name = rng.choice(sorted(sources))
-        path = tmp_path / f"m{case}{os.path.splitext(name)[1]}"
-        path.write_bytes(mutate(sources[name], rng))
+        path = tmp_path / f"m{case}{name[name.index('.'):]}"
+        data = sources[name]
+        if name.endswith(".gz") and rng.random() < 0.5:  # a valid gzip stream of mutated IDX bytes
+            data = gzip.compress(mutate(gzip.decompress(data), rng), mtime=0)
+        else:
+            data = mutate(data, rng)
+        path.write_bytes(data)
         out = tmp_path / f"o{case}.h5"
-        if name == "y.npy":
+        if name.startswith("y."):
             run(["build", "--train", seeds / "x.npy", "--train-labels", path, "--out", out, "--quiet"])
         else:
             run(["build", "--train", path, "--depth", 1, "--tile", 5, "--out", out, "--quiet"])
