@@ -370,6 +370,15 @@ public struct BuildDriver {
       ("tool_version", .string(toolVersion)),
     ]
     if let test = inputs.test { attributes.append(("test_data_checksum", .string(hex(dataChecksum(test.samples))))) }
+    // Where the labels came from and a checksum of the stored ones, for `verify`.
+    for (split, source, labels, stored) in [("train", settings.train, inputs.train.labels, plan.includesTrain),
+                                            ("test", settings.test, inputs.test?.labels, true)] {
+      guard let source, let labels, stored else { continue }
+      attributes.append(("\(split)_labels_source", .string(source.labels.map(absolutePath) ?? "")))
+      attributes.append(("\(split)_labels_source_given", .string(source.labels ?? "")))
+      attributes.append(("\(split)_labels_checksum", .string(hex(checksum64(labels)))))
+    }
+    attributes.append(("test_label_column", .int(Int64(settings.test?.labelColumn ?? -1))))
     for (k, v) in attributes { try root.setAttribute(k, v) }
     if let against = settings.against {
       try root.setAttribute("against_fingerprint", .string(against.fingerprint))

@@ -110,6 +110,14 @@ public struct KernelVerifier {
         }
       }
     }
+    // Labels: the stored ones against their recorded checksum (format 2).
+    for split in ["train", "test"] {
+      let name = "/\(split)/labels"
+      guard f.exists(name), case .string(let recorded)? = try f.attribute("\(split)_labels_checksum") else { continue }
+      let now = hex(checksum64(try f.dataset(name).readAllInt64()))
+      guard now == recorded else { throw fail("\(name) does not match its recorded checksum (\(now), recorded \(recorded)): the labels were modified after the build") }
+      report.checks.append("\(name) matches its recorded checksum")
+    }
     report.checks.append("all \(plan.count) tiles match their checksums" + (isCross ? " (a cross kernel: /test/* only)" : "; /train/* exactly symmetric"))
 
     // Recompute a random sample of entries from the data.
@@ -129,11 +137,30 @@ public struct KernelVerifier {
     }
     let recordedTrainChecksum: String = { if case .string(let s)? = try? f.attribute("train_data_checksum") { return s } else { return "" } }()
     let recordedTestChecksum: String = { if case .string(let s)? = try? f.attribute("test_data_checksum") { return s } else { return "" } }()
+    /// The labels file recorded for a split, when it still exists (else the stored labels were
+    /// checked against their checksum only).
+    func labelsSource(_ split: String) -> String? {
+      guard case .string(let p)? = try? f.attribute("\(split)_labels_source"), !p.isEmpty, FileManager.default.fileExists(atPath: p) else { return nil }
+      return p
+    }
+    func labelColumn(_ split: String) -> Int? {
+      guard case .int(let c)? = try? f.attribute("\(split)_label_column"), c >= 0 else { return nil }
+      return Int(c)
+    }
     let train = try loadSplit(DataSource(samples: located(string("train_source"), override: trainOverride, flag: "--train", checksum: recordedTrainChecksum),
-                                         limit: limit("train_limit")))
+                                         labels: labelsSource("train"), limit: limit("train_limit"), labelColumn: labelColumn("train")))
     let testSource = m > 0 ? try located(string("test_source"), override: testOverride, flag: "--test", checksum: recordedTestChecksum)
                            : (testOverride ?? "")
-    let test = m > 0 ? try loadSplit(DataSource(samples: testSource, limit: limit("test_limit"))) : nil
+    let test = m > 0 ? try loadSplit(DataSource(samples: testSource, labels: labelsSource("test"), limit: limit("test_limit"),
+                                                labelColumn: labelColumn("test"))) : nil
+    // Labels read anew from their sources against the stored ones.
+    for (split, loaded) in [("train", train.labels), ("test", test?.labels)] {
+      guard let loaded, f.exists("/\(split)/labels") else { continue }
+      guard loaded == (try f.dataset("/\(split)/labels").readAllInt64()) else {
+        throw fail("the \(split) labels now read from \((try? string("\(split)_labels_source")).flatMap { $0.isEmpty ? nil : $0 } ?? "the data file") differ from the labels stored at the build")
+      }
+      report.checks.append("\(split) labels read from their source match the stored ones")
+    }
     // The training statistics the build stored (`standardize`), else computed from the train data.
     var statistics = PreprocessStatistics.of(train.samples, for: preprocess)
     if f.exists(KernelFileLayout.preprocessMean), f.exists(KernelFileLayout.preprocessStd) {

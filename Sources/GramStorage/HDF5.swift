@@ -240,7 +240,99 @@ public final class H5File: H5Object {
       H5Pset_cache(fapl, 0, 12_421, chunkCacheBytes, 0.75)
       let id = H5Fopen(path, writable ? ch5_f_acc_rdwr() : ch5_f_acc_rdonly(), fapl)
       if id < 0 { throw StorageError(path, "cannot open HDF5 file (damaged or truncated?)") }
-      return H5File(id: id, path: path, close: H5Fclose)
+      let file = H5File(id: id, path: path, close: H5Fclose)
+      try file.checkGlobalHeaps()
+      return file
+    }
+  }
+
+  /// Variable-length strings live in global heap collections ("GCOL"), which no HDF5 format
+  /// protects with a checksum, and libhdf5 1.10 copies a damaged object size into memory
+  /// unchecked (a segfault in h5dump too; found by `Tests/interop/test_fuzz.py`). Before any
+  /// such string is read, every collection outside the datasets' contiguous data is walked:
+  /// each object must fit its collection and the collection its file, else the file is
+  /// reported damaged. Files whose metadata cannot be told from data cheaply (more than 64 MiB
+  /// outside contiguous datasets: chunked or compact data) are left to the library.
+  func checkGlobalHeaps() throws {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return }
+    let size = Int(st.st_size)
+    // The contiguous datasets' data, found through the (checksummed) object headers alone.
+    var data: [(Int, Int)] = []
+    var visited = Set<String>()
+    func walk(_ group: String, depth: Int) {
+      guard depth < 32, visited.insert(group).inserted, let names = try? members(of: group) else { return }
+      for name in names {
+        let full = (group == "/" ? "" : group) + "/" + name
+        var info = H5O_info_t()
+        guard H5Oget_info_by_name2(id, full, &info, UInt32(H5O_INFO_BASIC), ch5_p_default()) >= 0 else { continue }
+        if info.type == H5O_TYPE_GROUP { walk(full, depth: depth + 1) }
+        guard info.type == H5O_TYPE_DATASET else { continue }
+        let d = H5Dopen2(id, full, ch5_p_default())
+        guard d >= 0 else { continue }
+        defer { H5Dclose(d) }
+        let offset = H5Dget_offset(d), bytes = H5Dget_storage_size(d)
+        if offset != ch5_haddr_undef(), bytes > 0, UInt64(offset) < UInt64(size) {
+          data.append((Int(offset), Int(min(UInt64(bytes), UInt64(size) - UInt64(offset)))))
+        }
+      }
+    }
+    walk("/", depth: 0)
+    data.sort { $0.0 < $1.0 }
+    var gaps: [(Int, Int)] = []
+    var position = 0
+    for (offset, bytes) in data {
+      if offset > position { gaps.append((position, offset)) }
+      position = max(position, offset + bytes)
+    }
+    if position < size { gaps.append((position, size)) }
+    guard gaps.reduce(0, { $0 + $1.1 - $1.0 }) <= 64 << 20 else { return }
+    let fd = Glibc.open(path, O_RDONLY)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    func read(_ offset: Int, _ count: Int) -> [UInt8] {
+      var buffer = [UInt8](repeating: 0, count: max(0, count))
+      let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+      return n > 0 ? Array(buffer.prefix(n)) : []
+    }
+    func le(_ b: [UInt8], _ at: Int, _ width: Int) -> Int {
+      (0..<width).reversed().reduce(0) { $0 << 8 | Int(b[at + $1]) }
+    }
+    let signature: [UInt8] = Array("GCOL".utf8)
+    for (start, end) in gaps {
+      let bytes = read(start, end - start)
+      var k = 0
+      while k + 16 <= bytes.count {
+        guard bytes[k] == signature[0], bytes[k + 1] == signature[1], bytes[k + 2] == signature[2], bytes[k + 3] == signature[3] else { k += 1; continue }
+        let at = start + k
+        let collection = le(bytes, k + 8, 8)
+        guard bytes[k + 4] == 1, collection >= 16, at + collection <= size else {
+          throw StorageError(path, "damaged HDF5 file: global heap at byte \(at) is invalid")
+        }
+        let heap = read(at, collection)
+        guard heap.count == collection else { throw StorageError(path, "damaged HDF5 file: global heap at byte \(at) runs past the end") }
+        // The objects must tile the collection exactly: each fits, no index repeats, and the
+        // walk ends at the collection's end or at the free-space object (index 0), whose size
+        // (its header included) is the rest of the collection.
+        var o = 16
+        var seen = Set<Int>()
+        var consistent = false
+        while o + 16 <= collection {
+          let index = le(heap, o, 2), objectSize = le(heap, o + 8, 8)
+          if index == 0 {
+            consistent = objectSize == collection - o
+            break
+          }
+          guard objectSize >= 0, objectSize <= collection, seen.insert(index).inserted,
+                o + 16 + ((objectSize + 7) & ~7) <= collection else { break }
+          o += 16 + ((objectSize + 7) & ~7)
+          if collection - o < 16 { consistent = true }
+        }
+        guard consistent else {
+          throw StorageError(path, "damaged HDF5 file: the global heap at byte \(at) (variable-length strings) is inconsistent")
+        }
+        k += max(16, min(collection, bytes.count - k))
+      }
     }
   }
 

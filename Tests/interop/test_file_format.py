@@ -225,3 +225,34 @@ def test_verify_names_data_that_moved_and_records_paths_as_given(tmp_path):
     (tmp_path / "moved" / "x.npy").rename(tmp_path / "x.npy")
     r = ntkgram("verify", tmp_path / "k.h5", check=False)
     assert r.returncode != 0 and "test data" in r.stderr and "differs from the data the kernel was built from" in r.stderr, r.stderr
+
+
+def test_verify_checks_labels_in_the_file_and_at_their_source(tmp_path):
+    rng = np.random.default_rng(12)
+    np.save(tmp_path / "x.npy", rng.normal(size=(25, 4)))
+    np.save(tmp_path / "y.npy", rng.integers(0, 4, size=25))
+    np.save(tmp_path / "t.npy", rng.normal(size=(6, 4)))
+    np.save(tmp_path / "ty.npy", rng.integers(0, 4, size=6))
+    # CSV with its labels in a column, too: verify must drop that column again.
+    rows = np.hstack([rng.integers(0, 3, size=(6, 1)), rng.normal(size=(6, 4))])
+    (tmp_path / "c.csv").write_text("\n".join(",".join(map(repr, map(float, r))) for r in rows) + "\n")
+    ntkgram("build", "--train", tmp_path / "x.npy", "--train-labels", tmp_path / "y.npy", "--test", tmp_path / "c.csv",
+            "--test-label-column", 0, "--out", tmp_path / "k.h5", "--quiet")
+    r = ntkgram("verify", tmp_path / "k.h5", "--samples", 20)
+    assert "/train/labels matches its recorded checksum" in r.stdout and "train labels read from their source match" in r.stdout
+    assert "test labels read from their source match" in r.stdout, r.stdout
+    with h5py.File(tmp_path / "k.h5", "r") as f:
+        assert f.attrs["train_labels_source_given"] == str(tmp_path / "y.npy") and f.attrs["test_label_column"] == 0
+    # A label changed at its source.
+    y = np.load(tmp_path / "y.npy")
+    y[4] += 1
+    np.save(tmp_path / "y.npy", y)
+    r = ntkgram("verify", tmp_path / "k.h5", "--samples", 5, check=False)
+    assert r.returncode == 1 and "train labels now read from" in r.stderr and "y.npy" in r.stderr, r.stderr
+    y[4] -= 1
+    np.save(tmp_path / "y.npy", y)
+    # A label changed in the file.
+    with h5py.File(tmp_path / "k.h5", "r+") as f:
+        f["/train/labels"][3] += 1
+    r = ntkgram("verify", tmp_path / "k.h5", "--samples", 5, check=False)
+    assert r.returncode == 1 and "/train/labels does not match its recorded checksum" in r.stderr, r.stderr
