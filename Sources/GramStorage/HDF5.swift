@@ -306,9 +306,9 @@ public final class H5File: H5Object {
         guard bytes[k] == signature[0], bytes[k + 1] == signature[1], bytes[k + 2] == signature[2], bytes[k + 3] == signature[3] else { k += 1; continue }
         let at = start + k
         let collection = le(bytes, k + 8, 8)
-        guard bytes[k + 4] == 1, collection >= 16, at + collection <= size else {
-          throw StorageError(path, "damaged HDF5 file: global heap at byte \(at) is invalid")
-        }
+        // Not a collection header (the library checks signature and version itself, and fails
+        // cleanly): bytes that merely spell "GCOL" are passed over.
+        guard bytes[k + 4] == 1, collection >= 16, at + collection <= size else { k += 1; continue }
         let heap = read(at, collection)
         guard heap.count == collection else { throw StorageError(path, "damaged HDF5 file: global heap at byte \(at) runs past the end") }
         // The objects must tile the collection exactly: each fits, no index repeats, and the
