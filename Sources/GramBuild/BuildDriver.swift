@@ -424,9 +424,7 @@ public struct BuildDriver {
     let folder = settings.checkpointFolder
     let fm = FileManager.default
     func dropRecords() {
-      for name in (try? fm.contentsOfDirectory(atPath: folder)) ?? [] where TileRecord.index(fileName: name) != nil {
-        unlink(folder + "/" + name)
-      }
+      for index in Self.recordedTiles(in: folder) { unlink(TileRecord.path(folder: folder, index: index)) }
     }
     if settings.repair && fm.fileExists(atPath: settings.out) {
       guard let layout = existingLayout(settings.out, plan: plan, inputs: inputs, fingerprint: fingerprint) else {
@@ -530,7 +528,7 @@ public struct BuildDriver {
     // 3. Check what an earlier run recorded against the file's bytes, a share per rank.
     var done = [Double](repeating: 0, count: plan.count)
     let rejected = try comm.collectively { () -> Int in
-      let existing = Set(((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).compactMap(TileRecord.index))
+      let existing = Set(Self.recordedTiles(in: folder))
       var bad = 0
       for index in existing.sorted() where index < plan.count && index % comm.size == comm.rank {
         let problem: String?
@@ -565,13 +563,12 @@ public struct BuildDriver {
     let entriesTotal = plan.totalCost
     var entriesDone = 0.0
     for i in 0..<plan.count where done[i] == 1 { entriesDone += plan.cost(plan.tile(i)) }
-    let watcher = comm.size > 1 && comm is MPICommunicator ? StopWatcher(folder: folder, rank: comm.rank, hosts: hosts, events: events, countTiles: {
-      ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { TileRecord.index(fileName: $0) != nil }.count
-    }, totalTiles: plan.count) : nil
+    let countTiles = { Self.recordedTiles(in: folder).count }
+    let watcher = comm.size > 1 && comm is MPICommunicator
+      ? StopWatcher(folder: folder, rank: comm.rank, hosts: hosts, events: events, countTiles: countTiles, totalTiles: plan.count) : nil
     defer { watcher?.stop() }
-    let interrupts = comm.size == 1 ? InterruptWatcher(folder: folder, partial: layout.path, events: events, countTiles: {
-      ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { TileRecord.index(fileName: $0) != nil }.count
-    }, totalTiles: plan.count) : nil
+    let interrupts = comm.size == 1
+      ? InterruptWatcher(folder: folder, partial: layout.path, events: events, countTiles: countTiles, totalTiles: plan.count) : nil
     defer { interrupts?.stop() }
     do {
       try computeTiles(kernel: inputs.kernel, assignment.tiles(of: comm.rank), plan: plan, inputs: inputs, fingerprint: jobPrint,
@@ -600,6 +597,11 @@ public struct BuildDriver {
                                rejectedTiles: Int(badCount[0]), seconds: Date().timeIntervalSince(start), fingerprint: jobPrint)
     reporter.record("done", ["seconds": .double(outcome.seconds), "reused": .int(reused), "tiles": .int(plan.count)])
     return outcome
+  }
+
+  /// The tiles recorded in the checkpoint folder (by their record files' names).
+  static func recordedTiles(in folder: String) -> [Int] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).compactMap(TileRecord.index)
   }
 
   /// Why a recorded tile's bytes cannot be kept (nil: they match their record): each kernel's
@@ -749,9 +751,8 @@ public struct BuildDriver {
 
   /// Rank 0's view of the whole job: the tiles checkpointed so far by every rank.
   func reportFromFolder(plan: TilePlan, reporter: EventSink, entriesTotal: Double, baseline: Double) {
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: settings.checkpointFolder)) ?? []
     var tiles = 0, entries = 0.0
-    for index in names.compactMap(TileRecord.index) where index < plan.count {
+    for index in Self.recordedTiles(in: settings.checkpointFolder) where index < plan.count {
       tiles += 1
       entries += plan.cost(plan.tile(index))
     }

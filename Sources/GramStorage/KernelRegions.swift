@@ -74,13 +74,17 @@ public final class RegionFile: @unchecked Sendable {
   }
 
   private func writeFully(_ bytes: UnsafeRawBufferPointer, at offset: Int, region: KernelRegion) throws {
+    try writeFully(bytes, at: offset, what: region.name)
+  }
+
+  private func writeFully(_ bytes: UnsafeRawBufferPointer, at offset: Int, what: String) throws {
     var done = 0
     while done < bytes.count {
       let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
       if n < 0 {
         if errno == EINTR { continue }
         let code = errno
-        throw StorageError(path, "writing \(region.name) failed: \(String(cString: strerror(code)))" + (code == ENOSPC ? " (the filesystem is full)" : ""))
+        throw StorageError(path, "writing \(what) failed: \(String(cString: strerror(code)))" + (code == ENOSPC ? " (the filesystem is full)" : ""))
       }
       done += n
     }
@@ -119,17 +123,7 @@ public final class RegionFile: @unchecked Sendable {
 
   /// Writes raw bytes at `offset` (the tile checksums' dataset).
   public func write(bytes: [UInt8], at offset: Int, what: String) throws {
-    try bytes.withUnsafeBytes { b in
-      var done = 0
-      while done < b.count {
-        let n = pwrite(fd, b.baseAddress! + done, b.count - done, off_t(offset + done))
-        if n < 0 {
-          if errno == EINTR { continue }
-          throw StorageError(path, "writing \(what) failed: \(String(cString: strerror(errno)))")
-        }
-        done += n
-      }
-    }
+    try bytes.withUnsafeBytes { try writeFully($0, at: offset, what: what) }
   }
 
   /// Reserves `bytes` of disk for the file (`fallocate`), so that a full disk is an error now,

@@ -114,6 +114,16 @@ struct BuildDriverTests {
     #expect(!FileManager.default.fileExists(atPath: d + "/.one.h5.partial"))
   }
 
+  /// Flips the bits `mask` of the byte at `offset` of `path`, in place.
+  static func flipBits(_ path: String, at offset: Int, mask: UInt8) {
+    let fd = open(path, O_RDWR)
+    defer { close(fd) }
+    var byte: UInt8 = 0
+    pread(fd, &byte, 1, off_t(offset))
+    byte ^= mask
+    pwrite(fd, &byte, 1, off_t(offset))
+  }
+
   /// The byte regions of a kernel file's datasets, and its tile checksums.
   static func regions(_ path: String) throws -> ([String: KernelRegion], [UInt32]) {
     let f = try H5File.open(path)
@@ -139,10 +149,7 @@ struct BuildDriverTests {
     #expect(!t.isDiagonal && t.block == .train)
     let r = regions["/train/nngp"]!
     let offset = r.offset + ((t.cols.lowerBound + 1) * r.cols + t.rows.lowerBound + 2) * 8 + 3
-    let fd = open(d + "/.k.h5.partial", O_RDWR)
-    var byte: UInt8 = 0
-    pread(fd, &byte, 1, off_t(offset)); byte ^= 0x40; pwrite(fd, &byte, 1, off_t(offset))
-    close(fd)
+    Self.flipBits(d + "/.k.h5.partial", at: offset, mask: 0x40)
     let sink = CollectingSink()
     let again = try Self.build(s, ranks: 3, sink: sink)
     #expect(again.rejectedTiles == 1)
@@ -165,11 +172,7 @@ struct BuildDriverTests {
     let reference = try Data(contentsOf: URL(fileURLWithPath: d + "/k.h5"))
     let (regions, _) = try Self.regions(d + "/k.h5")
     let r = regions["/test/ntk"]!
-    let fd = open(d + "/k.h5", O_RDWR)
-    var byte: UInt8 = 0
-    let offset = r.offset + (5 * r.cols + 30) * 8 + 6
-    pread(fd, &byte, 1, off_t(offset)); byte ^= 0x01; pwrite(fd, &byte, 1, off_t(offset))
-    close(fd)
+    Self.flipBits(d + "/k.h5", at: r.offset + (5 * r.cols + 30) * 8 + 6, mask: 0x01)
     #expect(throws: (any Error).self) { try KernelVerifier(path: d + "/k.h5", samples: 0).run() }
     s.repair = true
     let sink = CollectingSink()
