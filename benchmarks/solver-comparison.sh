@@ -14,7 +14,7 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 printf "%-9s %-8s %6s %6s %12s %9s %8s %9s\n" solver precond iters passes true_resid accuracy wall_s peak_MB
 for solver in block-cg cg; do
-  for pre in nystrom jacobi none; do
+  for pre in rpcholesky nystrom jacobi none; do
     /usr/bin/time -f "%e %M" -o "$out/time" "$bin" solve "$kernel" --solver "$solver" --preconditioner "$pre" \
       --memory-budget "$budget" --max-iter 2000 --out "$out/s.h5" --metrics "$out/m.json" --force --quiet > /dev/null
     read -r wall rss < "$out/time"

@@ -7,7 +7,7 @@ import GramTransport
 /// What `ntkgram solve` is asked to do.
 public struct SolveSettings: Sendable {
   public enum Solver: String, Sendable, CaseIterable { case cg, blockCG = "block-cg" }
-  public enum PreconditionerKind: String, Sendable, CaseIterable { case nystrom, jacobi, none }
+  public enum PreconditionerKind: String, Sendable, CaseIterable { case nystrom, rpcholesky, jacobi, none }
   public typealias Encoding = TargetEncoding
 
   public var kernelFile: String
@@ -17,7 +17,7 @@ public struct SolveSettings: Sendable {
   public var tolerance = 1e-6
   public var maxIterations = 1000
   public var solver: Solver = .blockCG
-  public var preconditioner: PreconditionerKind = .nystrom
+  public var preconditioner: PreconditionerKind = .rpcholesky
   public var rank = 1000
   public var memoryBudget = 4 << 30
   public var targets: String?
@@ -142,6 +142,7 @@ public struct SolveDriver {
       case .none: return IdentityPreconditioner()
       case .jacobi: return JacobiPreconditioner(diagonal: op.diagonal)
       case .nystrom: return try NystromPreconditioner(operator: op, rank: settings.rank, seed: settings.seed)
+      case .rpcholesky: return try NystromPreconditioner.randomlyPivotedCholesky(operator: op, rank: settings.rank, seed: settings.seed)
       }
     }
     var systems: [KRRIteration] = try lambdas.map { lambda in
@@ -206,7 +207,7 @@ public struct SolveDriver {
     }
     let report = SolveReport(kernelFile: settings.kernelFile, kernel: settings.kernelName, solver: settings.solver.rawValue,
                              preconditioner: settings.preconditioner.rawValue,
-                             nystromRank: settings.preconditioner == .nystrom ? settings.rank : nil, ranks: comm.size,
+                             nystromRank: [.nystrom, .rpcholesky].contains(settings.preconditioner) ? settings.rank : nil, ranks: comm.size,
                              trainCount: op.n, testCount: predictions?.rows ?? 0, columns: c, passes: op.passes,
                              seconds: Date().timeIntervalSince(start), resumedFromIteration: resumedFrom,
                              cachedTiles: op.cachedTiles, streamedTiles: op.streamedTiles, results: results)

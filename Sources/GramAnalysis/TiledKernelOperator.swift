@@ -87,6 +87,30 @@ public final class TiledKernelOperator: KernelOperator {
     return v
   }
 
+  /// Columns of K: in a format-2 file the whole symmetric matrix is stored contiguously, so
+  /// column j is row j, one `pread`; the rows are shared out over the ranks and summed. Older
+  /// (chunked) files take one pass with unit vectors.
+  public func columns(_ indices: [Int]) throws -> DenseBlock {
+    guard let region else {
+      var e = DenseBlock(rows: n, cols: indices.count)
+      for (k, j) in indices.enumerated() { e[j, k] = 1 }
+      return try apply(e)
+    }
+    let s = indices.count
+    var out = DenseBlock(rows: n, cols: s)
+    var failure: Error? = nil
+    do {
+      for (k, j) in indices.enumerated() where k % comm.size == comm.rank {
+        let row = try region.file.read(region.region, rowStart: j, colStart: 0, rows: 1, cols: n).doubles
+        guard row.allSatisfy({ $0.isFinite }) else { throw StorageError(fileName, "\(dataset.name) has NaN or infinite values in row \(j)") }
+        for i in 0..<n { out.values[i * s + k] = row[i] }
+      }
+    } catch { failure = error }
+    try comm.raiseIfAnyFailed(failure)
+    try comm.allReduce(&out.values, .sum)
+    return out
+  }
+
   /// Blocks up to this many columns take the fused one-sweep product; wider ones, dgemm.
   static let fusedColumnLimit = 32
 

@@ -13,10 +13,21 @@ public protocol KernelOperator: AnyObject {
   var diagonal: [Double] { get }
   /// How many passes over K `apply` has made (for reports and tests).
   var passes: Int { get }
+  /// Columns `indices` of K (an `n × indices.count` block), read without a pass over K where
+  /// the operator can (a stored symmetric kernel reads them as rows). Collective, like `apply`.
+  func columns(_ indices: [Int]) throws -> DenseBlock
 }
 
 extension KernelOperator {
   public var trace: Double { diagonal.reduce(0, +) }
+
+  /// Columns as products with unit vectors: one pass over K. Operators that can read entries
+  /// directly replace this.
+  public func columns(_ indices: [Int]) throws -> DenseBlock {
+    var e = DenseBlock(rows: n, cols: indices.count)
+    for (k, j) in indices.enumerated() { e[j, k] = 1 }
+    return try apply(e)
+  }
 }
 
 /// An approximate inverse of `K + μI`, one shift `μ` per column.

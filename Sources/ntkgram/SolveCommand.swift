@@ -37,7 +37,7 @@ struct SolveCommand: ParsableCommand {
   @Option(help: "Stop a column at ‖Y − (K+λI)α‖/‖Y‖ ≤ tol.") var tol: Double = 1e-6
   @Option(name: .customLong("max-iter"), help: "Iteration limit.") var maxIter: Int = 1000
   @Option(help: "block-cg (breakdown-free block CG, the default: fewest passes, see docs/solver.md) or cg (per column, drops converged columns).") var solver: String = "block-cg"
-  @Option(help: "nystrom, jacobi or none.") var preconditioner: String = "nystrom"
+  @Option(help: "rpcholesky (the default: Nyström from randomly pivoted Cholesky, rank columns of K read, no pass), nystrom (Gaussian sketch: one pass with rank columns), jacobi or none.") var preconditioner: String = "rpcholesky"
   @Option(help: "Rank of the Nyström preconditioner.") var rank: Int = 1000
   @Option(name: .customLong("memory-budget"), help: "Bytes of kernel tiles kept in memory per rank (e.g. 4GiB); the rest is streamed.") var memoryBudget: String = "4GiB"
   @Option(help: "Regression targets (N rows): .npy, file.h5:/dataset or .csv.") var targets: String?
@@ -63,7 +63,7 @@ struct SolveCommand: ParsableCommand {
     guard let sv = SolveSettings.Solver(rawValue: solver) else { throw CommandError("unknown solver '\(solver)' (valid: cg, block-cg)") }
     s.solver = sv
     guard let p = SolveSettings.PreconditionerKind(rawValue: preconditioner) else {
-      throw CommandError("unknown preconditioner '\(preconditioner)' (valid: nystrom, jacobi, none)")
+      throw CommandError("unknown preconditioner '\(preconditioner)' (valid: rpcholesky, nystrom, jacobi, none)")
     }
     s.preconditioner = p
     guard rank >= 1 else { throw CommandError("--rank must be at least 1") }

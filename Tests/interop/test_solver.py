@@ -41,7 +41,7 @@ def dense_alpha(k, targets, lam):
 
 
 @pytest.mark.parametrize("solver", ["cg", "block-cg"])
-@pytest.mark.parametrize("preconditioner", ["nystrom", "jacobi", "none"])
+@pytest.mark.parametrize("preconditioner", ["rpcholesky", "nystrom", "jacobi", "none"])
 def test_matches_dense_cholesky(small, solver, preconditioner):
     d, k, kt, y, yt = small
     out = d / f"sol-{solver}-{preconditioner}.h5"
