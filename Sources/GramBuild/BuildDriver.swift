@@ -84,10 +84,10 @@ public struct BuildDriver {
   }
 
   struct Inputs {
-    let train: LoadedSplit
-    let test: LoadedSplit?
-    let trainMatrix: Matrix
-    let testMatrix: Matrix?
+    var train: LoadedSplit
+    var test: LoadedSplit?
+    var trainMatrix: Matrix
+    var testMatrix: Matrix?
     let spec: KernelSpec
     let kernel: any GramKernel
     /// The outputs written, in the kernel's order, with their position among its outputs.
@@ -95,6 +95,22 @@ public struct BuildDriver {
     let statistics: PreprocessStatistics?
     /// `dataChecksum` of the training samples as read.
     let trainChecksum: UInt64
+
+    /// Drops the samples (as read and preprocessed): the tile phase keeps only its rows.
+    mutating func releaseSamples() {
+      train = train.withoutSamples()
+      test = test?.withoutSamples()
+      trainMatrix = Matrix(rows: 0, cols: trainMatrix.cols)
+      testMatrix = testMatrix.map { Matrix(rows: 0, cols: $0.cols) }
+    }
+  }
+
+  /// The samples a rank keeps for its tiles, until they are prepared.
+  final class HeldRows {
+    var train: Matrix
+    var test: Matrix?
+    init(train: Matrix, test: Matrix?) { self.train = train; self.test = test }
+    func release() { train = Matrix(rows: 0, cols: train.cols); test = nil }
   }
 
   // MARK: 1. inputs
@@ -482,7 +498,7 @@ public struct BuildDriver {
     let reporter: EventSink = isRoot ? events : SilentSink()
 
     // 1. Inputs.
-    let inputs = try comm.collectively { try loadInputs() }
+    var inputs = try comm.collectively { try loadInputs() }
     let n = inputs.trainMatrix.rows, m = inputs.testMatrix?.rows ?? 0
     var jobPrint = fingerprint(train: inputs.trainMatrix, test: inputs.testMatrix, spec: inputs.spec,
                                dtype: settings.dtype, tileSize: settings.tileSize)
@@ -570,8 +586,19 @@ public struct BuildDriver {
     let interrupts = comm.size == 1
       ? InterruptWatcher(folder: folder, partial: layout.path, events: events, countTiles: countTiles, totalTiles: plan.count) : nil
     defer { interrupts?.stop() }
+    // This rank keeps the samples of the blocks of rows its tiles touch, and nothing else.
+    let mine = assignment.tiles(of: comm.rank)
+    let held = TileAssignment.blocks(of: mine, plan: plan)
+    let rows = (train: RowBlocks(blocks: held.train, tileSize: plan.tileSize, total: n),
+                test: RowBlocks(blocks: held.test, tileSize: plan.tileSize, total: m))
+    // (All of a set is shared, not copied.)
+    let packed = HeldRows(train: rows.train.count == n ? inputs.trainMatrix : inputs.trainMatrix.rows(rows.train.sampleRanges),
+                          test: inputs.testMatrix.map { rows.test.count == m ? $0 : $0.rows(rows.test.sampleRanges) })
+    inputs.releaseSamples()
+    reporter.record("rows_held", ["train": .int(rows.train.count), "test": .int(rows.test.count)])
     do {
-      try computeTiles(kernel: inputs.kernel, assignment.tiles(of: comm.rank), plan: plan, inputs: inputs, fingerprint: jobPrint,
+      try computeTiles(kernel: inputs.kernel, mine, plan: plan, rows: rows, held: packed,
+                       outputs: inputs.outputs, fingerprint: jobPrint,
                        file: file, regions: regions, reporter: reporter, entriesTotal: entriesTotal, baseline: entriesDone)
       // Every rank's bytes on disk (each host syncs its own writes) before the file is named.
       try file.sync()
@@ -690,16 +717,23 @@ public struct BuildDriver {
   /// Computes and checkpoints `mine`, on `settings.threads` threads (each with its own
   /// scratch; thread t takes every t-th tile of the list). The math runs in parallel; the
   /// checkpoints are written by one writer thread.
-  func computeTiles<Kernel: GramKernel>(kernel net: Kernel, _ mine: [Int], plan: TilePlan, inputs: Inputs, fingerprint: String,
+  ///
+  /// `held` has only the samples of `rows` (packed, `RowBlocks`); they are prepared here (and
+  /// dropped: the prepared features are what the tiles read), and every tile is computed at its
+  /// packed rows.
+  func computeTiles<Kernel: GramKernel>(kernel net: Kernel, _ mine: [Int], plan: TilePlan,
+                                        rows: (train: RowBlocks, test: RowBlocks), held: HeldRows,
+                                        outputs: [(name: String, index: Int)], fingerprint: String,
                                         file: RegionFile, regions: [String: KernelRegion],
                                         reporter: EventSink, entriesTotal: Double, baseline: Double) throws {
-    let train = net.prepare(inputs.trainMatrix, threads: settings.threads)
-    let test = inputs.testMatrix.map { net.prepare($0, threads: settings.threads) }
+    let train = net.prepare(held.train, threads: settings.threads)
+    let test = held.test.map { net.prepare($0, threads: settings.threads) }
+    held.release()
     let folder = settings.checkpointFolder
     // In index order (row of tiles by row of tiles): bands of rows are finished one after the
     // other, and each goes to disk, sequentially, as soon as this rank has written its part.
     let mine = mine.sorted()
-    nonisolated(unsafe) var bands = BandWriteback(plan: plan, tiles: mine, regions: regions, names: inputs.outputs.map(\.name))
+    nonisolated(unsafe) var bands = BandWriteback(plan: plan, tiles: mine, regions: regions, names: outputs.map(\.name))
     let threads = max(1, min(settings.threads, mine.count))
     let lock = NSLock()
     nonisolated(unsafe) var failure: Error? = nil
@@ -721,15 +755,16 @@ public struct BuildDriver {
       for (position, index) in mine.enumerated() where position % threads == thread {
         if lock.withLock({ failure != nil }) { return }
         let tile = plan.tile(index)
-        let values = computer.compute(tile)
+        let values = computer.compute(tile, rows: (tile.block == .train ? rows.train : rows.test).packed(tile.rows),
+                                      cols: rows.train.packed(tile.cols))
         slots.wait()
         writer.async(group: writes) {
           defer { slots.signal() }
           if lock.withLock({ failure != nil }) { return }
           do {
-            let stored = inputs.outputs.map { StoredValues(values.values($0.index), as: driver.settings.dtype) }
-            try Self.checkFinite(stored, names: inputs.outputs.map(\.name), tile: tile, dtype: driver.settings.dtype)
-            try Self.write(tile, stored, names: inputs.outputs.map(\.name), file: file, regions: regions)
+            let stored = outputs.map { StoredValues(values.values($0.index), as: driver.settings.dtype) }
+            try Self.checkFinite(stored, names: outputs.map(\.name), tile: tile, dtype: driver.settings.dtype)
+            try Self.write(tile, stored, names: outputs.map(\.name), file: file, regions: regions)
             bands.written(tile, file: file)
             try TileRecord(index: index, checksums: stored.map(\.checksum)).write(folder: folder, fingerprint: fingerprint)
           } catch {

@@ -2,19 +2,24 @@ import GramKernels
 import GramStorage
 import GramTiling
 
-/// What one rank of a build holds, in bytes, by part (see `BuildPlan.memory`).
+/// What one rank of a build holds, in bytes, by part (see `BuildPlan.memory`). The data is
+/// held whole only while it is read and checked; the tile phase keeps only the rows of the
+/// blocks the rank's tiles touch (`TileAssignment.blocks`), so the peak is the larger phase.
 public struct MemoryEstimate: Sendable {
   /// The process itself: code, libraries, runtime (measured: `docs/performance.md`).
   public var baseline: Double
-  /// The samples as read and after preprocessing (every rank loads the whole dataset).
+  /// While the data is read: every sample as read and after preprocessing.
   public var samples: Double
-  /// The kernel's prepared features of every sample (`GramKernel.preparedBytesPerSample`).
+  /// In the tile phase: the held samples and the kernel's prepared features of them
+  /// (`GramKernel.preparedBytesPerSample`).
   public var features: Double
   /// Computed tiles waiting for or being written, and their storage copies (tile and mirror).
   public var tiles: Double
   /// Each compute thread's scratch (`GramKernel.scratchCount`).
   public var scratch: Double
-  public var total: Double { baseline + samples + features + tiles + scratch }
+  /// Samples a rank holds in the tile phase (train and test rows of its blocks).
+  public var heldRows: Double
+  public var total: Double { baseline + max(samples, features + tiles + scratch) }
 }
 
 /// What a build will cost, computed without computing anything: tiles, work per rank,
@@ -64,6 +69,7 @@ public struct BuildPlan: Sendable {
       ?? Self.flopsPerSecondPerThread * Double(threads) / max(costPerEntry, 1)
 
     let rows = Double(trainCount) + Double(testCount)
+    let held = Double(TileAssignment.heldRowsEstimate(plan: plan, ranks: ranks))
     let t = Double(min(tileSize, max(trainCount, 1)))
     // Computed tiles hold every output of the kernel (float64); the written ones, the selected.
     let tileBytes = t * t * 8 * Double(kernel.outputNames.count)
@@ -74,9 +80,10 @@ public struct BuildPlan: Sendable {
     memory = MemoryEstimate(
       baseline: ranks > 1 ? Self.mpiBaselineBytes : Self.baselineBytes,
       samples: rows * Double(features) * 8 * 2,
-      features: rows * Double(kernel.preparedBytesPerSample(inputFeatures: features)),
+      features: held * (Double(features) * 8 + Double(kernel.preparedBytesPerSample(inputFeatures: features))),
       tiles: heldTiles,
-      scratch: Double(threads) * Double(kernel.scratchCount(inputFeatures: features, rows: tileEdge, cols: tileEdge)) * 8)
+      scratch: Double(threads) * Double(kernel.scratchCount(inputFeatures: features, rows: tileEdge, cols: tileEdge)) * 8,
+      heldRows: held)
   }
 
   public var totalEntries: Double { assignment.workByRank.reduce(0, +) }

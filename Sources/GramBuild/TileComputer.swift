@@ -33,7 +33,13 @@ public struct TileComputer<Kernel: GramKernel> {
     self.test = test
   }
 
-  public mutating func compute(_ tile: Tile) -> TileValues {
+  public mutating func compute(_ tile: Tile) -> TileValues { compute(tile, rows: tile.rows, cols: tile.cols) }
+
+  /// `tile`, its samples found at rows `rows` (of the train or test features, by the tile's
+  /// block) and `cols` (of the train features): the features may hold only some rows
+  /// (`RowBlocks`). The values are labelled with `tile`.
+  public mutating func compute(_ tile: Tile, rows: Range<Int>, cols: Range<Int>) -> TileValues {
+    precondition(rows.count == tile.rows.count && cols.count == tile.cols.count, "TileComputer.compute: ranges do not match the tile")
     let m = tile.rows.count, n = tile.cols.count
     let outputs = kernel.outputNames.count
     // Every entry is written below (the kernel, or the mirror), so the outputs start
@@ -48,10 +54,10 @@ public struct TileComputer<Kernel: GramKernel> {
         let pointers = (0..<outputs).map { bp.baseAddress! + $0 * m * n }
         let out = TileOutput(values: pointers, leadingDimension: n)
         if tile.isDiagonal {
-          kernel.computeUpperTile(rowsFeatures, rows: tile.rows, into: out, scratch: sp)
+          kernel.computeUpperTile(rowsFeatures, rows: rows, into: out, scratch: sp)
           for p in pointers { mirrorUpper(p, n: n) }
         } else {
-          kernel.computeTile(rowsFeatures, rows: tile.rows, train, cols: tile.cols, into: out, scratch: sp)
+          kernel.computeTile(rowsFeatures, rows: rows, train, cols: cols, into: out, scratch: sp)
         }
       }
     }

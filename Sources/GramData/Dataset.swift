@@ -41,6 +41,12 @@ public struct LoadedSplit: Sendable {
   public let isInteger: Bool
   /// The shape of one sample as the file gives it: `[d]`, or `[H, W, C]` for images.
   public let sampleShape: [Int]
+
+  /// The same split with its samples dropped (labels, source and shape kept).
+  public func withoutSamples() -> LoadedSplit {
+    LoadedSplit(source: source, samples: Matrix(rows: 0, cols: samples.cols), labels: labels, isInteger: isInteger,
+                sampleShape: sampleShape)
+  }
 }
 
 /// Loads a split: reads the samples and labels, applies `limit`, checks the values are

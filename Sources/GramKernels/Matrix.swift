@@ -24,3 +24,13 @@ public struct Matrix: Sendable, Equatable {
     set { values[row * cols + col] = newValue }
   }
 }
+
+extension Matrix {
+  /// The rows of `ranges`, one range after the other.
+  public func rows(_ ranges: [Range<Int>]) -> Matrix {
+    var values: [Double] = []
+    values.reserveCapacity(ranges.reduce(0) { $0 + $1.count } * cols)
+    for r in ranges { values += self.values[r.lowerBound * cols ..< r.upperBound * cols] }
+    return Matrix(rows: ranges.reduce(0) { $0 + $1.count }, cols: cols, values: values)
+  }
+}

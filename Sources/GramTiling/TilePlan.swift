@@ -89,3 +89,51 @@ public struct TilePlan: Sendable, Equatable {
     return total
   }
 }
+
+/// The samples of some blocks of `tileSize` rows (tile rows of the grid), packed one block after
+/// the other: what a rank holds of a data set when it computes only some tiles. A tile's rows
+/// lie in one block, so a tile's sample range maps to one range of packed rows.
+public struct RowBlocks: Sendable, Equatable {
+  public let tileSize: Int
+  /// Samples in the whole set.
+  public let total: Int
+  /// The blocks held, ascending.
+  public let blocks: [Int]
+  /// Packed row of each held block's first sample.
+  let starts: [Int: Int]
+  /// Packed rows.
+  public let count: Int
+
+  public init<S: Sequence>(blocks held: S, tileSize: Int, total: Int) where S.Element == Int {
+    precondition(tileSize > 0, "RowBlocks: tile size must be positive")
+    self.tileSize = tileSize
+    self.total = total
+    blocks = Set(held).filter { $0 >= 0 && $0 * tileSize < total }.sorted()
+    var starts: [Int: Int] = [:]
+    var next = 0
+    for b in blocks {
+      starts[b] = next
+      next += min(tileSize, total - b * tileSize)
+    }
+    self.starts = starts
+    count = next
+  }
+
+  /// Every block of a set of `total` samples.
+  public static func all(tileSize: Int, total: Int) -> RowBlocks {
+    RowBlocks(blocks: 0 ..< (total + tileSize - 1) / tileSize, tileSize: tileSize, total: total)
+  }
+
+  /// The packed rows of `samples` (within one held block).
+  public func packed(_ samples: Range<Int>) -> Range<Int> {
+    let b = samples.lowerBound / tileSize
+    guard let start = starts[b], samples.isEmpty || (samples.upperBound - 1) / tileSize == b else {
+      preconditionFailure("RowBlocks.packed: samples \(samples) are not inside one held block")
+    }
+    let offset = start + samples.lowerBound - b * tileSize
+    return offset ..< offset + samples.count
+  }
+
+  /// The sample ranges held, in packed order.
+  public var sampleRanges: [Range<Int>] { blocks.map { $0 * tileSize ..< min(($0 + 1) * tileSize, total) } }
+}

@@ -73,3 +73,41 @@ struct PlanSummaryTests {
     #expect(s.imbalance < 0.01)
   }
 }
+
+@Suite("rows a rank holds")
+struct HeldRowsTests {
+  /// The closed-form estimate bounds the real assignment's largest held set from above (within
+  /// 3.5×: it allows for runs that straddle bands, kinds and the triangle's tip, which the
+  /// largest rank rarely has all of); and with many ranks a rank holds a small part of the data.
+  @Test("the plan's held-rows estimate bounds every rank's real blocks", arguments: [
+    (60000, 10000, 1024, 2), (60000, 10000, 1024, 16), (200_000, 0, 1024, 64), (200_000, 20000, 512, 300),
+    (100_000, 5000, 256, 1000), (5000, 1000, 256, 7), (3000, 0, 100, 4096),
+  ])
+  func estimateBoundsReality(n: Int, m: Int, tile: Int, ranks: Int) {
+    let plan = TilePlan(trainCount: n, testCount: m, tileSize: tile)
+    let a = TileAssignment(plan: plan, ranks: ranks)
+    var largest = 0
+    for rank in 0..<ranks {
+      let b = TileAssignment.blocks(of: a.tiles(of: rank), plan: plan)
+      let rows = RowBlocks(blocks: b.train, tileSize: tile, total: n).count + RowBlocks(blocks: b.test, tileSize: tile, total: m).count
+      largest = max(largest, rows)
+    }
+    let estimate = TileAssignment.heldRowsEstimate(plan: plan, ranks: ranks)
+    print("held rows n=\(n) m=\(m) tile=\(tile) ranks=\(ranks): largest \(largest), estimate \(estimate)")
+    #expect(estimate >= largest)
+    #expect(Double(estimate) <= 3.5 * Double(max(largest, tile)))
+    if ranks >= 64 { #expect(Double(largest) < 0.5 * Double(n + m)) }
+  }
+
+  @Test("packed rows map tile ranges into the held blocks")
+  func packing() {
+    let r = RowBlocks(blocks: [3, 0, 8], tileSize: 10, total: 75)
+    #expect(r.blocks == [0, 3])        // block 8 starts past the end
+    #expect(r.count == 20)
+    #expect(r.packed(30..<40) == 10..<20)
+    #expect(r.packed(2..<5) == 2..<5)
+    #expect(r.sampleRanges == [0..<10, 30..<40])
+    let edge = RowBlocks(blocks: [7], tileSize: 10, total: 75)
+    #expect(edge.count == 5 && edge.packed(70..<75) == 0..<5)
+  }
+}
