@@ -86,22 +86,61 @@ public struct BuildDriver {
   struct Inputs {
     var train: LoadedSplit
     var test: LoadedSplit?
-    var trainMatrix: Matrix
+    /// The preprocessed samples when they are held whole (networks with weights: their
+    /// initial outputs and `ntkgram train` need them); nil when the build streams them.
+    var trainMatrix: Matrix?
     var testMatrix: Matrix?
+    /// The splits to read again for the rows a rank keeps (streamed builds).
+    let trainStream: StreamedSplit?
+    let testStream: StreamedSplit?
+    let trainRows: Int
+    let testRows: Int
+    let cols: Int
     let spec: KernelSpec
     let kernel: any GramKernel
     /// The outputs written, in the kernel's order, with their position among its outputs.
     let outputs: [(name: String, index: Int)]
     let statistics: PreprocessStatistics?
-    /// `dataChecksum` of the training samples as read.
+    let preprocess: Preprocess
+    /// `dataChecksum` of the training (and test) samples as read.
     let trainChecksum: UInt64
+    let testChecksum: UInt64?
+    /// `checksum64` of the preprocessed values (what the fingerprint covers).
+    let trainValuesChecksum: UInt64
+    let testValuesChecksum: UInt64
 
     /// Drops the samples (as read and preprocessed): the tile phase keeps only its rows.
     mutating func releaseSamples() {
       train = train.withoutSamples()
       test = test?.withoutSamples()
-      trainMatrix = Matrix(rows: 0, cols: trainMatrix.cols)
-      testMatrix = testMatrix.map { Matrix(rows: 0, cols: $0.cols) }
+      trainMatrix = nil
+      testMatrix = nil
+    }
+
+    /// The preprocessed samples of `rows`, packed: sliced from the held matrices, or read
+    /// again from the files (checked against the first reading: the same content, or an error).
+    func heldRows(_ rows: (train: RowBlocks, test: RowBlocks)) throws -> HeldRows {
+      if let a = trainMatrix {
+        // (All of a set is shared, not copied.)
+        return HeldRows(train: rows.train.count == trainRows ? a : a.rows(rows.train.sampleRanges),
+                        test: testMatrix.map { rows.test.count == testRows ? $0 : $0.rows(rows.test.sampleRanges) })
+      }
+      func collect(_ split: StreamedSplit, _ blocks: RowBlocks, expected: UInt64) throws -> Matrix {
+        var values: [Double] = []
+        values.reserveCapacity(blocks.count * cols)
+        var sum = StreamingChecksum64()
+        try split.forEachChunk { first, raw in
+          let m = preprocessed(raw, isInteger: split.isInteger, preprocess, statistics: statistics)
+          sum.add(m.values)
+          for i in 0..<m.rows where blocks.holds(first + i) { values += m.values[i * cols ..< (i + 1) * cols] }
+        }
+        guard sum.finish() == expected else {
+          throw StorageError(split.source.samples, "changed while the build was reading it (a second reading differs from the first): leave the data alone during a build")
+        }
+        return Matrix(rows: blocks.count, cols: cols, values: values)
+      }
+      return HeldRows(train: try collect(trainStream!, rows.train, expected: trainValuesChecksum),
+                      test: try testStream.map { try collect($0, rows.test, expected: testValuesChecksum) })
     }
   }
 
@@ -157,32 +196,96 @@ public struct BuildDriver {
     do { try Network.checkInputShape(headerShape) }
     catch let e as NetworkError { throw StorageError(settings.train.samples, e.description) }
     _ = try Self.kernel(for: settings, sampleShape: headerShape, features: headerShape.reduce(1, *), shapesOnly: true)
+    // A network with weights is evaluated on every sample (its initial outputs): held whole.
+    // Every other build reads its data in chunks and keeps only what it needs.
+    let withWeights = settings.empirical != nil || settings.against?.spec.empirical != nil
+    return withWeights ? try loadWhole() : try loadStreamed()
+  }
+
+  /// The split pair checked against each other: columns, and the sample shape.
+  func checkSplits(trainSource: String, trainCols: Int, trainShape: [Int], testSource: String?, testCols: Int?, testShape: [Int]?) throws {
+    if let testSource, let testCols, testCols != trainCols {
+      throw StorageError(testSource, "has \(testCols) features per row but the train data \(trainSource) has \(trainCols)")
+    }
+    if let testSource, let testShape, settings.inputShape == nil, testShape != trainShape {
+      throw StorageError(testSource, "has samples of shape \(testShape) but the train data \(trainSource) has \(trainShape)")
+    }
+  }
+
+  /// `--against`: the training side must be the one the stored kernel was built from, bit for bit.
+  func checkAgainst(trainChecksum: UInt64, source: String, hasTest: Bool) throws -> PreprocessStatistics?? {
+    guard let against = settings.against else { return nil }
+    guard hex(trainChecksum) == against.dataChecksum else {
+      throw StorageError(source, "is not the training data of \(against.path) (content checksum \(hex(trainChecksum)), recorded \(against.dataChecksum)): it changed since that build; give the original with --train")
+    }
+    guard hasTest else { throw BuildError("--against \(against.path) needs new data: give --test") }
+    return .some(against.statistics)
+  }
+
+  func loadWhole() throws -> Inputs {
     let train = try loadSplit(settings.train)
     let test = try settings.test.map(loadSplit)
-    if let test, test.samples.cols != train.samples.cols {
-      throw StorageError(test.source.samples, "has \(test.samples.cols) features per row but the train data \(train.source.samples) has \(train.samples.cols)")
-    }
-    if let test, settings.inputShape == nil, test.sampleShape != train.sampleShape {
-      throw StorageError(test.source.samples, "has samples of shape \(test.sampleShape) but the train data \(train.source.samples) has \(train.sampleShape)")
-    }
+    try checkSplits(trainSource: train.source.samples, trainCols: train.samples.cols, trainShape: train.sampleShape,
+                    testSource: test?.source.samples, testCols: test?.samples.cols, testShape: test?.sampleShape)
     let (spec, kernel) = try Self.kernel(for: settings, sampleShape: train.sampleShape, features: train.samples.cols)
     let trainChecksum = dataChecksum(train.samples)
     var statistics = PreprocessStatistics.of(train.samples, for: settings.preprocess)
-    if let against = settings.against {
-      // The training side must be the one the stored kernel was built from, bit for bit.
-      guard hex(trainChecksum) == against.dataChecksum else {
-        throw StorageError(train.source.samples, "is not the training data of \(against.path) (content checksum \(hex(trainChecksum)), recorded \(against.dataChecksum)): it changed since that build; give the original with --train")
-      }
-      guard test != nil else { throw BuildError("--against \(against.path) needs new data: give --test") }
-      statistics = against.statistics
-    }
+    if let stored = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil) { statistics = stored }
     let outputs = try Self.outputs(kernel.outputNames, selected: settings.kernels)
     let a = preprocessed(train.samples, isInteger: train.isInteger, settings.preprocess, statistics: statistics)
     let b = test.map { preprocessed($0.samples, isInteger: $0.isInteger, settings.preprocess, statistics: statistics) }
-    try Self.checkLargestSelfPair(kernel, a, source: train.source.samples, dtype: settings.dtype)
-    if let b, let test { try Self.checkLargestSelfPair(kernel, b, source: test.source.samples, dtype: settings.dtype) }
-    return Inputs(train: train, test: test, trainMatrix: a, testMatrix: b, spec: spec, kernel: kernel, outputs: outputs,
-                  statistics: statistics, trainChecksum: trainChecksum)
+    var largest = LargestRow()
+    largest.scan(a, first: 0)
+    try largest.check(kernel, source: train.source.samples, dtype: settings.dtype)
+    if let b, let test {
+      var largestTest = LargestRow()
+      largestTest.scan(b, first: 0)
+      try largestTest.check(kernel, source: test.source.samples, dtype: settings.dtype)
+    }
+    return Inputs(train: train, test: test, trainMatrix: a, testMatrix: b, trainStream: nil, testStream: nil,
+                  trainRows: a.rows, testRows: b?.rows ?? 0, cols: a.cols, spec: spec, kernel: kernel, outputs: outputs,
+                  statistics: statistics, preprocess: settings.preprocess, trainChecksum: trainChecksum,
+                  testChecksum: test.map { dataChecksum($0.samples) },
+                  trainValuesChecksum: checksum64(a.values), testValuesChecksum: checksum64(b?.values ?? []))
+  }
+
+  /// The same checks and checksums as `loadWhole`, the data read in chunks of rows: the
+  /// samples as read (checksum, statistics), then preprocessed (the fingerprint's checksum, the
+  /// largest self-pair); no sample is kept.
+  func loadStreamed() throws -> Inputs {
+    let train = try StreamedSplit(settings.train)
+    let test = try settings.test.map { try StreamedSplit($0) }
+    try checkSplits(trainSource: train.source.samples, trainCols: train.cols, trainShape: train.sampleShape,
+                    testSource: test?.source.samples, testCols: test?.cols, testShape: test?.sampleShape)
+    let (spec, kernel) = try Self.kernel(for: settings, sampleShape: train.sampleShape, features: train.cols)
+    func rawChecksum(_ split: StreamedSplit) throws -> UInt64 {
+      var sum = StreamingChecksum64()
+      try split.forEachChunk { _, m in sum.add(m.values) }
+      return checksum64([sum.finish(), UInt64(split.rows), UInt64(split.cols)])
+    }
+    let trainChecksum = try rawChecksum(train)
+    var statistics = try PreprocessStatistics.of(train, for: settings.preprocess)
+    if let stored = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil) { statistics = stored }
+    let outputs = try Self.outputs(kernel.outputNames, selected: settings.kernels)
+    func preprocessedPass(_ split: StreamedSplit) throws -> UInt64 {
+      var sum = StreamingChecksum64()
+      var largest = LargestRow()
+      try split.forEachChunk { first, raw in
+        let m = preprocessed(raw, isInteger: split.isInteger, settings.preprocess, statistics: statistics)
+        sum.add(m.values)
+        largest.scan(m, first: first)
+      }
+      try largest.check(kernel, source: split.source.samples, dtype: settings.dtype)
+      return sum.finish()
+    }
+    let trainValues = try preprocessedPass(train)
+    let testChecksum = try test.map(rawChecksum)
+    let testValues = try test.map(preprocessedPass) ?? checksum64([Double]())
+    return Inputs(train: LoadedSplit(unheld: train), test: test.map { LoadedSplit(unheld: $0) }, trainMatrix: nil, testMatrix: nil,
+                  trainStream: train, testStream: test, trainRows: train.rows, testRows: test?.rows ?? 0, cols: train.cols,
+                  spec: spec, kernel: kernel, outputs: outputs, statistics: statistics, preprocess: settings.preprocess,
+                  trainChecksum: trainChecksum, testChecksum: testChecksum,
+                  trainValuesChecksum: trainValues, testValuesChecksum: testValues)
   }
 
   /// The preprocessed data and the concrete network of an empirical build, checked as a build
@@ -192,30 +295,36 @@ public struct BuildDriver {
     guard let kernel = inputs.kernel as? EmpiricalKernel, let spec = inputs.spec.empirical else {
       throw BuildError("training needs a concrete network: its weights from a seed (--seed) or a file (--params)")
     }
-    return NetworkData(train: inputs.trainMatrix, test: inputs.testMatrix, trainLabels: inputs.train.labels,
+    return NetworkData(train: inputs.trainMatrix!, test: inputs.testMatrix, trainLabels: inputs.train.labels,
                        testLabels: inputs.test?.labels, spec: inputs.spec, empirical: spec, network: kernel.network,
                        trainChecksum: hex(inputs.trainChecksum))
   }
 
-  /// Fails before any tile when the kernel of the largest sample with itself overflows (data
-  /// around 1e150, a W_std of 1e200): every entry would be infinite or NaN.
-  static func checkLargestSelfPair(_ kernel: some GramKernel, _ m: Matrix, source: String, dtype: ScalarType) throws {
-    guard m.rows > 0 else { return }
-    var largest = 0, norm = -1.0
-    for i in 0..<m.rows {
-      var s = 0.0
-      for k in 0..<m.cols { s += m.values[i * m.cols + k] * m.values[i * m.cols + k] }
-      if !(s <= norm) { largest = i; norm = s }
-      if !s.isFinite { break }
+  /// The sample of largest squared norm (the first non-finite one stops the search): the
+  /// kernel of it with itself bounds every entry. `check` fails before any tile when that
+  /// overflows (data around 1e150, a W_std of 1e200): every entry would be infinite or NaN.
+  struct LargestRow {
+    var row = -1, norm = -1.0, values: [Double] = [], stopped = false
+
+    mutating func scan(_ m: Matrix, first: Int) {
+      for i in 0..<m.rows where !stopped {
+        var s = 0.0
+        for k in 0..<m.cols { s += m.values[i * m.cols + k] * m.values[i * m.cols + k] }
+        if !(s <= norm) { row = first + i; norm = s; values = Array(m.values[i * m.cols ..< (i + 1) * m.cols]) }
+        if !s.isFinite { stopped = true }
+      }
     }
-    let x = Array(m.values[largest * m.cols ..< (largest + 1) * m.cols])
-    let values = kernel.referenceEntry(x, x)
-    if let k = values.firstIndex(where: { !$0.isFinite }) {
-      throw BuildError("\(source): the \(kernel.outputNames[k]) of row \(largest) with itself is \(values[k].isNaN ? "NaN" : "infinite"): the data (squared norm \(norm)) or the network's parameters (W_std, b_std) overflow float64")
-    }
-    // Kernels are positive semi-definite, |K(x, y)| ≤ max K(x, x): the largest self-pair bounds them all.
-    if dtype == .float32, let k = values.firstIndex(where: { abs($0) > Double(Float.greatestFiniteMagnitude) }) {
-      throw BuildError("\(source): the \(kernel.outputNames[k]) of row \(largest) with itself is \(values[k]), beyond float32's range: store float64 (--dtype float64) or scale the data")
+
+    func check(_ kernel: some GramKernel, source: String, dtype: ScalarType) throws {
+      guard row >= 0 else { return }
+      let entry = kernel.referenceEntry(values, values)
+      if let k = entry.firstIndex(where: { !$0.isFinite }) {
+        throw BuildError("\(source): the \(kernel.outputNames[k]) of row \(row) with itself is \(entry[k].isNaN ? "NaN" : "infinite"): the data (squared norm \(norm)) or the network's parameters (W_std, b_std) overflow float64")
+      }
+      // Kernels are positive semi-definite, |K(x, y)| ≤ max K(x, x): the largest self-pair bounds them all.
+      if dtype == .float32, let k = entry.firstIndex(where: { abs($0) > Double(Float.greatestFiniteMagnitude) }) {
+        throw BuildError("\(source): the \(kernel.outputNames[k]) of row \(row) with itself is \(entry[k]), beyond float32's range: store float64 (--dtype float64) or scale the data")
+      }
     }
   }
 
@@ -369,7 +478,7 @@ public struct BuildDriver {
       ("dtype", .string(settings.dtype.rawValue)),
       ("N", .int(Int64(n))),
       ("M", .int(Int64(m))),
-      ("features", .int(Int64(inputs.trainMatrix.cols))),
+      ("features", .int(Int64(inputs.cols))),
       ("tile", .int(Int64(settings.tileSize))),
       ("kernels", .string(names.joined(separator: ","))),
       ("train_source", .string(absolutePath(settings.train.samples))),
@@ -382,10 +491,10 @@ public struct BuildDriver {
       ("fingerprint", .string(fingerprint)),
       ("train_data_checksum", .string(hex(inputs.trainChecksum))),
       ("train_fingerprint", .string(trainFingerprint(dataChecksum: inputs.trainChecksum, rows: n,
-                                                     cols: inputs.trainMatrix.cols, spec: inputs.spec))),
+                                                     cols: inputs.cols, spec: inputs.spec))),
       ("tool_version", .string(toolVersion)),
     ]
-    if let test = inputs.test { attributes.append(("test_data_checksum", .string(hex(dataChecksum(test.samples))))) }
+    if let testChecksum = inputs.testChecksum { attributes.append(("test_data_checksum", .string(hex(testChecksum)))) }
     // Where the labels came from and a checksum of the stored ones, for `verify`.
     for (split, source, labels, stored) in [("train", settings.train, inputs.train.labels, plan.includesTrain),
                                             ("test", settings.test, inputs.test?.labels, true)] {
@@ -499,8 +608,9 @@ public struct BuildDriver {
 
     // 1. Inputs.
     var inputs = try comm.collectively { try loadInputs() }
-    let n = inputs.trainMatrix.rows, m = inputs.testMatrix?.rows ?? 0
-    var jobPrint = fingerprint(train: inputs.trainMatrix, test: inputs.testMatrix, spec: inputs.spec,
+    let n = inputs.trainRows, m = inputs.testRows
+    var jobPrint = fingerprint(trainValues: inputs.trainValuesChecksum, trainRows: n, cols: inputs.cols,
+                               testValues: inputs.testValuesChecksum, testRows: m, spec: inputs.spec,
                                dtype: settings.dtype, tileSize: settings.tileSize)
     if settings.against != nil || settings.kernels != nil {
       // Another job than the full build of the same data: its own checkpoints.
@@ -591,12 +701,10 @@ public struct BuildDriver {
     let held = TileAssignment.blocks(of: mine, plan: plan)
     let rows = (train: RowBlocks(blocks: held.train, tileSize: plan.tileSize, total: n),
                 test: RowBlocks(blocks: held.test, tileSize: plan.tileSize, total: m))
-    // (All of a set is shared, not copied.)
-    let packed = HeldRows(train: rows.train.count == n ? inputs.trainMatrix : inputs.trainMatrix.rows(rows.train.sampleRanges),
-                          test: inputs.testMatrix.map { rows.test.count == m ? $0 : $0.rows(rows.test.sampleRanges) })
-    inputs.releaseSamples()
     reporter.record("rows_held", ["train": .int(rows.train.count), "test": .int(rows.test.count)])
     do {
+      let packed = try inputs.heldRows(rows)
+      inputs.releaseSamples()
       try computeTiles(kernel: inputs.kernel, mine, plan: plan, rows: rows, held: packed,
                        outputs: inputs.outputs, fingerprint: jobPrint,
                        file: file, regions: regions, reporter: reporter, entriesTotal: entriesTotal, baseline: entriesDone)

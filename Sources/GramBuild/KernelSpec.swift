@@ -147,9 +147,17 @@ public struct EmpiricalSpec: Sendable, Equatable {
 /// canonical spec, the storage precision and the tile size. Checkpoints carry it, so a folder
 /// from another job is recognised, and the kernel file records it.
 func fingerprint(train: Matrix, test: Matrix?, spec: KernelSpec, dtype: ScalarType, tileSize: Int) -> String {
+  fingerprint(trainValues: checksum64(train.values), trainRows: train.rows, cols: train.cols,
+              testValues: checksum64(test?.values ?? []), testRows: test?.rows ?? 0, spec: spec, dtype: dtype, tileSize: tileSize)
+}
+
+/// The same from the values' checksums (`checksum64` of the preprocessed samples, or
+/// `StreamingChecksum64` of them read in chunks).
+func fingerprint(trainValues: UInt64, trainRows: Int, cols: Int, testValues: UInt64, testRows: Int,
+                 spec: KernelSpec, dtype: ScalarType, tileSize: Int) -> String {
   let parts: [UInt64] = [
-    checksum64(train.values), UInt64(train.rows), UInt64(train.cols),
-    checksum64(test?.values ?? []), UInt64(test?.rows ?? 0),
+    trainValues, UInt64(trainRows), UInt64(cols),
+    testValues, UInt64(testRows),
     checksum64(Array((spec.json + "|dtype=" + dtype.rawValue + "|tile=\(tileSize)").utf8)),
   ]
   return hex(checksum64(parts))

@@ -8,7 +8,8 @@ import GramTiling
 public struct MemoryEstimate: Sendable {
   /// The process itself: code, libraries, runtime (measured: `docs/performance.md`).
   public var baseline: Double
-  /// While the data is read: every sample as read and after preprocessing.
+  /// While the data is read: a chunk of rows as read and preprocessed (about 32 MiB each),
+  /// or every sample as read and preprocessed for a network with weights (held whole).
   public var samples: Double
   /// In the tile phase: the held samples and the kernel's prepared features of them
   /// (`GramKernel.preparedBytesPerSample`).
@@ -19,7 +20,9 @@ public struct MemoryEstimate: Sendable {
   public var scratch: Double
   /// Samples a rank holds in the tile phase (train and test rows of its blocks).
   public var heldRows: Double
-  public var total: Double { baseline + max(samples, features + tiles + scratch) }
+  /// Labels (every row's, as 64-bit integers), kept throughout.
+  public var labels: Double
+  public var total: Double { baseline + labels + max(samples, features + tiles + scratch) }
 }
 
 /// What a build will cost, computed without computing anything: tiles, work per rank,
@@ -79,11 +82,13 @@ public struct BuildPlan: Sendable {
     let tileEdge = min(tileSize, max(trainCount, 1))
     memory = MemoryEstimate(
       baseline: ranks > 1 ? Self.mpiBaselineBytes : Self.baselineBytes,
-      samples: rows * Double(features) * 8 * 2,
+      samples: kernel is EmpiricalKernel ? rows * Double(features) * 8 * 2
+        : 2 * Double(max(1, (32 << 20) / max(8, 8 * features)) * max(features, 1) * 8),
       features: held * (Double(features) * 8 + Double(kernel.preparedBytesPerSample(inputFeatures: features))),
       tiles: heldTiles,
       scratch: Double(threads) * Double(kernel.scratchCount(inputFeatures: features, rows: tileEdge, cols: tileEdge)) * 8,
-      heldRows: held)
+      heldRows: held,
+      labels: rows * 8)
   }
 
   public var totalEntries: Double { assignment.workByRank.reduce(0, +) }

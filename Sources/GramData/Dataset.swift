@@ -66,6 +66,48 @@ public func loadSplit(_ source: DataSource) throws -> LoadedSplit {
                      labels: labels, isInteger: isInteger, sampleShape: array.sampleShape)
 }
 
+extension LoadedSplit {
+  /// A split whose samples are not held (streamed: `StreamedSplit`), for what needs its source,
+  /// labels and shape only.
+  public init(unheld split: StreamedSplit) {
+    self.init(source: split.source, samples: Matrix(rows: 0, cols: split.cols), labels: split.labels,
+              isInteger: split.isInteger, sampleShape: split.sampleShape)
+  }
+}
+
+/// A split opened for reading in chunks of rows (`SampleStream`): its labels read and checked
+/// against the rows, its samples not yet.
+public struct StreamedSplit {
+  public let source: DataSource
+  public let stream: SampleStream
+  public let labels: [Int64]?
+  public var rows: Int { stream.rows }
+  public var cols: Int { stream.cols }
+  public var isInteger: Bool { stream.isInteger }
+  public var sampleShape: [Int] { stream.sampleShape }
+
+  public init(_ source: DataSource) throws {
+    self.source = source
+    stream = try SampleStream(source.samples, limit: source.limit, labelColumn: source.labelColumn)
+    var labels = stream.csvLabels
+    if let path = source.labels {
+      labels = try DatasetReader.readLabels(path, limit: source.limit)
+      if labels!.count != stream.rows {
+        throw StorageError(path, "has \(labels!.count) labels but \(source.samples) has \(stream.rows) rows")
+      }
+    }
+    self.labels = labels
+  }
+
+  /// Rows per chunk: about 32 MiB of values.
+  public var chunkRows: Int { max(1, (32 << 20) / max(8, 8 * cols)) }
+
+  /// Every row, in order, as `Matrix` chunks: `body(firstRow, chunk)`.
+  public func forEachChunk(_ body: (Int, Matrix) throws -> Void) throws {
+    try stream.forEachChunk(rows: chunkRows) { first, a in try body(first, Matrix(rows: a.rows, cols: a.cols, values: a.values)) }
+  }
+}
+
 /// Statistics of the training set that preprocessing applies to every split: the per-feature
 /// mean and standard deviation of `standardize` (constant features get 1). Stored in the kernel
 /// file (`/preprocess/mean`, `/preprocess/std`) so that new data is standardised with the
@@ -87,6 +129,21 @@ public struct PreprocessStatistics: Sendable, Equatable {
     for i in 0..<train.rows { for k in 0..<d { mean[k] += train.values[i * d + k] } }
     for k in 0..<d { mean[k] /= n }
     for i in 0..<train.rows { for k in 0..<d { let c = train.values[i * d + k] - mean[k]; std[k] += c * c } }
+    for k in 0..<d { std[k] = (std[k] / n).squareRoot(); if std[k] == 0 { std[k] = 1 } }
+    return PreprocessStatistics(mean: mean, std: std)
+  }
+}
+
+extension PreprocessStatistics {
+  /// The same statistics from a streamed training split (two passes for `standardize`, in row
+  /// order: the same sums, so the same bits, as `of(_:for:)` on the whole matrix).
+  public static func of(_ train: StreamedSplit, for preprocess: Preprocess) throws -> PreprocessStatistics? {
+    guard preprocess == .standardize else { return nil }
+    let n = Double(train.rows), d = train.cols
+    var mean = [Double](repeating: 0, count: d), std = [Double](repeating: 0, count: d)
+    try train.forEachChunk { _, m in for i in 0..<m.rows { for k in 0..<d { mean[k] += m.values[i * d + k] } } }
+    for k in 0..<d { mean[k] /= n }
+    try train.forEachChunk { _, m in for i in 0..<m.rows { for k in 0..<d { let c = m.values[i * d + k] - mean[k]; std[k] += c * c } } }
     for k in 0..<d { std[k] = (std[k] / n).squareRoot(); if std[k] == 0 { std[k] = 1 } }
     return PreprocessStatistics(mean: mean, std: std)
   }

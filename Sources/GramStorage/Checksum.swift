@@ -26,3 +26,24 @@ public func hex(_ value: UInt64) -> String {
   let s = String(value, radix: 16)
   return String(repeating: "0", count: 16 - s.count) + s
 }
+
+/// `checksum64` of a sequence of `Double`s given a part at a time: the same value as
+/// `checksum64` of all of them at once.
+public struct StreamingChecksum64: Sendable {
+  var h: UInt64
+  var bytes = 0
+
+  public init(seed: UInt64 = 0) { h = 0xcbf2_9ce4_8422_2325 ^ seed }
+
+  public mutating func add(_ values: [Double]) {
+    let prime: UInt64 = 0x0000_0100_0000_01b3
+    for v in values { h = (h ^ v.bitPattern) &* prime }
+    bytes += 8 * values.count
+  }
+
+  public func finish() -> UInt64 {
+    var h = (self.h ^ UInt64(truncatingIfNeeded: bytes) << 56) &* 0x0000_0100_0000_01b3
+    h ^= h >> 33; h &*= 0xff51_afd7_ed55_8ccd; h ^= h >> 33
+    return h
+  }
+}

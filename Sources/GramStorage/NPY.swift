@@ -20,36 +20,13 @@ public enum NPY {
     let data = try readFile(path)
     var (header, offset) = try parseHeader(data, path: path)
     if let shapeOverride { header.shape = shapeOverride }
-    guard (2...4).contains(header.shape.count) else {
-      throw StorageError(path, "expected a 2-D (samples × features), 3-D (N×H×W) or 4-D (N×H×W×C) array, got \(header.shape.count)-D shape \(header.shape)")
-    }
-    let rows = header.shape[0]
-    let (cols, overflow) = header.shape.dropFirst().reduce((1, false)) { acc, v in
-      let (p, o) = acc.0.multipliedReportingOverflow(by: v)
-      return (p, acc.1 || o)
-    }
-    guard !overflow, rows.multipliedReportingOverflow(by: cols).overflow == false else {
-      throw StorageError(path, "shape \(header.shape) is too large")
-    }
-    guard rows > 0, cols > 0 else { throw StorageError(path, "empty array of shape \(header.shape)") }
+    let (rows, cols) = try matrixShape(header, path: path)
     let (width, bigEndian) = try floatLayout(header.descr, path: path)
     let count = rows * cols
     guard data.count - offset >= count * width else {
       throw StorageError(path, "truncated: shape \(header.shape) needs \(count * width) data bytes, file has \(data.count - offset)")
     }
-    var values = [Double](repeating: 0, count: count)
-    data.withUnsafeBytes { raw in
-      let base = raw.baseAddress! + offset
-      for k in 0..<count {
-        if width == 8 {
-          let bits = base.loadUnaligned(fromByteOffset: k * 8, as: UInt64.self)
-          values[k] = Double(bitPattern: bigEndian ? bits.byteSwapped : bits)
-        } else {
-          let bits = base.loadUnaligned(fromByteOffset: k * 4, as: UInt32.self)
-          values[k] = Double(Float(bitPattern: bigEndian ? bits.byteSwapped : bits))
-        }
-      }
-    }
+    var values = decodeFloats(data[(data.startIndex + offset)...], count: count, width: width, bigEndian: bigEndian)
     if header.fortranOrder {  // column-major on disk: back to C order (rows of samples)
       var transposed = values
       let dims = header.shape
@@ -67,6 +44,62 @@ public enum NPY {
       values = transposed
     }
     return DenseArray(rows: rows, cols: cols, values: values, sampleShape: DenseArray.sampleShape(ofArray: header.shape))
+  }
+
+  /// `(rows, values per row)` of a samples array: 2-D, 3-D or 4-D, not empty, not overflowing.
+  static func matrixShape(_ header: Header, path: String) throws -> (Int, Int) {
+    guard (2...4).contains(header.shape.count) else {
+      throw StorageError(path, "expected a 2-D (samples × features), 3-D (N×H×W) or 4-D (N×H×W×C) array, got \(header.shape.count)-D shape \(header.shape)")
+    }
+    let rows = header.shape[0]
+    let (cols, overflow) = header.shape.dropFirst().reduce((1, false)) { acc, v in
+      let (p, o) = acc.0.multipliedReportingOverflow(by: v)
+      return (p, acc.1 || o)
+    }
+    guard !overflow, rows.multipliedReportingOverflow(by: cols).overflow == false,
+          (rows * cols).multipliedReportingOverflow(by: 8).overflow == false else {
+      throw StorageError(path, "shape \(header.shape) is too large")
+    }
+    guard rows > 0, cols > 0 else { throw StorageError(path, "empty array of shape \(header.shape)") }
+    return (rows, cols)
+  }
+
+  /// `count` float32 or float64 values (`width` 4 or 8) from the start of `data`, as `Double`.
+  static func decodeFloats(_ data: Data, count: Int, width: Int, bigEndian: Bool) -> [Double] {
+    var values = [Double](repeating: 0, count: count)
+    data.withUnsafeBytes { raw in
+      let base = raw.baseAddress!
+      for k in 0..<count {
+        if width == 8 {
+          let bits = base.loadUnaligned(fromByteOffset: k * 8, as: UInt64.self)
+          values[k] = Double(bitPattern: bigEndian ? bits.byteSwapped : bits)
+        } else {
+          let bits = base.loadUnaligned(fromByteOffset: k * 4, as: UInt32.self)
+          values[k] = Double(Float(bitPattern: bigEndian ? bits.byteSwapped : bits))
+        }
+      }
+    }
+    return values
+  }
+
+  /// The header of `path` and the offset of its data, reading the header bytes only.
+  static func readHeader(_ path: String) throws -> (Header, Int) {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw StorageError(path, "no such file") }
+    if isDirectory.boolValue { throw StorageError(path, "is a directory, not an NPY file") }
+    guard let handle = FileHandle(forReadingAtPath: path) else { throw StorageError(path, "cannot read file (permission denied?)") }
+    defer { try? handle.close() }
+    let prefix = (try handle.read(upToCount: 12)) ?? Data()
+    var length = 0
+    if prefix.count >= 10 {
+      let fourBytes = prefix[prefix.startIndex + 6] >= 2 && prefix.count >= 12
+      let bytes = [UInt8](prefix)
+      length = fourBytes ? (0..<4).reduce(0) { $0 | Int(bytes[8 + $1]) << (8 * $1) } : Int(bytes[8]) | Int(bytes[9]) << 8
+    }
+    // Bounded: a header longer than 16 MiB is refused by the parser as truncated.
+    try handle.seek(toOffset: 0)
+    let head = (try handle.read(upToCount: 12 + min(length, 16 << 20))) ?? Data()
+    return try parseHeader(head, path: path)
   }
 
   /// Reads a 1-D array of integers (labels): any signed or unsigned integer width.

@@ -134,6 +134,9 @@ public struct RowBlocks: Sendable, Equatable {
     return offset ..< offset + samples.count
   }
 
+  /// Whether the block of `sample` is held.
+  public func holds(_ sample: Int) -> Bool { starts[sample / tileSize] != nil }
+
   /// The sample ranges held, in packed order.
   public var sampleRanges: [Range<Int>] { blocks.map { $0 * tileSize ..< min(($0 + 1) * tileSize, total) } }
 }
