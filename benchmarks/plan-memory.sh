@@ -4,7 +4,8 @@
 #
 #   bash benchmarks/plan-memory.sh [BINARY]     (default .build/release/ntkgram)
 #
-# Prints one line per case and fails if an estimate is off by more than 15%.
+# Prints one line per case and fails if an estimate is under the measured peak by more than 5%
+# (a job sized by it would be killed) or over it by more than 25%.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${1:-$PWD/.build/release/ntkgram}"
@@ -28,7 +29,7 @@ run_case() {  # job ranks threads
   printf '%-28s ranks %d threads %d: plan %7.1f MiB, peak RSS %7.1f MiB, plan/measured %s\n' \
     "$(basename "$job")" "$ranks" "$threads" "$(awk -v b="$est" 'BEGIN{print b/1048576}')" \
     "$(awk -v b="$measured" 'BEGIN{print b/1048576}')" "$ratio"
-  if ! awk -v r="$ratio" 'BEGIN { exit !(r >= 0.85 && r <= 1.15) }'; then status=1; fi
+  if ! awk -v r="$ratio" 'BEGIN { exit !(r >= 0.95 && r <= 1.25) }'; then status=1; fi
 }
 run_case jobs/quickstart.toml 1 1
 run_case jobs/quickstart.toml 2 1

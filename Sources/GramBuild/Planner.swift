@@ -11,9 +11,13 @@ public struct MemoryEstimate: Sendable {
   /// While the data is read: a chunk of rows as read and preprocessed (about 32 MiB each),
   /// or every sample as read and preprocessed for a network with weights (held whole).
   public var samples: Double
-  /// In the tile phase: the held samples and the kernel's prepared features of them
+  /// In the tile phase: the kernel's prepared features of the held samples
   /// (`GramKernel.preparedBytesPerSample`).
   public var features: Double
+  /// The held samples themselves (float64). They are released once their features are
+  /// prepared, but counted beside the tiles: measured peaks lie between the two phases' larger
+  /// one and their sum (`benchmarks/plan-memory.sh`), and a plan must not promise too little.
+  public var heldSamples: Double
   /// Computed tiles waiting for or being written, and their storage copies (tile and mirror).
   public var tiles: Double
   /// Each compute thread's scratch (`GramKernel.scratchCount`).
@@ -22,7 +26,7 @@ public struct MemoryEstimate: Sendable {
   public var heldRows: Double
   /// Labels (every row's, as 64-bit integers), kept throughout.
   public var labels: Double
-  public var total: Double { baseline + labels + max(samples, features + tiles + scratch) }
+  public var total: Double { baseline + labels + max(samples, features + heldSamples + tiles + scratch) }
 }
 
 /// What a build will cost, computed without computing anything: tiles, work per rank,
@@ -84,7 +88,8 @@ public struct BuildPlan: Sendable {
       baseline: ranks > 1 ? Self.mpiBaselineBytes : Self.baselineBytes,
       samples: kernel is EmpiricalKernel ? rows * Double(features) * 8 * 2
         : 2 * Double(max(1, (32 << 20) / max(8, 8 * features)) * max(features, 1) * 8),
-      features: held * (Double(features) * 8 + Double(kernel.preparedBytesPerSample(inputFeatures: features))),
+      features: held * Double(kernel.preparedBytesPerSample(inputFeatures: features)),
+      heldSamples: held * Double(features) * 8,
       tiles: heldTiles,
       scratch: Double(threads) * Double(kernel.scratchCount(inputFeatures: features, rows: tileEdge, cols: tileEdge)) * 8,
       heldRows: held,

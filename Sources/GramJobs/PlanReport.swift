@@ -102,7 +102,7 @@ public struct PlanReport: Sendable {
     out.append("tiles: \(plan.tiles) (\(String(format: "%.4g", plan.totalEntries)) kernel entries, \(plan.outputs.joined(separator: " + ")) each)")
     out.append("ranks: \(flags.ranks) × \(flags.threads) thread(s); tiles per rank \(counts.min()!)–\(counts.max()!); entries per rank \(String(format: "%.4g", work.min()!))–\(String(format: "%.4g", work.max()!)) (imbalance \(String(format: "%.2f", plan.assignment.imbalance * 100))%)")
     if flags.ranks > plan.tiles { out.append("note: \(flags.ranks - plan.tiles) ranks get no tile (more ranks than tiles)") }
-    out.append("memory per rank: \(size(mem.total)) (process \(size(mem.baseline)), labels \(size(mem.labels)), then the larger of reading the data \(size(mem.samples)) and the tiles: rows held \(size(mem.features)) (at most \(Int(mem.heldRows)) of \(n + (m ?? 0)) samples, with their prepared features), tiles in flight \(size(mem.tiles)), scratch \(size(mem.scratch)))")
+    out.append("memory per rank: \(size(mem.total)) (process \(size(mem.baseline)), labels \(size(mem.labels)), then the larger of reading the data \(size(mem.samples)) and the tiles: the rows held \(size(mem.heldSamples)) (at most \(Int(mem.heldRows)) of \(n + (m ?? 0)) samples), their prepared features \(size(mem.features)), tiles in flight \(size(mem.tiles)), scratch \(size(mem.scratch)))")
     out.append("disk: kernel file \(size(plan.kernelFileBytes)) (reserved at the start, each byte written once), tile records \(size(plan.checkpointBytes))")
     let rate = plan.entriesPerSecondPerRank
     out.append("estimated wall time: \(duration(plan.wallSeconds)) at \(String(format: "%.3g", rate)) entries/s per rank" +

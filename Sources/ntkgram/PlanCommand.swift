@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GramAnalysis
 import GramJobs
 
 struct PlanCommand: ParsableCommand {
@@ -20,6 +21,10 @@ struct PlanCommand: ParsableCommand {
   @Option(help: "float32 or float64 (default: the job's, or float32).") var dtype: String?
   @Option(help: "The kernels the build writes: ntk, nngp or ntk,nngp (default: the job's, or every output).") var kernels: String?
   @OptionGroup var kernel: KernelOptions
+  @Option(name: .customLong("memory-budget"), help: "The solve's --memory-budget per rank, for its line (default 4GiB).") var memoryBudget: String = "4GiB"
+  @Option(help: "The solve's preconditioner rank, for its line.") var rank: Int = 1000
+  @Option(help: "The solve's preconditioner, for its line.") var preconditioner: String = "rpcholesky"
+  @Option(help: "Right-hand sides of the solve (classes), for its line.") var columns: Int = 10
 
   func run() throws {
     var f = PlanFlags()
@@ -34,6 +39,22 @@ struct PlanCommand: ParsableCommand {
     f.dtype = dtype
     f.kernels = kernels
     f.kernel = kernel.flags
-    for line in try PlanReport(job: job, flags: f).lines { print(line) }
+    let report = try PlanReport(job: job, flags: f)
+    for line in report.lines { print(line) }
+    // The regression over the train kernel this build writes: what `ntkgram solve` holds per rank.
+    guard let kind = SolveSettings.PreconditionerKind(rawValue: preconditioner) else {
+      throw CommandError("unknown preconditioner '\(preconditioner)' (valid: rpcholesky, nystrom, jacobi, none)")
+    }
+    guard rank >= 1, columns >= 1 else { throw CommandError("--rank and --columns must be at least 1") }
+    let budget = try parseBytes(memoryBudget)
+    let p = report.plan
+    guard p.trainCount > 0 else { return }
+    let m = SolveMemory(n: p.trainCount, tile: p.tileSize, bytesPerValue: p.bytesPerValue, ranks: ranks, budget: budget,
+                        preconditioner: kind, rank: rank, columns: columns)
+    func size(_ b: Double) -> String { b >= Double(1 << 30) ? String(format: "%.1f GiB", b / Double(1 << 30)) : String(format: "%.1f MiB", b / Double(1 << 20)) }
+    let streamed = m.share > m.tiles ? String(format: ", %.0f%% read from the file on every pass", 100 * (1 - m.tiles / m.share)) : ""
+    print("solve (\(kind.rawValue)\(kind == .rpcholesky || kind == .nystrom ? " rank \(rank)" : ""), \(columns) columns, --memory-budget \(memoryBudget)): " +
+          "memory per rank \(size(m.total)) (process \(size(SolveMemory.baselineBytes)), tiles kept \(size(m.tiles)) of \(size(m.share))\(streamed), " +
+          "preconditioner \(size(m.preconditioner)), vectors \(size(m.vectors)))")
   }
 }

@@ -39,7 +39,7 @@ struct SolveCommand: ParsableCommand {
   @Option(help: "block-cg (breakdown-free block CG, the default: fewest passes, see docs/solver.md) or cg (per column, drops converged columns).") var solver: String = "block-cg"
   @Option(help: "rpcholesky (the default: Nyström from randomly pivoted Cholesky, rank columns of K read, no pass), nystrom (Gaussian sketch: one pass with rank columns), jacobi or none.") var preconditioner: String = "rpcholesky"
   @Option(help: "Rank of the Nyström preconditioner.") var rank: Int = 1000
-  @Option(name: .customLong("memory-budget"), help: "Bytes of kernel tiles kept in memory per rank (e.g. 4GiB); the rest is streamed.") var memoryBudget: String = "4GiB"
+  @Option(name: .customLong("memory-budget"), help: "Bytes per rank (e.g. 4GiB) for the preconditioner, the solver's vectors and the kernel tiles kept in memory; the other tiles are read from the file on every pass (ntkgram plan shows the split).") var memoryBudget: String = "4GiB"
   @Option(help: "Regression targets (N rows): .npy, file.h5:/dataset or .csv.") var targets: String?
   @Option(name: .customLong("test-targets"), help: "Regression targets of the test set, for MSE/RMSE.") var testTargets: String?
   @Option(help: "Class encoding: onehot (0/1) or centered (−0.1/0.9).") var encoding: String = "onehot"

@@ -1,0 +1,47 @@
+import GramSolver
+
+/// What one rank of `ntkgram solve` (or `dynamics`) holds, in bytes, and how `--memory-budget`
+/// is shared: the preconditioner's peak (built after the tiles are read) and the solver's
+/// vectors come first, and the tiles kept in memory get the rest; the other tiles are read from
+/// the file on every pass. `ntkgram plan` prints the same figures.
+public struct SolveMemory: Sendable {
+  /// The process, under mpirun (`BuildPlan.mpiBaselineBytes` measured the same).
+  public static let baselineBytes = 48.0 * 1024 * 1024
+  /// Tiles this rank would keep if the budget allowed: its share of the stored upper triangle.
+  public let share: Double
+  /// Tiles kept in memory.
+  public let tiles: Double
+  /// The preconditioner at its peak (its construction).
+  public let preconditioner: Double
+  /// Solver state: the systems' blocks and the product's padded copies.
+  public let vectors: Double
+  public var total: Double { Self.baselineBytes + tiles + preconditioner + vectors }
+  /// Bytes left for tiles once the preconditioner and vectors are counted (never negative).
+  public let tileBudget: Int
+
+  /// `n` training samples in tiles of `tile`, stored in `bytesPerValue`, over `ranks` ranks,
+  /// `columns` right-hand sides (one system per ridge value), within `budget` bytes per rank.
+  public init(n: Int, tile: Int, bytesPerValue: Int, ranks: Int, budget: Int, preconditioner kind: SolveSettings.PreconditionerKind,
+              rank: Int, columns: Int, systems: Int = 1) {
+    let nn = Double(n), t = Double(max(1, min(tile, n)))
+    // Stored upper tiles hold (n² + Σ diagonal tiles' rows²) / 2 values; a rank's share is the
+    // mean plus at most one tile (the assignment's imbalance).
+    let diagonalTiles = (n + max(tile, 1) - 1) / max(tile, 1)
+    let stored = (nn * nn + Double(diagonalTiles) * t * t) / 2
+    share = (stored / Double(max(ranks, 1)) + t * t) * Double(bytesPerValue)
+    let r = Double(max(1, min(rank, n)))
+    switch kind {
+    // The basis kept (n·r) and, while it is built, the factor it comes from (n·r) and a block
+    // of 100 columns three times over; the sketch holds five n×r blocks at its peak.
+    case .rpcholesky: preconditioner = (2 * nn * r + 3 * nn * 100 + 4 * r * r) * 8
+    case .nystrom: preconditioner = (5 * nn * r + 4 * r * r) * 8
+    case .jacobi: preconditioner = nn * 8
+    case .none: preconditioner = 0
+    }
+    // Per system: X, R, P, Z, K·P and the targets; the product's padded x and y; the diagonal.
+    let c = Double(max(columns, 1))
+    vectors = (Double(systems) * 6 * nn * c + 2 * nn * (c + 3) + 2 * nn) * 8
+    tileBudget = max(0, budget - Int(min(preconditioner + vectors, Double(Int.max / 2))))
+    tiles = min(share, Double(tileBudget))
+  }
+}
