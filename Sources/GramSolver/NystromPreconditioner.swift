@@ -53,17 +53,9 @@ public final class NystromPreconditioner: Preconditioner {
       for i in 0..<r { shifted[i, i] += bump }
       c = try choleskyUpper(shifted)
     }
-    let b = solveRightUpper(yNu, c)
-    let (s2, v) = try symmetricEigen(b.transposeTimes(b))   // ascending σ²
-    let largest = s2.last ?? 0
-    let keep = (0..<r).reversed().filter { s2[$0] > 1e-14 * largest }
-    var uu = b.times(v.columns(keep))
-    for (k, idx) in keep.enumerated() {
-      let sigma = s2[idx].squareRoot()
-      for i in 0..<n { uu.values[i * keep.count + k] /= sigma }
-    }
-    u = uu
-    eigenvalues = keep.map { max(0, s2[$0] - nu) }
+    let (basis, s2) = try Self.leftSingularVectors(solveRightUpper(yNu, c))
+    u = basis
+    eigenvalues = s2.map { max(0, $0 - nu) }
     name = "nystrom"
   }
 
@@ -147,15 +139,22 @@ public final class NystromPreconditioner: Preconditioner {
     var factor = DenseBlock(rows: n, cols: m)
     if m == r { factor.values = f } else { for i in 0..<n { for j in 0..<m { factor.values[i * m + j] = f[i * r + j] } } }
     f = []
-    let (s2, wv) = try symmetricEigen(factor.transposeTimes(factor))
+    let (basis, s2) = try leftSingularVectors(factor)
+    return NystromPreconditioner(basis: basis, eigenvalues: s2, name: "rpcholesky")
+  }
+
+  /// `B = U Σ Vᵀ` (thin SVD, n × k, from the eigen-decomposition of BᵀB): U and Σ², descending,
+  /// directions whose σ² falls below 1e-14 of the largest dropped.
+  static func leftSingularVectors(_ b: DenseBlock) throws -> (DenseBlock, [Double]) {
+    let (s2, v) = try symmetricEigen(b.transposeTimes(b))   // ascending σ²
     let largest = s2.last ?? 0
-    let keep = (0..<m).reversed().filter { s2[$0] > 1e-14 * largest }
-    var basis = factor.times(wv.columns(keep))
+    let keep = (0..<b.cols).reversed().filter { s2[$0] > 1e-14 * largest }
+    var u = b.times(v.columns(keep))
     for (k, idx) in keep.enumerated() {
       let sigma = s2[idx].squareRoot()
-      for i in 0..<n { basis.values[i * keep.count + k] /= sigma }
+      for i in 0..<b.rows { u.values[i * keep.count + k] /= sigma }
     }
-    return NystromPreconditioner(basis: basis, eigenvalues: keep.map { s2[$0] }, name: "rpcholesky")
+    return (u, keep.map { s2[$0] })
   }
 
   public func apply(_ r: DenseBlock, shifts: [Double]) -> DenseBlock {

@@ -4,12 +4,6 @@ import Testing
 
 @Suite("samples read in chunks")
 struct SampleStreamTests {
-  func folder() throws -> String {
-    let p = FileManager.default.temporaryDirectory.appendingPathComponent("stream-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
-    return p
-  }
-
   /// Every chunk size gives the rows of the whole-file reader, in order, with the same shape.
   func expectSameAsWhole(_ path: String, limit: Int? = nil, labelColumn: Int? = nil) throws {
     let (whole, isInteger, labels) = try DatasetReader.readSamples(path, limit: limit, labelColumn: labelColumn)
@@ -32,7 +26,7 @@ struct SampleStreamTests {
     let train = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
     try expectSameAsWhole(train, limit: 25)
     try expectSameAsWhole(train)
-    let d = try folder()
+    let d = try NPYTests().folder()
     defer { try? FileManager.default.removeItem(atPath: d) }
     let values: [Double] = (0..<30).map { Double($0) * 0.37 - 4 }  // 10 × 3
     let npy = NPYTests()
@@ -59,7 +53,7 @@ struct SampleStreamTests {
 
   @Test("a truncated NPY fails when opened; a NaN is named by its row in the whole file")
   func faults() throws {
-    let d = try folder()
+    let d = try NPYTests().folder()
     defer { try? FileManager.default.removeItem(atPath: d) }
     var values: [Double] = (0..<30).map(Double.init)
     let npy = NPYTests()
