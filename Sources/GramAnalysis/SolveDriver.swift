@@ -157,7 +157,9 @@ public struct SolveDriver {
     var rule = StoppingRule()
     rule.tolerance = settings.tolerance
     rule.maxIterations = settings.maxIterations
-    reporter.message("solve: \(op.n) samples, \(targets.y.cols) columns, \(lambdas.count) ridge value(s); \(op.cachedTiles) tiles in memory, \(op.streamedTiles) streamed per pass")
+    reporter.message("solve: \(op.n) samples, \(targets.y.cols) columns, \(lambdas.count) ridge value(s); \(op.cachedTiles) tiles in memory, \(op.streamedTiles) streamed per pass"
+                     + String(format: " (read in %.1f s)", Date().timeIntervalSince(start)))
+    let preconditionerStart = Date()
 
     let preconditioner: Preconditioner = try comm.collectively {
       switch settings.preconditioner {
@@ -167,6 +169,11 @@ public struct SolveDriver {
       case .rpcholesky: return try NystromPreconditioner.randomlyPivotedCholesky(operator: op, rank: settings.rank, seed: settings.seed)
       }
     }
+    let preconditionerSeconds = Date().timeIntervalSince(preconditionerStart)
+    if settings.preconditioner != .none {
+      reporter.message(String(format: "preconditioner built in %.1f s", preconditionerSeconds))
+    }
+    reporter.record("preconditioner", ["kind": .string(settings.preconditioner.rawValue), "seconds": .double(preconditionerSeconds)])
     var systems: [KRRIteration] = try lambdas.map { lambda in
       switch settings.solver {
       case .cg: return ColumnCG(y: targets.y, lambda: lambda, preconditioner: preconditioner, rule: rule)
