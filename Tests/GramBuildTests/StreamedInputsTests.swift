@@ -1,0 +1,49 @@
+import Foundation
+@testable import GramBuild
+import GramData
+import GramStorage
+import GramTiling
+import GramTransport
+import Testing
+
+/// The build's data read in chunks against the same data read whole.
+@Suite("streamed inputs")
+struct StreamedInputsTests {
+  /// Same checksums, statistics and rows (held blocks only) as the whole reading, for every
+  /// preprocessing; and a data file changed between the first reading and the held rows' is an
+  /// error naming it, never a different kernel.
+  @Test("streamed and whole readings agree; data changed during a build is refused", arguments: Preprocess.allCases)
+  func agreeAndRefuseChanges(preprocess: Preprocess) throws {
+    let d = try BuildDriverTests.folder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try BuildDriverTests.writeData(d)
+    var s = BuildDriverTests.settings(d, out: d + "/k.h5")
+    s.preprocess = preprocess
+    let driver = BuildDriver(settings: s, comm: LocalCommunicator.group(size: 1)[0])
+    let streamed = try driver.loadStreamed(), whole = try driver.loadWhole()
+    #expect(streamed.trainMatrix == nil && whole.trainMatrix != nil)
+    #expect(streamed.trainChecksum == whole.trainChecksum && streamed.testChecksum == whole.testChecksum)
+    #expect(streamed.trainValuesChecksum == whole.trainValuesChecksum && streamed.testValuesChecksum == whole.testValuesChecksum)
+    #expect(streamed.statistics == whole.statistics)
+    let plan = TilePlan(trainCount: streamed.trainRows, testCount: streamed.testRows, tileSize: s.tileSize)
+    // The rank of 12 holding the fewest rows.
+    let assignment = TileAssignment(plan: plan, ranks: 12)
+    let rows = (0..<12).map { rank -> (train: RowBlocks, test: RowBlocks) in
+      let held = TileAssignment.blocks(of: assignment.tiles(of: rank), plan: plan)
+      return (RowBlocks(blocks: held.train, tileSize: s.tileSize, total: plan.trainCount),
+              RowBlocks(blocks: held.test, tileSize: s.tileSize, total: plan.testCount))
+    }.min { $0.train.count + $0.test.count < $1.train.count + $1.test.count }!
+    #expect(rows.train.count < plan.trainCount)
+    let a = try streamed.heldRows(rows), b = try whole.heldRows(rows)
+    #expect(a.train == b.train && a.test == b.test)
+    #expect(a.train == whole.trainMatrix!.rows(rows.train.sampleRanges))
+    // Another content under the same name before the held rows are read.
+    try NPY.write(DenseArray(rows: 41, cols: 9, values: (0..<(41 * 9)).map { Double($0) / 100 }), to: d + "/train.npy")
+    do {
+      _ = try streamed.heldRows(rows)
+      Issue.record("a changed data file was read without an error")
+    } catch let e as StorageError {
+      #expect(e.description.contains("train.npy") && e.description.contains("changed while the build was reading it"), "\(e)")
+    }
+  }
+}
