@@ -119,11 +119,6 @@ public struct RowBlocks: Sendable, Equatable {
     count = next
   }
 
-  /// Every block of a set of `total` samples.
-  public static func all(tileSize: Int, total: Int) -> RowBlocks {
-    RowBlocks(blocks: 0 ..< (total + tileSize - 1) / tileSize, tileSize: tileSize, total: total)
-  }
-
   /// The packed rows of `samples` (within one held block).
   public func packed(_ samples: Range<Int>) -> Range<Int> {
     let b = samples.lowerBound / tileSize
