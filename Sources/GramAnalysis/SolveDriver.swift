@@ -127,31 +127,22 @@ public struct SolveDriver {
     setLinearAlgebraThreads(1)
     try comm.collectively { try validate() }
     // The budget covers the preconditioner and the solver's vectors too; the tiles get the rest.
-    let stored = try comm.collectively { () -> (n: Int, tile: Int, bytes: Int)? in
-      let file = try H5File.open(settings.kernelFile)
-      let name = KernelFileLayout.train(settings.kernelName)
-      guard file.exists(name) else { return nil }   // the operator reports it
-      let d = try file.dataset(name, chunkCacheBytes: 0)
-      var tile = 1024
-      if case .int(let t)? = try file.attribute("tile"), t > 0 { tile = Int(t) }
-      return (d.shape.first ?? 0, tile, d.scalarType?.byteCount ?? 8)
+    let stored = try comm.collectively {
+      let s = try TiledKernelOperator.stored(path: settings.kernelFile, kernel: settings.kernelName)
+      return (n: s.dataset.shape[0], tile: s.tile, bytes: s.dataset.scalarType!.byteCount)
     }
-    let earlyTargets = try stored.map { s in try comm.collectively { try loadTargets(n: s.n) } }
-    let memory = stored.map { s in
-      SolveMemory(n: s.n, tile: s.tile, bytesPerValue: s.bytes, ranks: comm.size, budget: settings.memoryBudget,
-                  preconditioner: settings.preconditioner, rank: settings.rank, columns: earlyTargets?.y.cols ?? 10,
-                  systems: settings.ridges.count * (settings.baseline ? 2 : 1))
-    }
-    if let memory, memory.preconditioner + memory.vectors > Double(settings.memoryBudget) {
+    let targets = try comm.collectively { try loadTargets(n: stored.n) }
+    let memory = SolveMemory(n: stored.n, tile: stored.tile, bytesPerValue: stored.bytes, ranks: comm.size, budget: settings.memoryBudget,
+                             preconditioner: settings.preconditioner, rank: settings.rank, columns: targets.y.cols,
+                             systems: settings.ridges.count * (settings.baseline ? 2 : 1))
+    if memory.preconditioner + memory.vectors > Double(settings.memoryBudget) {
       let need = String(format: "%.2f", (memory.preconditioner + memory.vectors) / Double(1 << 30))
       let budget = String(format: "%.2f", Double(settings.memoryBudget) / Double(1 << 30))
       reporter.message("warning: the \(settings.preconditioner.rawValue) preconditioner and the solver's vectors need \(need) GiB per rank, more than --memory-budget (\(budget) GiB): every tile is read from the file on each pass; lower --rank or raise the budget")
     }
-    let tileBudget = memory?.tileBudget ?? settings.memoryBudget
     let op = try comm.collectively {
-      try TiledKernelOperator(path: settings.kernelFile, kernel: settings.kernelName, comm: comm, memoryBudget: tileBudget)
+      try TiledKernelOperator(path: settings.kernelFile, kernel: settings.kernelName, comm: comm, memoryBudget: memory.tileBudget)
     }
-    let targets = try earlyTargets ?? comm.collectively { try loadTargets(n: op.n) }
     let scale = settings.ridgeAbsolute ? 1 : op.trace / Double(op.n)
     let lambdas = settings.ridges.map { $0 * scale }
     var rule = StoppingRule()

@@ -30,19 +30,26 @@ public final class TiledKernelOperator: KernelOperator {
   public let streamedTiles: Int
   public let fileName: String
 
-  /// Opens `/train/<kernel>` of `path`.
-  public init(path: String, kernel: String, comm: Communicator, memoryBudget: Int) throws {
-    fileName = path
+  /// `/train/<kernel>` of `path` (checked square and float) and the file's tile edge.
+  public static func stored(path: String, kernel: String) throws -> (dataset: H5Dataset, tile: Int) {
     let file = try H5File.open(path)
     guard file.exists(KernelFileLayout.train(kernel)) else { throw StorageError(path, "no dataset \(KernelFileLayout.train(kernel))") }
-    dataset = try file.dataset(KernelFileLayout.train(kernel), chunkCacheBytes: 0)
+    let dataset = try file.dataset(KernelFileLayout.train(kernel), chunkCacheBytes: 0)
     guard dataset.shape.count == 2, dataset.shape[0] == dataset.shape[1], dataset.scalarType != nil else {
       throw StorageError(path, "\(KernelFileLayout.train(kernel)) is not a square float matrix (shape \(dataset.shape))")
     }
-    n = dataset.shape[0]
-    region = try KernelRegion.of(dataset).map { (try RegionFile(path: path, writable: false), $0) }
     var tile = 1024
     if case .int(let t)? = try file.attribute("tile"), t > 0 { tile = Int(t) }
+    return (dataset, tile)
+  }
+
+  /// Opens `/train/<kernel>` of `path`.
+  public init(path: String, kernel: String, comm: Communicator, memoryBudget: Int) throws {
+    fileName = path
+    let (dataset, tile) = try Self.stored(path: path, kernel: kernel)
+    self.dataset = dataset
+    n = dataset.shape[0]
+    region = try KernelRegion.of(dataset).map { (try RegionFile(path: path, writable: false), $0) }
     plan = TilePlan(trainCount: n, testCount: 0, tileSize: tile)
     self.comm = comm
     mine = TileAssignment(plan: plan, ranks: comm.size).tiles(of: comm.rank)
@@ -91,11 +98,7 @@ public final class TiledKernelOperator: KernelOperator {
   /// column j is row j, one `pread`; the rows are shared out over the ranks and summed. Older
   /// (chunked) files take one pass with unit vectors.
   public func columns(_ indices: [Int]) throws -> DenseBlock {
-    guard let region else {
-      var e = DenseBlock(rows: n, cols: indices.count)
-      for (k, j) in indices.enumerated() { e[j, k] = 1 }
-      return try apply(e)
-    }
+    guard let region else { return try unitVectorColumns(indices) }
     let s = indices.count
     var out = DenseBlock(rows: n, cols: s)
     var failure: Error? = nil

@@ -229,8 +229,8 @@ public struct BuildDriver {
                     testSource: test?.source.samples, testCols: test?.samples.cols, testShape: test?.sampleShape)
     let (spec, kernel) = try Self.kernel(for: settings, sampleShape: train.sampleShape, features: train.samples.cols)
     let trainChecksum = dataChecksum(train.samples)
-    var statistics = PreprocessStatistics.of(train.samples, for: settings.preprocess)
-    if let stored = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil) { statistics = stored }
+    let statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil)
+      ?? PreprocessStatistics.of(train.samples, for: settings.preprocess)
     let outputs = try Self.outputs(kernel.outputNames, selected: settings.kernels)
     let a = preprocessed(train.samples, isInteger: train.isInteger, settings.preprocess, statistics: statistics)
     let b = test.map { preprocessed($0.samples, isInteger: $0.isInteger, settings.preprocess, statistics: statistics) }
@@ -264,8 +264,9 @@ public struct BuildDriver {
       return checksum64([sum.finish(), UInt64(split.rows), UInt64(split.cols)])
     }
     let trainChecksum = try rawChecksum(train)
-    var statistics = try PreprocessStatistics.of(train, for: settings.preprocess)
-    if let stored = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil) { statistics = stored }
+    // (A cross kernel takes the stored kernel's statistics: no passes for them.)
+    let statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil)
+      ?? PreprocessStatistics.of(train, for: settings.preprocess)
     let outputs = try Self.outputs(kernel.outputNames, selected: settings.kernels)
     func preprocessedPass(_ split: StreamedSplit) throws -> UInt64 {
       var sum = StreamingChecksum64()

@@ -110,11 +110,16 @@ public struct KernelVerifier {
         }
       }
     }
-    // Labels: the stored ones against their recorded checksum (format 2).
+    // Labels: the stored ones (read once, compared with their source below) against their
+    // recorded checksum (format 2).
+    var storedLabels: [String: [Int64]] = [:]
+    for split in ["train", "test"] where f.exists("/\(split)/labels") {
+      storedLabels[split] = try f.dataset("/\(split)/labels").readAllInt64()
+    }
     for split in ["train", "test"] {
       let name = "/\(split)/labels"
-      guard f.exists(name), case .string(let recorded)? = try f.attribute("\(split)_labels_checksum") else { continue }
-      let now = hex(checksum64(try f.dataset(name).readAllInt64()))
+      guard let labels = storedLabels[split], case .string(let recorded)? = try f.attribute("\(split)_labels_checksum") else { continue }
+      let now = hex(checksum64(labels))
       guard now == recorded else { throw fail("\(name) does not match its recorded checksum (\(now), recorded \(recorded)): the labels were modified after the build") }
       report.checks.append("\(name) matches its recorded checksum")
     }
@@ -155,8 +160,8 @@ public struct KernelVerifier {
                                                 labelColumn: labelColumn("test"))) : nil
     // Labels read anew from their sources against the stored ones.
     for (split, loaded) in [("train", train.labels), ("test", test?.labels)] {
-      guard let loaded, f.exists("/\(split)/labels") else { continue }
-      guard loaded == (try f.dataset("/\(split)/labels").readAllInt64()) else {
+      guard let loaded, let stored = storedLabels[split] else { continue }
+      guard loaded == stored else {
         throw fail("the \(split) labels now read from \((try? string("\(split)_labels_source")).flatMap { $0.isEmpty ? nil : $0 } ?? "the data file") differ from the labels stored at the build")
       }
       report.checks.append("\(split) labels read from their source match the stored ones")

@@ -23,7 +23,10 @@ extension KernelOperator {
 
   /// Columns as products with unit vectors: one pass over K. Operators that can read entries
   /// directly replace this.
-  public func columns(_ indices: [Int]) throws -> DenseBlock {
+  public func columns(_ indices: [Int]) throws -> DenseBlock { try unitVectorColumns(indices) }
+
+  /// `K · [e_j for j in indices]`: one pass over K.
+  public func unitVectorColumns(_ indices: [Int]) throws -> DenseBlock {
     var e = DenseBlock(rows: n, cols: indices.count)
     for (k, j) in indices.enumerated() { e[j, k] = 1 }
     return try apply(e)

@@ -30,9 +30,9 @@ public struct DenseArray: Sendable, Equatable {
   }
 
   /// Throws naming `path`, row and column of the first NaN or infinity.
-  public func checkFinite(path: String) throws {
+  public func checkFinite(path: String, firstRow: Int = 0) throws {
     for (index, v) in values.enumerated() where !v.isFinite {
-      throw StorageError(path, "\(v.isNaN ? "NaN" : "infinity") at row \(index / max(cols, 1)), column \(index % max(cols, 1))")
+      throw StorageError(path, "\(v.isNaN ? "NaN" : "infinity") at row \(firstRow + index / max(cols, 1)), column \(index % max(cols, 1))")
     }
   }
 }

@@ -83,13 +83,7 @@ public final class SampleStream {
     var first = 0
     func deliver(_ values: [Double], count: Int) throws {
       let chunk = DenseArray(rows: count, cols: cols, values: values, sampleShape: sampleShape)
-      do { try chunk.checkFinite(path: path) } catch {
-        // Name the row in the whole file, not in the chunk.
-        for (index, v) in values.enumerated() where !v.isFinite {
-          throw StorageError(path, "\(v.isNaN ? "NaN" : "infinity") at row \(first + index / max(cols, 1)), column \(index % max(cols, 1))")
-        }
-        throw error
-      }
+      try chunk.checkFinite(path: path, firstRow: first)   // the row in the whole file
       try body(first, chunk)
       first += count
     }
