@@ -21,15 +21,17 @@ final class StopWatcher {
     source.setEventHandler {
       _ = FileManager.default.createFile(atPath: folder + "/" + Self.marker(rank), contents: Data(hosts[rank].utf8))
       guard rank == 0 else { _exit(143) }
+      // Said at once: the launcher kills the ranks about a second after its SIGTERM, and stops
+      // forwarding their output soon after. Which ranks failed is a second line, if any did.
+      let line = "stopped by the MPI launcher (SIGTERM: Ctrl-C, a cancelled job, or a failed rank): \(countTiles()) of \(totalTiles) tiles are checkpointed in \(folder); rerun the same command, on the hosts you have, to resume"
+      StopNote.say(line, events)
       usleep(400_000)
       let present = Set((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
       let missing = hosts.indices.filter { !present.contains(Self.marker($0)) }
-      let resume = "\(countTiles()) of \(totalTiles) tiles are checkpointed in \(folder): rerun the same command, on the hosts you have, to resume"
-      let what = missing.isEmpty
-        ? "the MPI launcher ended the job (a rank or host failed, or the job was cancelled)"
-        : missing.map { "rank \($0) on host \(hosts[$0])" }.joined(separator: ", ") + " failed" +
-          " (no answer to the launcher's stop signal); the job was ended"
-      events.fatal("\(what). \(resume)")
+      if !missing.isEmpty {
+        let failed = missing.map { "rank \($0) on host \(hosts[$0])" }.joined(separator: ", ") + " failed (no answer to the launcher's stop signal)"
+        StopNote.say(failed, events, after: line)
+      }
       for r in hosts.indices { unlink(folder + "/" + Self.marker(r)) }
       _exit(1)
     }
@@ -58,7 +60,8 @@ final class InterruptWatcher {
       signal(number, SIG_IGN)
       let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
       source.setEventHandler {
-        events.fatal("interrupted (\(name)): \(countTiles()) of \(totalTiles) tiles are written to \(partial) and recorded in \(folder); rerun the same command to resume")
+        let line = "interrupted (\(name)): \(countTiles()) of \(totalTiles) tiles are written to \(partial) and recorded in \(folder); rerun the same command to resume"
+        StopNote.say(line, events)
         _exit(128 + number)
       }
       source.resume()
@@ -72,5 +75,29 @@ final class InterruptWatcher {
     for s in sources { s.cancel() }
     signal(SIGINT, SIG_DFL)
     signal(SIGTERM, SIG_DFL)
+  }
+}
+
+/// Where a stopped build says how to resume.
+///
+/// `mpirun` stops forwarding the ranks' output as soon as it is interrupted with SIGINT (a
+/// terminal's Ctrl-C), so the line rank 0 prints is lost. A launcher script
+/// (`cluster/local.sh`) names a file in `NTKGRAM_STOP_NOTE`: rank 0 then writes its lines there
+/// instead of to stderr, and the script prints them after `mpirun` has exited.
+enum StopNote {
+  static func say(_ text: String, _ events: EventSink, after earlier: String? = nil) {
+    guard let path = ProcessInfo.processInfo.environment["NTKGRAM_STOP_NOTE"], !path.isEmpty else {
+      events.fatal(text)
+      return
+    }
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else {
+      events.fatal(text)
+      return
+    }
+    let lines = ([earlier, text].compactMap { $0 }).map { "ntkgram: error: " + $0 + "\n" }.joined()
+    let bytes = Array(lines.utf8)
+    _ = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+    close(fd)
   }
 }

@@ -243,3 +243,36 @@ def test_an_interrupted_build_says_what_is_kept_and_resumes(tmp_path, sig):
     clean = tmp_path / "clean.h5"
     ntkgram(*args[1:-3], "--out", clean, "--quiet")
     assert clean.read_bytes() == out.read_bytes()
+
+
+def test_ctrl_c_to_a_multi_rank_build_says_what_is_kept_and_resumes(tmp_path):
+    """A terminal's Ctrl-C (SIGINT to the whole foreground process group) during a 2-rank build
+    launched by cluster/local.sh: one line saying how many tiles are kept and how to resume,
+    although mpirun drops the ranks' output once interrupted; a rerun on 1 rank resumes."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(5).normal(size=(5000, 200)))
+    job = tmp_path / "job.toml"
+    job.write_text('[data]\ntrain = "x.npy"\n[kernel]\ndepth = 3\n'
+                   '[build]\ntile = 40\ndtype = "float64"\nout = "k.h5"\ncheckpoints = "k.tiles"\n')
+    tiles = tmp_path / "k.tiles"
+    env = dict(os.environ, NTKGRAM_BIN=binary(), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    local = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "cluster", "local.sh")
+    p = subprocess.Popen(["bash", local, str(job), "2", "--", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env, start_new_session=True)
+    deadline = time.time() + 120
+    while p.poll() is None and time.time() < deadline:
+        if tiles.exists() and len([n for n in os.listdir(tiles) if n.endswith(".done")]) >= 20:
+            os.killpg(p.pid, signal.SIGINT)
+            break
+        time.sleep(0.01)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "tiles are checkpointed in" in lines[0] and str(tiles) in lines[0] and "rerun the same command" in lines[0], err
+    kept = int(lines[0].split(" of ")[0].split()[-1])
+    assert kept >= 20 and not (tmp_path / "k.h5").exists()
+    r = subprocess.run(["bash", local, str(job), "1", "--", "--quiet"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert not tiles.exists() and not [n for n in os.listdir(tmp_path) if n.startswith(".k.h5")]
+    ntkgram("build", job, "--out", tmp_path / "clean.h5", "--checkpoints", tmp_path / "clean.tiles", "--quiet")
+    assert (tmp_path / "clean.h5").read_bytes() == (tmp_path / "k.h5").read_bytes()
