@@ -1,5 +1,6 @@
 import Foundation
 import GramData
+import GramEvents
 import GramKernels
 import GramMicroKernels
 import GramNetwork
@@ -38,8 +39,16 @@ public struct KernelVerifier {
 
   private func fail(_ what: String) -> Mismatch { Mismatch(description: "\(path): \(what)") }
 
-  public func run(progress: (String) -> Void = { _ in }) throws -> Report {
+  /// Runs every check; `events` gets the progress of the two long passes (every tile read,
+  /// then the entries recomputed).
+  public func run(events: EventSink = SilentSink()) throws -> Report {
     var report = Report()
+    var passStart = Date()
+    func step(_ what: String, _ done: Int, _ total: Int) {
+      if done == 0 { passStart = Date() }
+      events.progress(.steps(what, done: done, total: total, elapsed: Date().timeIntervalSince(passStart)), force: done == 0 || done == total)
+      if done == total { events.finishProgress() }
+    }
     let f = try H5File.open(path)
     func int(_ k: String) throws -> Int {
       guard case .int(let v)? = try f.attribute(k) else { throw fail("missing attribute \(k)") }
@@ -95,6 +104,7 @@ public struct KernelVerifier {
 
     // Checksums and symmetry, tile by tile.
     for index in 0..<plan.count {
+      step("tiles checked (checksums, symmetry)", index, plan.count)
       let tile = plan.tile(index)
       let (r, c) = (tile.rows.count, tile.cols.count)
       for (k, kernel) in names.enumerated() {
@@ -110,6 +120,7 @@ public struct KernelVerifier {
         }
       }
     }
+    step("tiles checked (checksums, symmetry)", plan.count, plan.count)
     // Labels: the stored ones (read once, compared with their source below) against their
     // recorded checksum (format 2).
     var storedLabels: [String: [Int64]] = [:]
@@ -225,7 +236,9 @@ public struct KernelVerifier {
       }
     }
     var worst = 0.0
-    for s in 0..<(isCross && m == 0 ? 0 : samples) {
+    let recomputed = isCross && m == 0 ? 0 : samples
+    for s in 0..<recomputed {
+      step("entries recomputed", s, recomputed)
       let fromTest = m > 0 && (isCross || s % 4 == 3)
       let i = Int(rng.next() % UInt64(fromTest ? m : n)), j = Int(rng.next() % UInt64(n))
       let rowsMatrix = fromTest ? b! : a
@@ -249,6 +262,7 @@ public struct KernelVerifier {
         }
       }
     }
+    step("entries recomputed", recomputed, recomputed)
     report.checks.append("\(samples) random entries recomputed by the scalar reference kernel: max relative error \(String(format: "%.2e", worst)) (tolerance \(tolerance))")
     return report
   }

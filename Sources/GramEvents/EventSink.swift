@@ -44,6 +44,9 @@ public enum WorkProgress: Sendable, Equatable {
   case iteration(Int, worstResidual: Double, elapsed: Double, eta: Double)
   /// Gradient-descent training: step, of how many, the training loss, seconds so far and to go.
   case training(step: Int, steps: Int, loss: Double, elapsed: Double, eta: Double)
+  /// A pass of countable steps (`verify`: tiles checked, entries recomputed), with the seconds
+  /// the pass has run.
+  case steps(String, done: Int, total: Int, elapsed: Double)
 }
 
 /// A sink that drops everything.

@@ -121,6 +121,16 @@ final class ProgressRenderer: EventSink, @unchecked Sendable {
       case .iteration(let iteration, let worst, let elapsed, let eta):
         writeRecord("iteration", ["iteration": .int(iteration), "worst_residual": .double(worst), "eta_s": .double(eta.isFinite ? eta.rounded() : -1)])
         text = "iteration \(iteration)  worst residual \(String(format: "%.2e", worst))  elapsed \(clock(elapsed))  ETA \(eta.isFinite ? clock(eta) : "--:--")"
+      case .steps(let what, let done, let total, let elapsed):
+        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : .infinity
+        writeRecord("steps", ["what": .string(what), "done": .int(done), "total": .int(total), "eta_s": .double(eta.isFinite ? eta.rounded() : -1)])
+        text = "\(done)/\(total) \(what)  elapsed \(clock(elapsed))  ETA \(eta.isFinite ? clock(eta) : "--:--")"
+        let fraction = total > 0 ? Double(done) / Double(total) : 1
+        let width = 30
+        let filled = Int((fraction * Double(width)).rounded(.down))
+        bar = isTerminal
+          ? "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] " + String(format: "%5.1f%%  ", fraction * 100)
+          : String(format: "%.1f%%  ", fraction * 100)
       case .training(let step, let steps, let loss, let elapsed, let eta):
         writeRecord("training", ["step": .int(step), "steps": .int(steps), "train_loss": .double(loss), "eta_s": .double(eta.isFinite ? eta.rounded() : -1)])
         text = "step \(step)/\(steps)  train loss \(String(format: "%.4g", loss))  elapsed \(clock(elapsed))  ETA \(eta.isFinite ? clock(eta) : "--:--")"

@@ -12,12 +12,14 @@ struct VerifyCommand: ParsableCommand {
   @Option(help: "Seed for choosing the entries.") var seed: UInt64 = 1
   @Option(help: "Train data path, when it moved since the build.") var train: String?
   @Option(help: "Test data path, when it moved since the build.") var test: String?
+  @Flag(help: "No progress output.") var quiet = false
 
   func run() throws {
     guard samples >= 0 else { throw CommandError("--samples must be ≥ 0") }
     // Each sample is one scalar reference evaluation (up to seconds for a pooled CNTK entry).
     guard samples <= 1_000_000 else { throw CommandError("--samples must be at most 1000000 (got \(samples))") }
-    let report = try KernelVerifier(path: file, samples: samples, seed: seed, trainOverride: train, testOverride: test).run()
+    let events = try ProgressRenderer(options: ProgressOptions(quiet: quiet), rank: 0)
+    let report = try KernelVerifier(path: file, samples: samples, seed: seed, trainOverride: train, testOverride: test).run(events: events)
     for line in report.checks { print("ok: \(line)") }
     print("\(file): verified")
   }

@@ -276,3 +276,18 @@ def test_ctrl_c_to_a_multi_rank_build_says_what_is_kept_and_resumes(tmp_path):
     assert not tiles.exists() and not [n for n in os.listdir(tmp_path) if n.startswith(".k.h5")]
     ntkgram("build", job, "--out", tmp_path / "clean.h5", "--checkpoints", tmp_path / "clean.tiles", "--quiet")
     assert (tmp_path / "clean.h5").read_bytes() == (tmp_path / "k.h5").read_bytes()
+
+
+def test_verify_shows_its_progress(tmp_path):
+    """verify reports both long passes (every tile read, then the entries recomputed), each from
+    0 to its total; --quiet silences it and keeps the verdict."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(9).normal(size=(300, 7)))
+    ntkgram("build", "--train", tmp_path / "x.npy", "--tile", 64, "--out", tmp_path / "k.h5", "--quiet")
+    r = ntkgram("verify", tmp_path / "k.h5", "--samples", 500)
+    lines = [line for line in r.stderr.splitlines() if line.startswith("progress:")]
+    assert any("0/15 tiles checked" in line for line in lines) and any("15/15 tiles checked" in line for line in lines), r.stderr
+    assert any("0/500 entries recomputed" in line for line in lines), r.stderr
+    assert lines[-1].startswith("progress: 100.0%") and "500/500 entries recomputed" in lines[-1], r.stderr
+    assert "k.h5: verified" in r.stdout
+    q = ntkgram("verify", tmp_path / "k.h5", "--samples", 500, "--quiet")
+    assert q.stderr == "" and "k.h5: verified" in q.stdout
