@@ -644,9 +644,19 @@ public struct BuildDriver {
       }
       locks.append(try RunLock.acquire(settings.out, what: "the output"))
       locks.append(try RunLock.acquire(folder, what: "the checkpoint folder"))
-      try claimCheckpointFolder(manifest, reporter: reporter)
-      let layout = try preparePartial(plan: plan, inputs: inputs, fingerprint: jobPrint, reporter: reporter)
-      return Array(try JSONEncoder().encode(layout))
+      let folderExisted = fm.fileExists(atPath: folder)
+      do {
+        try claimCheckpointFolder(manifest, reporter: reporter)
+        let layout = try preparePartial(plan: plan, inputs: inputs, fingerprint: jobPrint, reporter: reporter)
+        return Array(try JSONEncoder().encode(layout))
+      } catch {
+        // Refused before any tile (no space, a bad layout): a folder this run made goes again.
+        if !folderExisted {
+          try? fm.removeItem(atPath: folder + "/" + CheckpointManifest.fileName)
+          rmdir(folder)
+        }
+        throw error
+      }
     }
     let layout = try JSONDecoder().decode(KernelLayout.self, from: Data(try comm.broadcast(layoutBytes, root: 0)))
     let file = try comm.collectively { try RegionFile(path: layout.path, writable: true) }

@@ -27,6 +27,25 @@ enum HDF5Library {
     return id
   }
 
+  /// The errno of a failed system call recorded in HDF5's error stack (its file drivers write
+  /// "errno = N" into the message), if the last failed call holds one. `errno` itself is often
+  /// overwritten by the clean-up the library does after the failure.
+  static func stackErrno() -> Int32? {
+    var found: Int32 = -1
+    _ = withUnsafeMutablePointer(to: &found) { pointer in
+      H5Ewalk2(0 /* H5E_DEFAULT */, H5E_WALK_UPWARD, { _, entry, client in
+        guard let entry, let desc = entry.pointee.desc, let client else { return 0 }
+        let text = String(cString: desc)
+        guard let range = text.range(of: "errno = ") else { return 0 }
+        let digits = text[range.upperBound...].prefix { $0.isNumber }
+        guard let value = Int32(digits), value > 0 else { return 0 }
+        client.assumingMemoryBound(to: Int32.self).pointee = value
+        return 1  // stop: the most specific one
+      }, pointer)
+    }
+    return found > 0 ? found : nil
+  }
+
   /// Throws when a status is negative.
   static func check(_ status: herr_t, _ path: String, _ what: @autoclosure () -> String) throws {
     if status < 0 { throw StorageError(path, "HDF5 \(what()) failed" + systemReason()) }
@@ -35,7 +54,7 @@ enum HDF5Library {
   /// The operating system's reason behind a failed HDF5 call, for the errors HDF5's own
   /// messages hide (a full disk, a quota, a read-only or failing filesystem).
   static func systemReason() -> String {
-    let code = errno
+    let code = stackErrno() ?? errno
     switch code {
     case ENOSPC: return ": \(String(cString: strerror(code))) (the filesystem is full)"
     case EDQUOT, EFBIG, EIO, EROFS, EACCES: return ": \(String(cString: strerror(code)))"
@@ -223,8 +242,14 @@ public final class H5File: H5Object {
       let fcpl = H5Pcreate(ch5_p_file_create())
       defer { H5Pclose(fcpl) }
       H5Pset_obj_track_times(fcpl, false)
+      let existed = access(path, F_OK) == 0
       let id = H5Fcreate(path, ch5_f_acc_excl(), fcpl, fapl)
-      if id < 0 { throw StorageError(path, "cannot create HDF5 file") }
+      if id < 0 {
+        let reason = HDF5Library.systemReason()
+        // Made but not written (a full disk fails at the superblock): nothing is left behind.
+        if !existed { unlink(path) }
+        throw StorageError(path, "cannot create HDF5 file" + reason)
+      }
       return H5File(id: id, path: path, close: H5Fclose)
     }
   }

@@ -81,10 +81,18 @@ public final class KernelFileWriter {
 
   /// Closes, syncs and renames the temporary file over the destination.
   public func commit() throws {
-    try handle.flush()
-    datasets.removeAll()
-    file = nil  // closes the file
-    try fsyncPath(temporaryPath)
+    do {
+      try handle.flush()
+      datasets.removeAll()
+      file = nil  // closes the file
+      try fsyncPath(temporaryPath)
+    } catch {
+      // A full disk fails here, at the flush: the temporary file goes, whoever holds `self`.
+      file = nil
+      datasets.removeAll()
+      unlink(temporaryPath)
+      throw error
+    }
     guard rename(temporaryPath, destination) == 0 else {
       let reason = String(cString: strerror(errno))
       discard()

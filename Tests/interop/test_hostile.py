@@ -190,7 +190,7 @@ def test_a_full_disk_is_said_before_the_compute(tmp_path):
             assert len(r.stderr.strip().splitlines()) == 1, r.stderr
             assert "k.h5" in r.stderr and "needs about" in r.stderr and "its filesystem has 3.0 MiB" in r.stderr, r.stderr
             assert not [n for n in os.listdir(small) if n.startswith(".k.h5") or n == "k.h5"]
-            assert not (checkpoints.exists() and [n for n in os.listdir(checkpoints) if n.startswith("tile-")])
+            assert not checkpoints.exists()  # made by the refused run, so removed with it
     finally:
         subprocess.run(["umount", str(small)], check=True)
 
@@ -291,3 +291,79 @@ def test_verify_shows_its_progress(tmp_path):
     assert "k.h5: verified" in r.stdout
     q = ntkgram("verify", tmp_path / "k.h5", "--samples", 500, "--quiet")
     assert q.stderr == "" and "k.h5: verified" in q.stdout
+
+
+def fill_up(folder):
+    """Writes a file until the filesystem is full."""
+    with open(folder / "fill", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60M", "tmpfs", str(small)], check=True)
+    yield small
+    subprocess.run(["umount", str(small)], check=True)
+
+
+def test_a_disk_that_fills_during_a_build_is_one_line_and_resumes(tmp_path, small_disk):
+    """Another process fills the filesystem while tiles are computed: the kernel file's space is
+    reserved, so what fails is a tile record, and the build says so in one line with the system's
+    reason; with space freed, the rerun resumes to the bytes of an uninterrupted build."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(10).normal(size=(1500, 300)))
+    args = ["build", "--train", tmp_path / "x.npy", "--dtype", "float64", "--tile", 20, "--quiet"]
+    out, tiles = small_disk / "k.h5", small_disk / "k.tiles"
+    p = subprocess.Popen([binary(), *map(str, args), "--out", str(out), "--checkpoints", str(tiles)],
+                         stderr=subprocess.PIPE, text=True)
+    while p.poll() is None:
+        if tiles.exists() and len([n for n in os.listdir(tiles) if n.endswith(".done")]) >= 20:
+            fill_up(small_disk)
+            break
+        time.sleep(0.002)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0] and str(tiles) in lines[0], err
+    assert not out.exists()
+    os.unlink(small_disk / "fill")
+    r = ntkgram(*args[:-1], "--out", out, "--checkpoints", tiles)
+    assert "resuming:" in r.stderr, r.stderr
+    ntkgram(*args, "--out", tmp_path / "clean.h5")
+    assert out.read_bytes() == (tmp_path / "clean.h5").read_bytes()
+    assert sorted(os.listdir(small_disk)) == ["k.h5"]
+
+
+def test_outputs_on_a_full_disk_are_one_line_and_replace_nothing(tmp_path, small_disk):
+    """solve, predict, dynamics and spectrum writing to a full filesystem: one line with the
+    system's reason, no partial file left, and an output being replaced (--force) intact."""
+    rng = np.random.default_rng(11)
+    np.save(tmp_path / "x.npy", rng.normal(size=(200, 6)))
+    np.save(tmp_path / "xt.npy", rng.normal(size=(30, 6)))
+    np.save(tmp_path / "y.npy", rng.normal(size=(200, 2)))
+    k = tmp_path / "k.h5"
+    ntkgram("build", "--train", tmp_path / "x.npy", "--test", tmp_path / "xt.npy", "--dtype", "float64", "--out", k, "--quiet")
+    ntkgram("solve", k, "--targets", tmp_path / "y.npy", "--out", tmp_path / "s.h5", "--quiet")
+    commands = {
+        "solve": ["solve", k, "--targets", tmp_path / "y.npy", "--quiet"],
+        "predict": ["predict", tmp_path / "s.h5", k],
+        "dynamics": ["dynamics", k, "--targets", tmp_path / "y.npy", "--times", "1,10", "--quiet"],
+        "spectrum": ["spectrum", k, "--top", 3, "--quiet"],
+    }
+    for name, args in commands.items():
+        ntkgram(*args, "--out", small_disk / f"{name}.h5")
+    before = {name: (small_disk / f"{name}.h5").read_bytes() for name in commands}
+    fill_up(small_disk)
+    for name, args in commands.items():
+        for target, force in ((small_disk / f"new-{name}.h5", []), (small_disk / f"{name}.h5", ["--force"])):
+            r = ntkgram(*args, "--out", target, *force, check=False)
+            assert r.returncode == 1, (name, r.stderr)
+            lines = r.stderr.strip().splitlines()
+            assert len(lines) == 1 and "No space left on device" in lines[0] and str(small_disk) in lines[0], (name, r.stderr)
+            assert sorted(os.listdir(small_disk)) == sorted([f"{c}.h5" for c in commands] + ["fill"]), (name, os.listdir(small_disk))
+    assert {name: (small_disk / f"{name}.h5").read_bytes() for name in commands} == before
