@@ -65,7 +65,7 @@ let package = Package(
     .executableTarget(
       name: "ntkgram",
       dependencies: [
-        "GramAnalysis", "GramBuild", "GramEvents", "GramJobs", "GramTraining", "GramTransport", "NTKGramBench",
+        "GramAnalysis", "GramBuild", "GramEvents", "GramJobs", "GramStorage", "GramTraining", "GramTransport", "NTKGramBench",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

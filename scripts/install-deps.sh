@@ -10,6 +10,7 @@ packages=(
   procps time gzip iproute2                # pgrep/kill (fault tests), /usr/bin/time, gzip, ip
   man-db                                   # man ntkgram (scripts/install.sh, Tests/system/install.sh)
   r-cran-hdf5r gcc                         # R and C readers of the kernel file (Tests/interop/test_file_format.py)
+  slurm-wlm munge libpmix-dev              # Slurm (Tests/system/slurm.sh); srun --mpi=pmix loads libpmix-dev's libpmix.so
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, builds, checks the module rules and the
 # AVX-512 isolation, runs the interoperability tests (h5py, neural-tangents, scikit-learn, in a
-# venv it creates), the multi-host test (network namespaces: needs root), the installation
-# test, and then the Swift test suite,
+# venv it creates), the multi-host test (network namespaces: needs root), the Slurm test (a
+# private one-node cluster: needs root), the installation test, and then the Swift test suite,
 # which includes the real-mpirun tests (rank counts, kill -9 and resume, damaged checkpoints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,5 +15,6 @@ bash scripts/check-isa-isolation.sh
 "$venv/bin/python" scripts/check-layering.py
 NTKGRAM_BIN="$PWD/.build/release/ntkgram" "$venv/bin/python" -m pytest -q Tests/interop
 bash Tests/system/multihost.sh .build/release/ntkgram "$venv/bin/python"
+bash Tests/system/slurm.sh .build/release/ntkgram "$venv/bin/python"
 NTKGRAM_PLOT_PYTHON="$venv/bin/python" bash Tests/system/install.sh
 swift test

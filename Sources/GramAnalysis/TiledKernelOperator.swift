@@ -35,7 +35,7 @@ public final class TiledKernelOperator: KernelOperator {
     let file = try H5File.open(path)
     guard file.exists(KernelFileLayout.train(kernel)) else { throw StorageError(path, "no dataset \(KernelFileLayout.train(kernel))") }
     let dataset = try file.dataset(KernelFileLayout.train(kernel), chunkCacheBytes: 0)
-    guard dataset.shape.count == 2, dataset.shape[0] == dataset.shape[1], dataset.scalarType != nil else {
+    guard dataset.shape.count == 2, dataset.shape[0] == dataset.shape[1], dataset.shape[0] > 0, dataset.scalarType != nil else {
       throw StorageError(path, "\(KernelFileLayout.train(kernel)) is not a square float matrix (shape \(dataset.shape))")
     }
     var tile = 1024
@@ -203,6 +203,7 @@ public func crossKernelProduct(path: String, kernel: String, alpha: DenseBlock, 
     throw StorageError(path, "\(name) has shape \(d.shape), but α has \(alpha.rows) rows")
   }
   let (m, n) = (d.shape[0], d.shape[1])
+  guard n > 0 else { throw StorageError(path, "\(name) has shape \(d.shape): no training columns") }
   var tile = 1024
   if case .int(let t)? = try file.attribute("tile"), t > 0 { tile = Int(t) }
   let plan = TilePlan(trainCount: n, testCount: m, tileSize: tile)

@@ -392,6 +392,11 @@ public struct BuildDriver {
       } else if entries.contains(where: { !$0.hasPrefix(".") }) {
         throw StorageError(folder, "checkpoint folder is not empty and has no \(CheckpointManifest.fileName); refusing to use it")
       }
+      // Records a killed run was writing (`.tile-N.done.tmp-PID`): this run holds the folder's
+      // lock, so no one is writing them any more.
+      for name in entries where name.hasPrefix(".tile-") && name.contains(".tmp-") {
+        unlink(folder + "/" + name)
+      }
     } else {
       do { try fm.createDirectory(atPath: folder, withIntermediateDirectories: true) }
       catch { throw StorageError(folder, "cannot create checkpoint folder: \(error.localizedDescription)") }

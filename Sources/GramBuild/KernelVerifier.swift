@@ -59,6 +59,9 @@ public struct KernelVerifier {
       return v
     }
     let n = try int("N"), m = try int("M"), tileSize = try int("tile")
+    guard n > 0, m >= 0, tileSize > 0, n <= 1 << 31, m <= 1 << 31 else {
+      throw fail("attributes N=\(n), M=\(m), tile=\(tileSize) are not the sizes of a kernel (damaged?)")
+    }
     guard let dtype = ScalarType(rawValue: try string("dtype")) else { throw fail("attribute dtype is not float32 or float64") }
     let spec: KernelSpec
     let network: any GramKernel

@@ -23,7 +23,8 @@ final class StopWatcher {
       guard rank == 0 else { _exit(143) }
       // Said at once: the launcher kills the ranks about a second after its SIGTERM, and stops
       // forwarding their output soon after. Which ranks failed is a second line, if any did.
-      let line = "stopped by the MPI launcher (SIGTERM: Ctrl-C, a cancelled job, or a failed rank): \(countTiles()) of \(totalTiles) tiles are checkpointed in \(folder); rerun the same command, on the hosts you have, to resume"
+      // "At least": tiles in flight on the ranks still running are recorded after the count.
+      let line = "stopped by the MPI launcher (SIGTERM: Ctrl-C, a cancelled job, or a failed rank): at least \(countTiles()) of \(totalTiles) tiles are checkpointed in \(folder); rerun the same command, on the hosts you have, to resume"
       StopNote.say(line, events)
       usleep(400_000)
       let present = Set((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])

@@ -167,6 +167,7 @@ public class H5Object {
         let attr = try HDF5Library.check(H5Aopen_by_idx(id, ".", order, H5_ITER_INC, index, ch5_p_default(), ch5_p_default()), path, "opening attribute")
         defer { H5Aclose(attr) }
         let length = H5Aget_name(attr, 0, nil)
+        guard length >= 0, length < 1 << 16 else { throw StorageError(path, "an attribute name of \(length) bytes (damaged?)") }
         var buffer = [CChar](repeating: 0, count: Int(length) + 1)
         H5Aget_name(attr, buffer.count, &buffer)
         names.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
@@ -185,9 +186,13 @@ public class H5Object {
       defer { H5Tclose(type) }
       let space = try HDF5Library.check(H5Aget_space(attr), path, "attribute space")
       defer { H5Sclose(space) }
+      // The buffers below hold every value the file declares (a damaged or crafted file may
+      // declare several where one is expected): the library writes them all.
       let count = Int(H5Sget_simple_extent_npoints(space))
+      guard count >= 0, count <= 1 << 24 else { throw StorageError(path, "attribute \(name) declares \(count) values (damaged?)") }
       switch H5Tget_class(type) {
       case H5T_STRING:
+        guard count == 1 else { throw StorageError(path, "attribute \(name) holds \(count) strings, expected one") }
         if H5Tis_variable_str(type) > 0 {
           var pointer: UnsafeMutablePointer<CChar>? = nil
           let mem = H5Tcopy(ch5_c_s1()); defer { H5Tclose(mem) }
@@ -198,11 +203,13 @@ public class H5Object {
           return .string(pointer.map { String(cString: $0) } ?? "")
         }
         let size = H5Tget_size(type)
+        guard size > 0, size <= 1 << 24 else { throw StorageError(path, "attribute \(name) declares a string of \(size) bytes (damaged?)") }
         var bytes = [UInt8](repeating: 0, count: size + 1)
         try HDF5Library.check(H5Aread(attr, type, &bytes), path, "reading attribute \(name)")
         let end = bytes.firstIndex(of: 0) ?? size
         return .string(String(decoding: bytes[..<end], as: UTF8.self))
       case H5T_FLOAT:
+        guard count == 1 else { throw StorageError(path, "attribute \(name) holds \(count) numbers, expected one") }
         var d = 0.0
         try HDF5Library.check(H5Aread(attr, ch5_native_double(), &d), path, "reading attribute \(name)")
         return .double(d)
@@ -258,6 +265,7 @@ public final class H5File: H5Object {
   /// opened through it (the library default of 1 MiB holds less than one kernel tile).
   public static func open(_ path: String, writable: Bool = false, chunkCacheBytes: Int = 64 << 20) throws -> H5File {
     guard FileManager.default.fileExists(atPath: path) else { throw StorageError(path, "no such file") }
+    try HDF5Probe.vet(path)
     return try HDF5Library.locked {
       guard H5Fis_hdf5(path) > 0 else { throw StorageError(path, "not an HDF5 file") }
       let fapl = H5Pcreate(ch5_p_file_access())
@@ -465,6 +473,34 @@ public final class H5File: H5Object {
   /// Opens the dataset at `name`. `chunkCacheBytes` sizes its raw-data chunk cache (`H5Pset_chunk_cache`):
   /// 0 makes reads of whole chunks go straight to the caller's buffer, which is what streaming
   /// tile-aligned blocks wants; nil keeps the file's setting.
+  /// A dataset's shape comes from the file: a damaged one may declare more values than any
+  /// memory holds, or than fit an `Int`. Its bytes must fit the file (× 1,100 for filtered
+  /// data, deflate's largest ratio being about 1,032), so that a reader never allocates
+  /// what a few flipped bits declare.
+  private func checkDeclaredSize(_ name: String, dataset: hid_t, dims: [hsize_t]) throws {
+    let type = H5Dget_type(dataset)
+    let elementSize = type >= 0 ? UInt64(H5Tget_size(type)) : 1
+    if type >= 0 { H5Tclose(type) }
+    var bytes = max(elementSize, 1)
+    var overflow = false
+    for d in dims {
+      guard d <= UInt64(Int.max) else { overflow = true; break }
+      let (product, over) = bytes.multipliedReportingOverflow(by: d)
+      if over { overflow = true; break }
+      bytes = product
+    }
+    let plist = H5Dget_create_plist(dataset)
+    let filtered = plist >= 0 && H5Pget_nfilters(plist) > 0
+    let compact = plist >= 0 && H5Pget_layout(plist) == H5D_COMPACT
+    if plist >= 0 { H5Pclose(plist) }
+    var st = stat()
+    let fileBytes = stat(path, &st) == 0 ? UInt64(max(st.st_size, 0)) : UInt64.max / 2048
+    let limit = (filtered ? fileBytes.multipliedReportingOverflow(by: 1_100).partialValue : fileBytes) + (compact ? 65_536 : 0)
+    guard !overflow, bytes <= limit else {
+      throw StorageError(path, "dataset \(name) declares shape \(dims) (\(overflow ? "more than 2^63" : "\(bytes)") bytes), more than its file of \(fileBytes) bytes can hold: damaged, or never written")
+    }
+  }
+
   public func dataset(_ name: String, chunkCacheBytes: Int? = nil) throws -> H5Dataset {
     guard exists(name) else { throw StorageError(path, "no dataset \(name)") }
     return try HDF5Library.locked {
@@ -476,8 +512,18 @@ public final class H5File: H5Object {
       let space = H5Dget_space(id)
       defer { H5Sclose(space) }
       let rank = Int(H5Sget_simple_extent_ndims(space))
+      guard space >= 0, (0...32).contains(rank) else {
+        H5Dclose(id)
+        throw StorageError(path, "dataset \(name) has an unreadable shape (damaged?)")
+      }
       var dims = [hsize_t](repeating: 0, count: max(rank, 1))
       H5Sget_simple_extent_dims(space, &dims, nil)
+      do {
+        try checkDeclaredSize(name, dataset: id, dims: Array(dims.prefix(rank)))
+      } catch {
+        H5Dclose(id)
+        throw error
+      }
       return H5Dataset(id: id, path: path, name: name, shape: dims.prefix(rank).map { Int($0) })
     }
   }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GramAnalysis
 import GramJobs
+import GramStorage
 import GramTransport
 
 // Every failure is one line on stderr, `ntkgram: error: …`, and a non-zero exit status:
@@ -25,6 +26,12 @@ let launcherRank: Int = {
   let env = ProcessInfo.processInfo.environment
   return ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"].lazy.compactMap { env[$0].flatMap(Int.init) }.first ?? 0
 }()
+
+// A child started to read an old-format HDF5 file's metadata first (`HDF5Probe`): only that.
+if CommandLine.arguments.count == 4, CommandLine.arguments[1] == HDF5Probe.argument, let seconds = UInt32(CommandLine.arguments[3]) {
+  exit(HDF5Probe.probe(CommandLine.arguments[2], seconds: seconds))
+}
+HDF5Probe.executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
 
 // OpenBLAS chooses its kernels when it loads, from cpuid; where it falls back to SSE3 kernels on
 // an AVX2/AVX-512 CPU (see `preferredLinearAlgebraCore`), the subcommands that use it start

@@ -1,6 +1,6 @@
 """Seeded fuzzing of every input the commands read: mutated NPY, IDX (plain and gzip), CSV, TOML
-and HDF5 files and
-random flag values. No case may trap, segfault, hang or flood: the exit status is 0, 1 or 2,
+and HDF5 files (data and kernels, in the 1.8 format ntkgram writes and in the earliest format,
+h5py's default), and random flag values. No case may trap, segfault, hang or flood: the exit status is 0, 1 or 2,
 stderr has at most a few lines, and each run ends within its time limit.
 
 The seed is fixed, so a failure reproduces; NTKGRAM_FUZZ_SEED and NTKGRAM_FUZZ_CASES change
@@ -81,6 +81,20 @@ def seeds(tmp_path_factory):
                 f'[build]\ntile = 4\ndtype = "float64"\nout = "{d}/job.h5"\n')
     ntkgram("build", "--train", d / "x.npy", "--train-labels", d / "y.npy", "--test", d / "x.npy", "--test-labels", d / "y.npy",
             "--tile", 4, "--dtype", "float64", "--out", d / "k.h5", "--quiet")
+    # Data as h5py writes it by default: HDF5's earliest format, whose metadata has no checksums
+    # (contiguous, chunked + gzip, float32 in a group, integer labels, a string attribute).
+    with h5py.File(d / "x.h5", "w") as f:
+        f["x"] = x
+        f.create_dataset("c", data=x, chunks=(4, 5), compression="gzip")
+        f.create_group("g")["x"] = x.astype(np.float32)
+        f["y"] = rng.integers(0, 3, size=12)
+        f.attrs["note"] = "fuzz seed"
+    # The kernel file rewritten in the earliest format, as format-1 kernel files were.
+    with h5py.File(d / "k.h5", "r") as src, h5py.File(d / "k-old.h5", "w", libver="earliest") as dst:
+        for name in src:
+            src.copy(src[name], dst, name)
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
     return d
 
 
@@ -105,6 +119,46 @@ def test_mutated_data_files(seeds, tmp_path):
         else:
             run(["build", "--train", path, "--depth", 1, "--tile", 5, "--out", out, "--quiet"])
         out.unlink(missing_ok=True)
+
+
+def flip_bytes(original, rng):
+    data = bytearray(original)
+    for _ in range(rng.randint(1, 8)):
+        data[rng.randrange(len(data))] = rng.randrange(256)
+    if rng.random() < 0.2:
+        data = data[:rng.randrange(len(data))]
+    return bytes(data)
+
+
+def test_mutated_hdf5_data_files(seeds, tmp_path):
+    """HDF5 inputs in the format h5py writes by default (no metadata checksums): libhdf5 itself
+    crashes or loops on some damage, so such files are first opened by a child process."""
+    rng = random.Random(SEED + 4)
+    original = (seeds / "x.h5").read_bytes()
+    run(["build", "--train", f"{seeds / 'x.h5'}:/c", "--train-labels", f"{seeds / 'x.h5'}:/y", "--out", tmp_path / "ok.h5", "--quiet"])
+    assert (tmp_path / "ok.h5").exists()
+    for case in range(CASES):
+        path = tmp_path / f"d{case}.h5"
+        path.write_bytes(flip_bytes(original, rng))
+        dataset = rng.choice(["x", "c", "g/x"])
+        out = tmp_path / f"o{case}.h5"
+        run(["build", "--train", f"{path}:/{dataset}", "--train-labels", f"{path}:/y", "--depth", 1, "--out", out, "--quiet"])
+        out.unlink(missing_ok=True)
+        path.unlink()
+
+
+def test_mutated_old_format_kernel_files(seeds, tmp_path):
+    rng = random.Random(SEED + 5)
+    original = (seeds / "k-old.h5").read_bytes()
+    run(["verify", seeds / "k-old.h5", "--samples", 3])
+    for case in range(max(1, CASES // 3)):
+        path = tmp_path / f"k{case}.h5"
+        path.write_bytes(flip_bytes(original, rng))
+        out = tmp_path / f"s{case}.h5"
+        for args in (["info", path], ["verify", path, "--samples", 3], ["solve", path, "--out", out, "--quiet", "--force"],
+                     ["spectrum", path, "--top", 2, "--out", out, "--quiet", "--force"]):
+            run(args)
+        path.unlink()
 
 
 def test_mutated_job_files(seeds, tmp_path):
