@@ -82,9 +82,10 @@ final class InterruptWatcher {
 /// Where a stopped build says how to resume.
 ///
 /// `mpirun` stops forwarding the ranks' output as soon as it is interrupted with SIGINT (a
-/// terminal's Ctrl-C), so the line rank 0 prints is lost. A launcher script
-/// (`cluster/local.sh`) names a file in `NTKGRAM_STOP_NOTE`: rank 0 then writes its lines there
-/// instead of to stderr, and the script prints them after `mpirun` has exited.
+/// terminal's Ctrl-C), and sometimes on SIGTERM, so the line rank 0 prints is lost. A launcher
+/// script (`cluster/local.sh`, the mpirun branch of `cluster/slurm.sbatch`) names a file in
+/// `NTKGRAM_STOP_NOTE`: rank 0 then writes its lines there instead of to stderr, and the
+/// script prints them after `mpirun` has exited.
 enum StopNote {
   static func say(_ text: String, _ events: EventSink, after earlier: String? = nil) {
     guard let path = ProcessInfo.processInfo.environment["NTKGRAM_STOP_NOTE"], !path.isEmpty else {

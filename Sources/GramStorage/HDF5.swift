@@ -470,9 +470,6 @@ public final class H5File: H5Object {
     }
   }
 
-  /// Opens the dataset at `name`. `chunkCacheBytes` sizes its raw-data chunk cache (`H5Pset_chunk_cache`):
-  /// 0 makes reads of whole chunks go straight to the caller's buffer, which is what streaming
-  /// tile-aligned blocks wants; nil keeps the file's setting.
   /// A dataset's shape comes from the file: a damaged one may declare more values than any
   /// memory holds, or than fit an `Int`. Its bytes must fit the file (× 1,100 for filtered
   /// data, deflate's largest ratio being about 1,032), so that a reader never allocates
@@ -501,6 +498,9 @@ public final class H5File: H5Object {
     }
   }
 
+  /// Opens the dataset at `name`. `chunkCacheBytes` sizes its raw-data chunk cache (`H5Pset_chunk_cache`):
+  /// 0 makes reads of whole chunks go straight to the caller's buffer, which is what streaming
+  /// tile-aligned blocks wants; nil keeps the file's setting.
   public func dataset(_ name: String, chunkCacheBytes: Int? = nil) throws -> H5Dataset {
     guard exists(name) else { throw StorageError(path, "no dataset \(name)") }
     return try HDF5Library.locked {
