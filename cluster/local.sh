@@ -28,7 +28,7 @@ flags=(-np "$ranks")
 if [ "$ranks" -gt "$(nproc)" ] || [ "${NTKGRAM_OVERSUBSCRIBE:-0}" = 1 ]; then flags+=(--oversubscribe); fi
 
 note="$(mktemp "${TMPDIR:-/tmp}/ntkgram-stop.XXXXXX")"
-trap 'rm -f "$note"' EXIT
+trap 'rm -f "$note" "$note".tmp-*' EXIT
 # mpirun runs as a background job in a process group of its own (set -m), so a terminal's
 # Ctrl-C reaches this script only; the script passes the stop on as one SIGTERM, which mpirun
 # forwards to every rank. (A second signal to mpirun would make it SIGKILL the ranks at once.)
@@ -36,11 +36,18 @@ set -m
 NTKGRAM_STOP_NOTE="$note" mpirun "${flags[@]}" -x NTKGRAM_STOP_NOTE "$binary" build "$job" "$@" &
 pid=$!
 set +m
-trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM
+stopped=0
+trap 'stopped=1; kill -TERM "$pid" 2>/dev/null || true' INT TERM
 status=0
 while :; do
   wait "$pid" && status=0 || status=$?
   kill -0 "$pid" 2>/dev/null || break
 done
-[ -s "$note" ] && cat "$note" >&2
+if [ -s "$note" ]; then
+  cat "$note" >&2
+elif [ "$stopped" = 1 ] && [ "$status" != 0 ]; then
+  # Rank 0 was killed before it could write (a machine too loaded to run it within mpirun's
+  # one-second grace): what is kept is kept all the same.
+  echo "ntkgram: error: stopped before rank 0 could count what is kept: every finished tile stays checkpointed; rerun the same command to resume" >&2
+fi
 exit "$status"

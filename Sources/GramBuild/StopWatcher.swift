@@ -16,15 +16,27 @@ final class StopWatcher {
     for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where name == Self.marker(rank) {
       unlink(folder + "/" + name)
     }
+    let stopped = "stopped by the MPI launcher (SIGTERM: Ctrl-C, a cancelled job, or a failed rank): "
+    let resume = " checkpointed in \(folder); rerun the same command, on the hosts you have, to resume"
+    // Made now: the launcher SIGKILLs the ranks about a second after its SIGTERM, and on a
+    // loaded machine this handler may get little of that second.
+    let early = Array(("ntkgram: error: " + stopped + "the tiles finished so far are" + resume + "\n").utf8)
+    let markerPath = folder + "/" + Self.marker(rank), host = Array(hosts[rank].utf8)
     signal(SIGTERM, SIG_IGN)
     source = DispatchSource.makeSignalSource(signal: SIGTERM, queue: queue)
     source.setEventHandler {
-      _ = FileManager.default.createFile(atPath: folder + "/" + Self.marker(rank), contents: Data(hosts[rank].utf8))
+      // Rank 0 first leaves a line for the launcher script (if it named a file), then every
+      // rank its marker (plain writes: no temporary file to leave behind), then rank 0 counts.
+      if rank == 0 { StopNote.write(early) }
+      let fd = open(markerPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+      if fd >= 0 {
+        _ = host.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+      }
       guard rank == 0 else { _exit(143) }
-      // Said at once: the launcher kills the ranks about a second after its SIGTERM, and stops
-      // forwarding their output soon after. Which ranks failed is a second line, if any did.
-      // "At least": tiles in flight on the ranks still running are recorded after the count.
-      let line = "stopped by the MPI launcher (SIGTERM: Ctrl-C, a cancelled job, or a failed rank): at least \(countTiles()) of \(totalTiles) tiles are checkpointed in \(folder); rerun the same command, on the hosts you have, to resume"
+      // Which ranks failed is a second line, if any did. "At least": tiles in flight on the
+      // ranks still running are recorded after the count.
+      let line = stopped + "at least \(countTiles()) of \(totalTiles) tiles are" + resume
       StopNote.say(line, events)
       usleep(400_000)
       let present = Set((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
@@ -88,18 +100,25 @@ final class InterruptWatcher {
 /// script prints them after `mpirun` has exited.
 enum StopNote {
   static func say(_ text: String, _ events: EventSink, after earlier: String? = nil) {
-    guard let path = ProcessInfo.processInfo.environment["NTKGRAM_STOP_NOTE"], !path.isEmpty else {
-      events.fatal(text)
-      return
-    }
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else {
-      events.fatal(text)
-      return
-    }
     let lines = ([earlier, text].compactMap { $0 }).map { "ntkgram: error: " + $0 + "\n" }.joined()
-    let bytes = Array(lines.utf8)
-    _ = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+    if !write(Array(lines.utf8)) { events.fatal(text) }
+  }
+
+  /// Replaces the note with `bytes`, atomically (a temporary file renamed over it: a rank
+  /// killed midway leaves the earlier note whole); false when no note is named or it cannot be
+  /// written.
+  @discardableResult
+  static func write(_ bytes: [UInt8]) -> Bool {
+    guard let path = getenv("NTKGRAM_STOP_NOTE").map({ String(cString: $0) }), !path.isEmpty else { return false }
+    let temporary = path + ".tmp-\(getpid())"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { return false }
+    let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
     close(fd)
+    guard n == bytes.count, rename(temporary, path) == 0 else {
+      unlink(temporary)
+      return false
+    }
+    return true
   }
 }

@@ -267,10 +267,17 @@ def test_ctrl_c_to_a_multi_rank_build_says_what_is_kept_and_resumes(tmp_path):
     _, err = p.communicate(timeout=60)
     assert p.returncode != 0, err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "tiles are checkpointed in" in lines[0] and str(tiles) in lines[0] and "rerun the same command" in lines[0], err
-    kept = int(lines[0].split(" of ")[0].split()[-1])
-    assert kept >= 20 and not (tmp_path / "k.h5").exists()
+    assert len(lines) == 1 and lines[0].startswith("ntkgram: error: ") and "rerun the same command" in lines[0], err
+    # Rank 0 counts the records when it has the time (mpirun SIGKILLs the ranks a second after
+    # its SIGTERM); on a loaded machine it may only have written its early line, or nothing
+    # (then the script says so). Each names what is kept.
+    if "at least" in lines[0]:
+        kept = int(lines[0].split("at least ")[1].split()[0])
+        records = len([n for n in os.listdir(tiles) if n.endswith(".done")])
+        assert 20 <= kept <= records and f"tiles are checkpointed in {tiles};" in lines[0], err
+    else:
+        assert f"the tiles finished so far are checkpointed in {tiles};" in lines[0] or "every finished tile stays checkpointed" in lines[0], err
+    assert not (tmp_path / "k.h5").exists()
     r = subprocess.run(["bash", local, str(job), "1", "--", "--quiet"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert not tiles.exists() and not [n for n in os.listdir(tmp_path) if n.startswith(".k.h5")]

@@ -239,6 +239,8 @@ same_as_reference() { cmp "$work/ref/ref.h5" "$1/k.h5"; }
 
 stop_line='stopped by the MPI launcher \(SIGTERM: [^)]*\): at least ([0-9]+) of '"$total"' tiles are checkpointed in [^ ]*k\.tiles; rerun the same command, on the hosts you have, to resume'
 
+early_line='stopped by the MPI launcher \(SIGTERM: [^)]*\): the tiles finished so far are checkpointed in [^ ]*k\.tiles; rerun the same command'
+
 resubmit_and_check() {  # resubmit_and_check FOLDER LAUNCHER NAME
   local dir="$1" launcher="$2" name="$3" kept id state reused rejected t
   kept="$(records "$dir")"
@@ -279,6 +281,11 @@ for launcher in srun mpirun; do
     told="$(echo "$line" | sed -E 's/.*\): at least ([0-9]+) of .*/\1/')"
     passed=$((passed + 1))
     check test "$told" -le "$kept"
+  elif grep -q -E "$early_line" "$out"; then
+    # Rank 0 had time for its early line only (a loaded machine: the launcher SIGKILLs a
+    # second after its SIGTERM); it still says where the tiles are and how to resume.
+    say "$launcher: NOTE: the early stop line, without a count"
+    passed=$((passed + 1))
   else
     check false "$launcher: no stop line in $out"
   fi
