@@ -3,6 +3,7 @@
 Each bad input gets one line naming the file or flag and a non-zero exit; each fault in a
 checkpoint is reported and recovered from, never trusted.
 """
+import errno
 import os
 import signal
 import subprocess
@@ -301,20 +302,28 @@ def test_verify_shows_its_progress(tmp_path):
 
 
 def fill_up(folder):
-    """Writes a file until the filesystem is full."""
-    with open(folder / "fill", "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-        except OSError:
-            pass
+    """Writes a file until the filesystem is full, to its last byte. Unbuffered: a buffered file
+    would raise ENOSPC again when closed, flushing what its last write left behind."""
+    fd = os.open(folder / "fill", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        block = 65536
+        while block > 0:
+            try:
+                if os.write(fd, b"\0" * block) < block:
+                    block //= 2
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                block //= 2
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture
 def small_disk(tmp_path):
     small = tmp_path / "small"
     small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60M", "tmpfs", str(small)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60M,huge=never", "tmpfs", str(small)], check=True)
     yield small
     subprocess.run(["umount", str(small)], check=True)
 
