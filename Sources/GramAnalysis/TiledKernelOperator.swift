@@ -85,12 +85,7 @@ public final class TiledKernelOperator: KernelOperator {
   static func readTile(_ d: H5Dataset, _ t: Tile, path: String, region: (file: RegionFile, region: KernelRegion)? = nil) throws -> StoredValues {
     let v = try region.map { try $0.file.read($0.region, rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, rows: t.rows.count, cols: t.cols.count) }
       ?? d.readStored(start: [t.rows.lowerBound, t.cols.lowerBound], count: [t.rows.count, t.cols.count])
-    let finite: Bool
-    switch v {
-    case .float32(let a): finite = a.allSatisfy { $0.isFinite }
-    case .float64(let a): finite = a.allSatisfy { $0.isFinite }
-    }
-    guard finite else { throw StorageError(path, "\(d.name) has NaN or infinite values in \(t)") }
+    guard v.allFinite else { throw StorageError(path, "\(d.name) has NaN or infinite values in \(t)") }
     return v
   }
 
@@ -104,8 +99,9 @@ public final class TiledKernelOperator: KernelOperator {
     var failure: Error? = nil
     do {
       for (k, j) in indices.enumerated() where k % comm.size == comm.rank {
-        let row = try region.file.read(region.region, rowStart: j, colStart: 0, rows: 1, cols: n).doubles
-        guard row.allSatisfy({ $0.isFinite }) else { throw StorageError(fileName, "\(dataset.name) has NaN or infinite values in row \(j)") }
+        let stored = try region.file.read(region.region, rowStart: j, colStart: 0, rows: 1, cols: n)
+        guard stored.allFinite else { throw StorageError(fileName, "\(dataset.name) has NaN or infinite values in row \(j)") }
+        let row = stored.doubles
         for i in 0..<n { out.values[i * s + k] = row[i] }
       }
     } catch { failure = error }

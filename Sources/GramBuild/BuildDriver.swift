@@ -820,8 +820,8 @@ public struct BuildDriver {
   /// kernel file: the inputs or the network's parameters overflow (or, in float32 storage, an
   /// entry beyond float32's range).
   static func checkFinite(_ stored: [StoredValues], names: [String], tile: Tile, dtype: ScalarType) throws {
-    for (k, values) in stored.enumerated() {
-      // In the stored precision (no widened copy): a finite tile, the usual case, is one pass.
+    for (k, values) in stored.enumerated() where !values.allFinite {
+      // In the stored precision (no widened copy); searched only when a value is not finite.
       let bad: Int?, value: Double
       switch values {
       case .float32(let v): bad = v.firstIndex { !$0.isFinite }; value = bad.map { Double(v[$0]) } ?? 0
@@ -866,6 +866,7 @@ public struct BuildDriver {
     // `threads + 1` computed tiles are queued or being written, and each compute thread holds
     // at most one more while it waits for a slot: 2·threads + 1 tiles' values at most.
     let writer = DispatchQueue(label: "ntkgram.checkpoint-writer")
+    let scratch = WriteScratch()
     let slots = DispatchSemaphore(value: threads + 1)
     let writes = DispatchGroup()
     // The driver and reporter are used by the writer thread only (progress) or read-only.
@@ -888,7 +889,7 @@ public struct BuildDriver {
           do {
             let stored = outputs.map { StoredValues(values.values($0.index), as: driver.settings.dtype) }
             try Self.checkFinite(stored, names: outputs.map(\.name), tile: tile, dtype: driver.settings.dtype)
-            try Self.write(tile, stored, names: outputs.map(\.name), file: file, regions: regions)
+            try Self.write(tile, stored, names: outputs.map(\.name), file: file, regions: regions, scratch: scratch)
             bands.written(tile, file: file)
             try TileRecord(index: index, checksums: stored.map(\.checksum)).write(folder: folder, fingerprint: fingerprint)
           } catch {
@@ -921,14 +922,16 @@ public struct BuildDriver {
 
   /// Writes a tile's values to their places: the upper tile, and for an off-diagonal training
   /// tile its transpose below the diagonal.
-  static func write(_ tile: Tile, _ stored: [StoredValues], names: [String], file: RegionFile, regions: [String: KernelRegion]) throws {
+  static func write(_ tile: Tile, _ stored: [StoredValues], names: [String], file: RegionFile, regions: [String: KernelRegion],
+                    scratch: WriteScratch) throws {
     let (r, c) = (tile.rows.count, tile.cols.count)
     for (kernel, values) in zip(names, stored) {
       let name = tile.block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)
       guard let region = regions[name] else { throw StorageError(file.path, "no region \(name)") }
       try file.write(values, to: region, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound, rows: r, cols: c)
       if tile.block == .train && !tile.isDiagonal {
-        try file.write(values.transposed(rows: r, cols: c), to: region, rowStart: tile.cols.lowerBound, colStart: tile.rows.lowerBound, rows: c, cols: r)
+        try file.writeTransposed(values, to: region, rowStart: tile.cols.lowerBound, colStart: tile.rows.lowerBound, rows: r, cols: c,
+                                 scratch: scratch)
       }
     }
   }

@@ -63,6 +63,38 @@ public final class RegionFile: @unchecked Sendable {
     }
   }
 
+  /// Writes the transpose of the row-major `rows × cols` block `values`: a `cols × rows` block
+  /// at (`rowStart`, `colStart`) of `region` (a tile's mirror below the diagonal). Transposed 64
+  /// rows at a time into `scratch`, reused from call to call: no tile-sized copy is made.
+  public func writeTransposed(_ values: StoredValues, to region: KernelRegion, rowStart: Int, colStart: Int,
+                              rows: Int, cols: Int, scratch: WriteScratch) throws {
+    check(region, rowStart, colStart, cols, rows)
+    precondition(values.type == region.scalarType && values.count == rows * cols, "RegionFile.writeTransposed: block does not fit")
+    let size = region.scalarType.byteCount
+    let chunk = 64
+    func run<T>(_ src: UnsafeBufferPointer<T>) throws {
+      let dst = scratch.buffer(bytes: chunk * rows * size).bindMemory(to: T.self, capacity: chunk * rows)
+      for c0 in stride(from: 0, to: cols, by: chunk) {
+        let cn = min(chunk, cols - c0)
+        // 16 source rows at a time: their cache lines serve the next 16 columns too.
+        for i0 in stride(from: 0, to: rows, by: 16) {
+          let i1 = min(i0 + 16, rows)
+          for c in 0..<cn {
+            for i in i0..<i1 { dst[c * rows + i] = src[i * cols + c0 + c] }
+          }
+        }
+        for c in 0..<cn {
+          let offset = region.offset + ((rowStart + c0 + c) * region.cols + colStart) * size
+          try writeFully(UnsafeRawBufferPointer(start: dst + c * rows, count: rows * size), at: offset, region: region)
+        }
+      }
+    }
+    switch values {
+    case .float32(let v): try v.withUnsafeBufferPointer(run)
+    case .float64(let v): try v.withUnsafeBufferPointer(run)
+    }
+  }
+
   /// Starts writing rows [`rowStart`, `rowStart + rows`) of `region` to disk without waiting
   /// (one contiguous range: whole rows). Called for a band of rows this process has finished,
   /// so the disk writes sequentially while the next tiles compute, instead of everything at
@@ -141,6 +173,25 @@ public final class RegionFile: @unchecked Sendable {
   /// `fdatasync`: this process's writes are on disk.
   public func sync() throws {
     guard fdatasync(fd) == 0 else { throw StorageError(path, "fsync failed: \(String(cString: strerror(errno)))") }
+  }
+}
+
+/// A buffer reused by one thread's writes (`RegionFile.writeTransposed`): grown on demand,
+/// never shrunk. Not thread-safe: one per writer.
+public final class WriteScratch: @unchecked Sendable {
+  private var pointer: UnsafeMutableRawPointer?
+  private var capacity = 0
+
+  public init() {}
+
+  deinit { pointer?.deallocate() }
+
+  func buffer(bytes: Int) -> UnsafeMutableRawPointer {
+    if let pointer, capacity >= bytes { return pointer }
+    pointer?.deallocate()
+    pointer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+    capacity = max(bytes, 64)
+    return pointer!
   }
 }
 

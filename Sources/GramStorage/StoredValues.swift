@@ -56,6 +56,23 @@ public enum StoredValues: Sendable, Equatable {
     }
   }
 
+  /// True when no value is NaN or infinite. A branch-free OR over the exponent bits (integer
+  /// lanes vectorize; an early-exit search does not): a NaN or an infinity is the only value
+  /// whose exponent field is all ones, and adding the field's lowest bit then carries into the
+  /// sign bit.
+  public var allFinite: Bool {
+    func scan<T: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeRawBufferPointer, _: T.Type, exponent: T, low: T) -> Bool {
+      let words = p.bindMemory(to: T.self)
+      var flag: T = 0
+      for w in words { flag |= (w & exponent) &+ low }
+      return flag >> (T.bitWidth - 1) == 0
+    }
+    switch self {
+    case .float32(let v): return v.withUnsafeBytes { scan($0, UInt32.self, exponent: 0x7f80_0000, low: 0x0080_0000) }
+    case .float64(let v): return v.withUnsafeBytes { scan($0, UInt64.self, exponent: 0x7ff0_0000_0000_0000, low: 0x0010_0000_0000_0000) }
+    }
+  }
+
   /// The values widened to `Double` (exact).
   public var doubles: [Double] {
     switch self {

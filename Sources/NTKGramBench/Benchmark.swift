@@ -200,13 +200,15 @@ public struct Benchmark {
         }
       }()
       let file = try RegionFile(path: path, writable: true)
+      let scratch = WriteScratch()
       for v in results {
         let stored = (0..<v.outputs).map { StoredValues(v.values($0), as: dtype) }
         let (r, c) = (v.tile.rows.count, v.tile.cols.count)
         for (k, values) in stored.enumerated() {
           try file.write(values, to: regions[k], rowStart: v.tile.rows.lowerBound, colStart: v.tile.cols.lowerBound, rows: r, cols: c)
           if !v.tile.isDiagonal {
-            try file.write(values.transposed(rows: r, cols: c), to: regions[k], rowStart: v.tile.cols.lowerBound, colStart: v.tile.rows.lowerBound, rows: c, cols: r)
+            try file.writeTransposed(values, to: regions[k], rowStart: v.tile.cols.lowerBound, colStart: v.tile.rows.lowerBound,
+                                     rows: r, cols: c, scratch: scratch)
           }
           bytes += Double(values.count * dtype.byteCount * (v.tile.isDiagonal ? 1 : 2))
         }
