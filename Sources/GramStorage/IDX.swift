@@ -80,6 +80,19 @@ public enum IDX {
       }
       let count = try IDX.product(shape, path: path)
       guard !count.multipliedReportingOverflow(by: layout.0).overflow else { throw StorageError(path, "IDX header declares \(shape) values: too many") }
+      // What the file can hold: its size, or for gzip its size times deflate's largest ratio
+      // (1032:1). A header declaring more is refused now, before a reader sizes a buffer (a
+      // row, a chunk) by it.
+      var st = stat()
+      if stat(path, &st) == 0 {
+        let size = Int(st.st_size)
+        let compressed = gzdirect(file) == 0
+        let (capacity, overflow) = size.multipliedReportingOverflow(by: compressed ? 1032 : 1)
+        let declared = count * layout.0
+        if !overflow && declared > capacity {
+          throw StorageError(path, "IDX header declares \(shape) values (\(declared) bytes), more than this \(compressed ? "gzip " : "")file of \(size) bytes can hold")
+        }
+      }
       return (layout.0, layout.1, shape, cut, count)
     }
 

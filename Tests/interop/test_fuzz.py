@@ -19,7 +19,7 @@ import pytest
 from conftest import binary, ntkgram
 
 SEED = int(os.environ.get("NTKGRAM_FUZZ_SEED", "20261202"))
-CASES = int(os.environ.get("NTKGRAM_FUZZ_CASES", "150"))
+CASES = int(os.environ.get("NTKGRAM_FUZZ_CASES", "500"))
 WEIRD_NUMBERS = ["0", "-1", "1", "nan", "inf", "-inf", "1e308", "1e-308", "9223372036854775807", "9223372036854775808",
                  "-9223372036854775808", "4294967296", "1e19", "0x10", "", " ", "1,2", "abc", "1e999", "65536", "2147483648"]
 
