@@ -14,6 +14,11 @@ import GramTransport
 /// kept in memory, in their stored precision, while they fit in `memoryBudget` bytes; the rest
 /// are read from the file on every pass, one tile-aligned chunk at a time with HDF5's chunk
 /// cache bypassed (a cache would only copy each chunk twice). Products accumulate in float64.
+///
+/// In a contiguous (format 2) file the tiles that fit are not copied at all: the dataset is
+/// mapped read-only (`MappedRegion`) and each tile is used in place, rows `n` apart. Nothing is
+/// read before the first pass but the check that every value is finite; the pages are the
+/// page cache's (warm right after a build), and ranks on one host share them.
 public final class TiledKernelOperator: KernelOperator {
   public let n: Int
   public let diagonal: [Double]
@@ -26,6 +31,9 @@ public final class TiledKernelOperator: KernelOperator {
   let plan: TilePlan
   let mine: [Int]
   var cache: [Int: StoredValues] = [:]
+  /// The dataset mapped, and the tiles used from the mapping.
+  let mapped: MappedRegion?
+  var mappedTiles = Set<Int>()
   public let cachedTiles: Int
   public let streamedTiles: Int
   public let fileName: String
@@ -53,26 +61,37 @@ public final class TiledKernelOperator: KernelOperator {
     plan = TilePlan(trainCount: n, testCount: 0, tileSize: tile)
     self.comm = comm
     mine = TileAssignment(plan: plan, ranks: comm.size).tiles(of: comm.rank)
-    // Cache tiles in order while they fit; read the diagonal from the diagonal tiles.
+    // Keep tiles (mapped, or copied when the file is chunked) in order while they fit; read the
+    // diagonal from the diagonal tiles.
     var used = 0, cached = 0
     var diag = [Double](repeating: 0, count: n)
     var failure: Error? = nil
-    do { for index in mine {
-      let t = plan.tile(index)
-      let bytes = t.rows.count * t.cols.count * dataset.scalarType!.byteCount
-      let fits = used + bytes <= memoryBudget
-      guard fits || t.isDiagonal else { continue }  // streamed later; read now only for the diagonal
-      let values = try Self.readTile(dataset, t, path: path, region: region)
-      if t.isDiagonal {
-        let d = values.doubles
-        for i in 0..<t.rows.count { diag[t.rows.lowerBound + i] = d[i * t.cols.count + i] }
+    var mapping: MappedRegion? = nil
+    do {
+      if let region { mapping = try MappedRegion(path: path, region: region.region) }
+      for index in mine {
+        let t = plan.tile(index)
+        let bytes = t.rows.count * t.cols.count * dataset.scalarType!.byteCount
+        let fits = used + bytes <= memoryBudget
+        if fits { used += bytes; cached += 1 }
+        if let mapping, fits {
+          guard mapping.allFinite(rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, rows: t.rows.count, cols: t.cols.count) else {
+            throw StorageError(path, "\(dataset.name) has NaN or infinite values in \(t)")
+          }
+          mappedTiles.insert(index)
+          if t.isDiagonal { for i in t.rows { diag[i] = mapping.value(row: i, col: i) } }
+          continue
+        }
+        guard fits || t.isDiagonal else { continue }  // streamed later; read now only for the diagonal
+        let values = try Self.readTile(dataset, t, path: path, region: region)
+        if t.isDiagonal {
+          let d = values.doubles
+          for i in 0..<t.rows.count { diag[t.rows.lowerBound + i] = d[i * t.cols.count + i] }
+        }
+        if fits { cache[index] = values }
       }
-      if fits {
-        cache[index] = values
-        used += bytes
-        cached += 1
-      }
-    } } catch { failure = error }
+    } catch { failure = error }
+    mapped = mappedTiles.isEmpty ? nil : mapping
     try comm.raiseIfAnyFailed(failure)
     try comm.allReduce(&diag, .sum)
     diagonal = diag
@@ -99,7 +118,8 @@ public final class TiledKernelOperator: KernelOperator {
     var failure: Error? = nil
     do {
       for (k, j) in indices.enumerated() where k % comm.size == comm.rank {
-        let stored = try region.file.read(region.region, rowStart: j, colStart: 0, rows: 1, cols: n)
+        let stored = try mapped?.read(rowStart: j, colStart: 0, rows: 1, cols: n)
+          ?? region.file.read(region.region, rowStart: j, colStart: 0, rows: 1, cols: n)
         guard stored.allFinite else { throw StorageError(fileName, "\(dataset.name) has NaN or infinite values in row \(j)") }
         let row = stored.doubles
         for i in 0..<n { out.values[i * s + k] = row[i] }
@@ -126,17 +146,23 @@ public final class TiledKernelOperator: KernelOperator {
     if c > 0 { do {
       for index in mine {
         let t = plan.tile(index)
-        let stored = try cache[index] ?? Self.readTile(dataset, t, path: fileName, region: region)
+        let stored = mappedTiles.contains(index) ? nil : try cache[index] ?? Self.readTile(dataset, t, path: fileName, region: region)
         xp.withUnsafeBufferPointer { xb in yp.withUnsafeMutableBufferPointer { yb in
+          func product<T: BinaryFloatingPoint>(_ k: UnsafePointer<T>, ld: Int) {
+            symmetricTileProduct(k, rows: t.rows.count, cols: t.cols.count, rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound,
+                                 diagonal: t.isDiagonal, x: xb.baseAddress!, y: yb.baseAddress!, lanes: lanes, ld: ld)
+          }
+          guard let stored else {
+            let mapped = mapped!
+            switch mapped.region.scalarType {
+            case .float32: product(mapped.pointer(Float.self, row: t.rows.lowerBound, col: t.cols.lowerBound), ld: n)
+            case .float64: product(mapped.pointer(Double.self, row: t.rows.lowerBound, col: t.cols.lowerBound), ld: n)
+            }
+            return
+          }
           switch stored {
-          case .float32(let v):
-            v.withUnsafeBufferPointer { symmetricTileProduct($0.baseAddress!, rows: t.rows.count, cols: t.cols.count,
-                                                             rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, diagonal: t.isDiagonal,
-                                                             x: xb.baseAddress!, y: yb.baseAddress!, lanes: lanes) }
-          case .float64(let v):
-            v.withUnsafeBufferPointer { symmetricTileProduct($0.baseAddress!, rows: t.rows.count, cols: t.cols.count,
-                                                             rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, diagonal: t.isDiagonal,
-                                                             x: xb.baseAddress!, y: yb.baseAddress!, lanes: lanes) }
+          case .float32(let v): v.withUnsafeBufferPointer { product($0.baseAddress!, ld: t.cols.count) }
+          case .float64(let v): v.withUnsafeBufferPointer { product($0.baseAddress!, ld: t.cols.count) }
           }
         } }
       }
@@ -149,6 +175,14 @@ public final class TiledKernelOperator: KernelOperator {
     passes += 1
     return y
   }
+  /// Tile `index` (`t`) as values: from the mapping or the cache, else read from the file.
+  func tile(_ index: Int, _ t: Tile) throws -> StoredValues {
+    if let mapped, mappedTiles.contains(index) {
+      return mapped.read(rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, rows: t.rows.count, cols: t.cols.count)
+    }
+    return try cache[index] ?? Self.readTile(dataset, t, path: fileName, region: region)
+  }
+
   /// Wide blocks (the Nyström sketch): widen each tile to float64 and use two dgemms.
   func applyWide(_ x: DenseBlock) throws -> DenseBlock {
     precondition(x.rows == n, "TiledKernelOperator.apply: wrong row count")
@@ -159,7 +193,7 @@ public final class TiledKernelOperator: KernelOperator {
     if c > 0 { do {
       for index in mine {
         let t = plan.tile(index)
-        let stored = try cache[index] ?? Self.readTile(dataset, t, path: fileName, region: region)
+        let stored = try tile(index, t)
         let (m, w) = (t.rows.count, t.cols.count)
         switch stored {
         case .float64(let v): scratch = v

@@ -889,7 +889,7 @@ public struct BuildDriver {
           do {
             let stored = outputs.map { StoredValues(values.values($0.index), as: driver.settings.dtype) }
             try Self.checkFinite(stored, names: outputs.map(\.name), tile: tile, dtype: driver.settings.dtype)
-            try Self.write(tile, stored, names: outputs.map(\.name), file: file, regions: regions, scratch: scratch)
+            try file.inTurn { try Self.write(tile, stored, names: outputs.map(\.name), file: file, regions: regions, scratch: scratch) }
             bands.written(tile, file: file)
             try TileRecord(index: index, checksums: stored.map(\.checksum)).write(folder: folder, fingerprint: fingerprint)
           } catch {

@@ -52,10 +52,15 @@ public struct TileProductShape<T: BinaryFloatingPoint> {
   public let x: UnsafePointer<Double>
   public let y: UnsafeMutablePointer<Double>
   public let stride: Int
+  /// Elements from one row of `k` to the next: `cols` for a packed tile, the matrix's width
+  /// for a tile read in place.
+  public let ld: Int
 
   @inlinable
   public init(k: UnsafePointer<T>, rows: Int, cols: Int, rowStart: Int, colStart: Int,
-              x: UnsafePointer<Double>, y: UnsafeMutablePointer<Double>, stride: Int) {
+              x: UnsafePointer<Double>, y: UnsafeMutablePointer<Double>, stride: Int, ld: Int? = nil) {
+    precondition((ld ?? cols) >= cols, "TileProductShape: rows overlap")
+    self.ld = ld ?? cols
     self.k = k
     self.rows = rows
     self.cols = cols
@@ -71,7 +76,7 @@ public struct TileProductShape<T: BinaryFloatingPoint> {
   public func retyped<U: BinaryFloatingPoint>(_: U.Type) -> TileProductShape<U> {
     precondition(U.self == T.self, "TileProductShape.retyped: another type")
     return TileProductShape<U>(k: UnsafeRawPointer(k).assumingMemoryBound(to: U.self), rows: rows, cols: cols,
-                               rowStart: rowStart, colStart: colStart, x: x, y: y, stride: stride)
+                               rowStart: rowStart, colStart: colStart, x: x, y: y, stride: stride, ld: ld)
   }
 
   /// The product on a group of `columns` right-hand sides (4, 8, 12 or 16; anything else runs
@@ -100,10 +105,10 @@ public struct TileProductShape<T: BinaryFloatingPoint> {
       let kd = UnsafeRawPointer(k).assumingMemoryBound(to: Double.self)
       var i = 0
       while i + 4 <= m {
-        fourRows(V.self, kd + i * w, rowStride: w, i: i, diagonal: diagonal)
+        fourRows(V.self, kd + i * ld, rowStride: ld, i: i, diagonal: diagonal)
         i += 4
       }
-      while i < m { oneRow(V.self, kd + i * w, i: i, diagonal: diagonal); i += 1 }
+      while i < m { oneRow(V.self, kd + i * ld, i: i, diagonal: diagonal); i += 1 }
       return
     }
     let buffer = UnsafeMutablePointer<Double>.allocate(capacity: max(1, 4 * w))
@@ -112,7 +117,7 @@ public struct TileProductShape<T: BinaryFloatingPoint> {
     while i < m {
       let h = min(4, m - i)
       for t in 0..<h {
-        let src = k + (i + t) * w, dst = buffer + t * w
+        let src = k + (i + t) * ld, dst = buffer + t * w
         for j in 0..<w { dst[j] = Double(src[j]) }
       }
       if h == 4 {

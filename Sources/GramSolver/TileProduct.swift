@@ -11,11 +11,13 @@ import GramMicroKernelsAVX512
 /// a time, so each `y[col]` is read and written once per four values of K, and the four rows'
 /// accumulators stay in registers: the row width is a type (`SIMD4`, `SIMD8`, 12 or `SIMD16`
 /// columns), wider blocks go in groups of 16 columns. Memory traffic is one read of the tile
-/// per group (one for up to 16 right-hand sides).
+/// per group (one for up to 16 right-hand sides). Rows of `k` are `ld` elements apart (default
+/// `cols`: a packed tile; the matrix's width for a tile read in place).
 @inlinable
 public func symmetricTileProduct<T: BinaryFloatingPoint>(
   _ k: UnsafePointer<T>, rows m: Int, cols w: Int, rowStart: Int, colStart: Int, diagonal: Bool,
-  x: UnsafePointer<SIMD4<Double>>, y: UnsafeMutablePointer<SIMD4<Double>>, lanes: Int, isa: GramISA = .current
+  x: UnsafePointer<SIMD4<Double>>, y: UnsafeMutablePointer<SIMD4<Double>>, lanes: Int, ld: Int? = nil,
+  isa: GramISA = .current
 ) {
   let wide = isa == .avx512
   let xs = UnsafeRawPointer(x).assumingMemoryBound(to: Double.self)
@@ -25,7 +27,7 @@ public func symmetricTileProduct<T: BinaryFloatingPoint>(
   while c0 < stride {
     let g = min(16, stride - c0)
     let shape = TileProductShape(k: k, rows: m, cols: w, rowStart: rowStart, colStart: colStart, x: xs + c0, y: ys + c0,
-                                 stride: stride)
+                                 stride: stride, ld: ld)
     if wide && (T.self == Float.self || T.self == Double.self) {
       if T.self == Float.self {
         AVX512.tileProduct(shape.retyped(Float.self), columns: g, diagonal: diagonal)

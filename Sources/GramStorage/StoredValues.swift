@@ -56,20 +56,17 @@ public enum StoredValues: Sendable, Equatable {
     }
   }
 
-  /// True when no value is NaN or infinite. A branch-free OR over the exponent bits (integer
-  /// lanes vectorize; an early-exit search does not): a NaN or an infinity is the only value
-  /// whose exponent field is all ones, and adding the field's lowest bit then carries into the
-  /// sign bit.
+  /// True when no value is NaN or infinite (`FiniteScan`).
   public var allFinite: Bool {
-    func scan<T: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeRawBufferPointer, _: T.Type, exponent: T, low: T) -> Bool {
-      let words = p.bindMemory(to: T.self)
-      var flag: T = 0
-      for w in words { flag |= (w & exponent) &+ low }
-      return flag >> (T.bitWidth - 1) == 0
-    }
     switch self {
-    case .float32(let v): return v.withUnsafeBytes { scan($0, UInt32.self, exponent: 0x7f80_0000, low: 0x0080_0000) }
-    case .float64(let v): return v.withUnsafeBytes { scan($0, UInt64.self, exponent: 0x7ff0_0000_0000_0000, low: 0x0010_0000_0000_0000) }
+    case .float32(let v):
+      var scan = FiniteScan<UInt32>.float32
+      v.withUnsafeBytes { scan.add($0) }
+      return scan.allFinite
+    case .float64(let v):
+      var scan = FiniteScan<UInt64>.float64
+      v.withUnsafeBytes { scan.add($0) }
+      return scan.allFinite
     }
   }
 
@@ -130,4 +127,32 @@ extension H5Dataset {
       throw StorageError(path, "dataset \(name) is not a float dataset")
     }
   }
+}
+
+/// A test for NaN and infinity over stored values, as their bit patterns: a branch-free OR over
+/// the exponent bits (integer lanes vectorize; an early-exit search does not). A NaN or an
+/// infinity is the only value whose exponent field is all ones, and adding the field's lowest
+/// bit then carries into the sign bit. Blocks may be added piece by piece (rows of a tile).
+struct FiniteScan<T: FixedWidthInteger & UnsignedInteger> {
+  let exponent: T, low: T
+  var flag: T = 0
+
+  /// Adds the values in `bytes` (whole `T`s).
+  mutating func add(_ bytes: UnsafeRawBufferPointer) {
+    var f = flag
+    for w in bytes.bindMemory(to: T.self) { f |= (w & exponent) &+ low }
+    flag = f
+  }
+
+  var allFinite: Bool { flag >> (T.bitWidth - 1) == 0 }
+}
+
+extension FiniteScan where T == UInt32 {
+  /// For float32 values.
+  static var float32: Self { Self(exponent: 0x7f80_0000, low: 0x0080_0000) }
+}
+
+extension FiniteScan where T == UInt64 {
+  /// For float64 values.
+  static var float64: Self { Self(exponent: 0x7ff0_0000_0000_0000, low: 0x0010_0000_0000_0000) }
 }

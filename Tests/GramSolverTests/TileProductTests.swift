@@ -7,7 +7,9 @@ import Testing
 /// and float64 storage, on every instruction set this machine has.
 @Suite("solver tile product against the scalar reference")
 struct TileProductTests {
-  func check<T: BinaryFloatingPoint>(_: T.Type, columns: Int, diagonal: Bool, isa: GramISA) -> (error: Double, bits: [UInt64]) {
+  /// With `ld`, the tile is read in place from a wider matrix (rows `ld` apart) whose other
+  /// values are NaN, so a read outside the tile would show.
+  func check<T: BinaryFloatingPoint>(_: T.Type, columns: Int, diagonal: Bool, isa: GramISA, ld: Int? = nil) -> (error: Double, bits: [UInt64]) {
     var g = SplitMix64(seed: UInt64(columns * 10 + (diagonal ? 1 : 0)))
     let n = 40
     let (m, w, r0, c0) = diagonal ? (13, 13, 5, 5) : (13, 11, 2, 21)
@@ -30,13 +32,15 @@ struct TileProductTests {
         }
       }
     }
-    k.withUnsafeBufferPointer { kp in
+    var wide = [T](repeating: .nan, count: m * (ld ?? w))
+    for i in 0..<m { for j in 0..<w { wide[i * (ld ?? w) + j] = k[i * w + j] } }
+    wide.withUnsafeBufferPointer { kp in
       x.withUnsafeBufferPointer { xp in
         y.withUnsafeMutableBufferPointer { yp in
           symmetricTileProduct(kp.baseAddress!, rows: m, cols: w, rowStart: r0, colStart: c0, diagonal: diagonal,
                                x: UnsafeRawPointer(xp.baseAddress!).assumingMemoryBound(to: SIMD4<Double>.self),
                                y: UnsafeMutableRawPointer(yp.baseAddress!).assumingMemoryBound(to: SIMD4<Double>.self),
-                               lanes: lanes, isa: isa)
+                               lanes: lanes, ld: ld, isa: isa)
         }
       }
     }
@@ -59,6 +63,20 @@ struct TileProductTests {
           #expect(r.error < 1e-14, "\(columns) columns, diagonal \(diagonal), float32 \(isFloat), \(isa): error \(r.error)")
         }
         #expect(runs.allSatisfy { $0.bits == runs[0].bits }, "instruction sets differ at \(columns) columns")
+      }
+    }
+  }
+
+  @Test("a tile read in place from a wider matrix gives the packed tile's bits", arguments: [1, 4, 10, 12, 16, 21])
+  func inPlace(columns: Int) {
+    for isa in GramISA.allCases.filter(\.isSupported) {
+      for diagonal in [true, false] {
+        let packed32 = check(Float.self, columns: columns, diagonal: diagonal, isa: isa)
+        let wide32 = check(Float.self, columns: columns, diagonal: diagonal, isa: isa, ld: 29)
+        #expect(wide32.bits == packed32.bits, "float32, \(columns) columns, diagonal \(diagonal), \(isa)")
+        let packed64 = check(Double.self, columns: columns, diagonal: diagonal, isa: isa)
+        let wide64 = check(Double.self, columns: columns, diagonal: diagonal, isa: isa, ld: 13 + 1)
+        #expect(wide64.bits == packed64.bits, "float64, \(columns) columns, diagonal \(diagonal), \(isa)")
       }
     }
   }

@@ -1,0 +1,92 @@
+import Foundation
+
+/// A contiguous kernel region mapped read-only into memory (`mmap`, shared): tiles are read in
+/// place, at a row stride of the region's width, with no copy and no allocation. The pages are
+/// the page cache's, so a solve right after its build finds them there, and ranks on one host
+/// share them instead of each holding a copy. The file's size is checked against the region
+/// when it is mapped; a file truncated while mapped would fault (the solve's input must not be
+/// rewritten under it, as with every reader).
+public final class MappedRegion: @unchecked Sendable {
+  public let path: String
+  public let region: KernelRegion
+  private let mapping: UnsafeMutableRawPointer
+  private let mappedLength: Int
+  /// Element (0, 0) of the region.
+  private let base: UnsafeRawPointer
+
+  public init(path: String, region: KernelRegion) throws {
+    self.path = path
+    self.region = region
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw StorageError(path, "cannot open: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw StorageError(path, "cannot stat: \(String(cString: strerror(errno)))") }
+    let (end, overflow) = region.offset.addingReportingOverflow(region.byteCount)
+    guard !overflow, region.offset >= 0, Int(st.st_size) >= end else {
+      throw StorageError(path, "\(region.name) ends at byte \(end), beyond the file's \(st.st_size) (truncated?)")
+    }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = region.offset / page * page
+    mappedLength = max(1, end - start)
+    guard let p = mmap(nil, mappedLength, PROT_READ, MAP_SHARED, fd, off_t(start)), p != MAP_FAILED else {
+      throw StorageError(path, "cannot map \(region.name): \(String(cString: strerror(errno)))")
+    }
+    mapping = p
+    base = UnsafeRawPointer(p) + (region.offset - start)
+  }
+
+  deinit { munmap(mapping, mappedLength) }
+
+  /// Element (`row`, `col`) of the region as `T` (the region's scalar type); rows are
+  /// `region.cols` elements apart.
+  public func pointer<T>(_: T.Type, row: Int, col: Int) -> UnsafePointer<T> {
+    precondition(MemoryLayout<T>.size == region.scalarType.byteCount, "MappedRegion.pointer: not the region's type")
+    precondition(row >= 0 && row < region.rows && col >= 0 && col < region.cols, "MappedRegion.pointer: outside \(region.name)")
+    return (base + (row * region.cols + col) * MemoryLayout<T>.size).assumingMemoryBound(to: T.self)
+  }
+
+  /// Element (`row`, `col`), widened to `Double`.
+  public func value(row: Int, col: Int) -> Double {
+    switch region.scalarType {
+    case .float32: Double(pointer(Float.self, row: row, col: col).pointee)
+    case .float64: pointer(Double.self, row: row, col: col).pointee
+    }
+  }
+
+  /// A copy of the `rows × cols` block at (`rowStart`, `colStart`), row-major.
+  public func read(rowStart: Int, colStart: Int, rows: Int, cols: Int) -> StoredValues {
+    precondition(rowStart >= 0 && colStart >= 0 && rowStart + rows <= region.rows && colStart + cols <= region.cols,
+                 "MappedRegion.read: block outside \(region.name)")
+    func copy<T>(_: T.Type, zero: T) -> [T] {
+      var out = [T](repeating: zero, count: rows * cols)
+      out.withUnsafeMutableBufferPointer { o in
+        for i in 0..<rows where cols > 0 {
+          (o.baseAddress! + i * cols).update(from: pointer(T.self, row: rowStart + i, col: colStart), count: cols)
+        }
+      }
+      return out
+    }
+    switch region.scalarType {
+    case .float32: return .float32(copy(Float.self, zero: 0))
+    case .float64: return .float64(copy(Double.self, zero: 0))
+    }
+  }
+
+  /// True when no value of the block is NaN or infinite (`StoredValues.allFinite`'s test, in place).
+  public func allFinite(rowStart: Int, colStart: Int, rows: Int, cols: Int) -> Bool {
+    guard rows > 0, cols > 0 else { return true }
+    let rowBytes = cols * region.scalarType.byteCount
+    func scan<T>(_ s: FiniteScan<T>) -> Bool {
+      var s = s
+      for i in 0..<rows {
+        s.add(UnsafeRawBufferPointer(start: pointer(T.self, row: rowStart + i, col: colStart), count: rowBytes))
+      }
+      return s.allFinite
+    }
+    switch region.scalarType {
+    case .float32: return scan(FiniteScan<UInt32>.float32)
+    case .float64: return scan(FiniteScan<UInt64>.float64)
+    }
+  }
+}
