@@ -73,7 +73,7 @@ let package = Package(
     .testTarget(name: "GramKernelsTests", dependencies: ["GramKernels", "GramMicroKernels", "GramNetwork"],
                 resources: [.copy("Fixtures")], swiftSettings: vectorFlags),
     .testTarget(name: "GramNetworkTests", dependencies: ["GramNetwork"]),
-    .testTarget(name: "GramSolverTests", dependencies: ["GramSolver", "GramMicroKernels"], swiftSettings: vectorFlags),
+    .testTarget(name: "GramSolverTests", dependencies: ["GramSolver", "GramMicroKernels", "GramTransport"], swiftSettings: vectorFlags),
     .testTarget(name: "GramStorageTests", dependencies: ["GramStorage"]),
     .testTarget(name: "GramTilingTests", dependencies: ["GramTiling"]),
     .testTarget(name: "GramTransportTests", dependencies: ["GramTransport"]),

@@ -49,4 +49,11 @@ static inline int cfio_is_local(int fd) {
     return 0;
   }
 }
+
+/// Asks for [offset, offset + length) to be brought into the page cache now
+/// (`posix_fadvise(POSIX_FADV_WILLNEED)`); 0 or an error number.
+static inline int cfio_will_need(int fd, long long offset, long long length) {
+  return posix_fadvise(fd, offset, length, POSIX_FADV_WILLNEED);
+}
+
 #endif

@@ -31,9 +31,12 @@ public struct SolveMemory: Sendable {
     share = (stored / Double(max(ranks, 1)) + t * t) * Double(bytesPerValue)
     let r = Double(max(1, min(rank, n)))
     switch kind {
-    // The basis kept (n·r) and, while it is built, the factor it comes from (n·r) and a block
-    // of 100 columns three times over; the sketch holds five n×r blocks at its peak.
-    case .rpcholesky: preconditioner = (2 * nn * r + 3 * nn * 100 + 4 * r * r) * 8
+    // The basis kept (n·r), the rank's rows of the factor it comes from (n·r / ranks), a block
+    // of 100 columns three times over, the m×m products, and one piece of the sum that
+    // assembles the basis over the ranks (at most 2²⁴ values); the sketch holds five n×r
+    // blocks at its peak.
+    case .rpcholesky:
+      preconditioner = (nn * r / Double(max(ranks, 1)) + nn * r + 3 * nn * 100 + 4 * r * r + min(Double(1 << 24), nn * r)) * 8
     case .nystrom: preconditioner = (5 * nn * r + 4 * r * r) * 8
     case .jacobi: preconditioner = nn * 8
     case .none: preconditioner = 0

@@ -130,6 +130,11 @@ public final class TiledKernelOperator: KernelOperator {
     return out
   }
 
+  /// Rows shared out evenly and contiguously over the ranks.
+  public var ownedRows: Range<Int> { (n * comm.rank / comm.size) ..< (n * (comm.rank + 1) / comm.size) }
+
+  public func sumOverProcesses(_ values: inout [Double]) throws { try comm.allReduce(&values, .sum) }
+
   /// Blocks up to this many columns take the fused one-sweep product; wider ones, dgemm.
   static let fusedColumnLimit = 32
 

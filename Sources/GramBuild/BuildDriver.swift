@@ -880,6 +880,9 @@ public struct BuildDriver {
       for (position, index) in mine.enumerated() where position % threads == thread {
         if lock.withLock({ failure != nil }) { return }
         let tile = plan.tile(index)
+        // The pages this tile's write will fill are brought in here, on this rank's compute
+        // thread, while another rank may hold the file for its write (`RegionFile.prepare`).
+        Self.prepare(tile, names: outputs.map(\.name), file: file, regions: regions)
         let values = computer.compute(tile, rows: (tile.block == .train ? rows.train : rows.test).packed(tile.rows),
                                       cols: rows.train.packed(tile.cols))
         slots.wait()
@@ -918,6 +921,19 @@ public struct BuildDriver {
     }
     reporter.progress(.build(tilesDone: tiles, tilesTotal: plan.count, entriesDone: entries, entriesTotal: entriesTotal,
                              baselineEntries: baseline), force: false)
+  }
+
+  /// Brings the pages a tile's write will touch into the page cache (`RegionFile.prepare`).
+  static func prepare(_ tile: Tile, names: [String], file: RegionFile, regions: [String: KernelRegion]) {
+    let (r, c) = (tile.rows.count, tile.cols.count)
+    for kernel in names {
+      let name = tile.block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)
+      guard let region = regions[name] else { continue }
+      file.prepare(region, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound, rows: r, cols: c)
+      if tile.block == .train && !tile.isDiagonal {
+        file.prepare(region, rowStart: tile.cols.lowerBound, colStart: tile.rows.lowerBound, rows: c, cols: r)
+      }
+    }
   }
 
   /// Writes a tile's values to their places: the upper tile, and for an off-diagonal training

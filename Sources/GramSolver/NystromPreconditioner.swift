@@ -73,14 +73,21 @@ public final class NystromPreconditioner: Preconditioner {
   /// nothing). `FFᵀ ⪯ K` is then written as `U Λ̂ Uᵀ` (eigen-decomposition of FᵀF) and applied
   /// exactly as the sketched Nyström preconditioner. Cost: `rank` columns of K and O(n·rank²)
   /// flops, against a pass over K with `rank` columns for the sketch — at n = 60,000 and rank
-  /// 1,000 seconds instead of minutes (docs/solver.md).
+  /// 1,000 seconds instead of minutes (docs/solver.md). The O(n·rank²) work is shared out by
+  /// rows over a distributed operator's processes (`ownedRows`, `sumOverProcesses`).
   public static func randomlyPivotedCholesky(operator op: KernelOperator, rank requested: Int, block: Int = 100,
                                              seed: UInt64 = 0x5eed) throws -> NystromPreconditioner {
     let n = op.n
     let r = max(1, min(requested, n))
+    // Work on rows is shared out over the operator's processes: each holds and updates F and
+    // the residual diagonal on its own rows only; what every process needs (the residual, F at
+    // the pivots, FᵀF, the basis) is summed over them. Every process samples the same pivots
+    // from the same residual and seed, and computes H and its eigen-decomposition identically.
+    let own = op.ownedRows
+    let (lo, ownCount) = (own.lowerBound, own.count)
     var residual = op.diagonal.map { $0.isFinite ? max($0, 0) : 0 }
     let initialTrace = residual.reduce(0, +)
-    var f = [Double](repeating: 0, count: n * r)    // F, n × r row-major; columns 0..<m filled
+    var f = [Double](repeating: 0, count: ownCount * r)    // F's own rows, row-major; columns 0..<m filled
     var m = 0
     var rng = SplitMix64(seed: seed)
     while m < r {
@@ -100,17 +107,26 @@ public final class NystromPreconditioner: Preconditioner {
       let pivots = picked.sorted()
       guard !pivots.isEmpty else { break }
       let s = pivots.count
-      var g = try op.columns(pivots)                  // n × s
-      if m > 0 {
-        var fs = [Double](repeating: 0, count: s * m)  // F[S, 0..<m]
-        for (k, i) in pivots.enumerated() { for j in 0..<m { fs[k * m + j] = f[i * r + j] } }
-        f.withUnsafeBufferPointer { fp in fs.withUnsafeBufferPointer { sp in g.values.withUnsafeMutableBufferPointer { gp in
-          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(s), Int32(m), -1,
-                      fp.baseAddress, Int32(r), sp.baseAddress, Int32(m), 1, gp.baseAddress, Int32(s))
-        } } }
-      }
+      var g = try op.columns(pivots)                  // n × s, every row
+      // H = G[S, :] − F[S, :] F[S, :]ᵀ, the same on every process.
       var h = DenseBlock(rows: s, cols: s)
       for (k, i) in pivots.enumerated() { for j in 0..<s { h[k, j] = g[i, j] } }
+      if m > 0 {
+        var fs = [Double](repeating: 0, count: s * m)  // F[S, 0..<m], each process filling its rows
+        for (k, i) in pivots.enumerated() where own.contains(i) { for j in 0..<m { fs[k * m + j] = f[(i - lo) * r + j] } }
+        try op.sumOverProcesses(&fs)
+        fs.withUnsafeBufferPointer { sp in h.values.withUnsafeMutableBufferPointer { hp in
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(s), Int32(s), Int32(m), -1,
+                      sp.baseAddress, Int32(m), sp.baseAddress, Int32(m), 1, hp.baseAddress, Int32(s))
+        } }
+        // G[own, :] −= F[own, :] F[S, :]ᵀ
+        if ownCount > 0 {
+          f.withUnsafeBufferPointer { fp in fs.withUnsafeBufferPointer { sp in g.values.withUnsafeMutableBufferPointer { gp in
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(ownCount), Int32(s), Int32(m), -1,
+                        fp.baseAddress, Int32(r), sp.baseAddress, Int32(m), 1, gp.baseAddress! + lo * s, Int32(s))
+          } } }
+        }
+      }
       let (values, vectors) = try symmetricEigen(h)    // ascending
       let largest = values.last ?? 0
       guard largest > 0 else { for i in pivots { residual[i] = 0 }; continue }
@@ -121,26 +137,59 @@ public final class NystromPreconditioner: Preconditioner {
         let scale = 1 / values[idx].squareRoot()
         for k in 0..<s { w.values[k * q + c] *= scale }
       }
-      let added = g.times(w)                             // n × q
-      for i in 0..<n {
+      // F[own, m..<m+q] = G[own, :] · W, and the residual diagonal on the own rows.
+      var added = [Double](repeating: 0, count: ownCount * q)
+      if ownCount > 0 {
+        g.values.withUnsafeBufferPointer { gp in w.values.withUnsafeBufferPointer { wp in added.withUnsafeMutableBufferPointer { ap in
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ownCount), Int32(q), Int32(s), 1,
+                      gp.baseAddress! + lo * s, Int32(s), wp.baseAddress, Int32(q), 0, ap.baseAddress, Int32(q))
+        } } }
+      }
+      var next = [Double](repeating: 0, count: n)
+      for k in 0..<ownCount {
         var captured = 0.0
         for c in 0..<q {
-          let v = added.values[i * q + c]
-          f[i * r + m + c] = v
+          let v = added[k * q + c]
+          f[k * r + m + c] = v
           captured += v * v
         }
-        residual[i] = max(0, residual[i] - captured)
+        next[lo + k] = max(0, residual[lo + k] - captured)
       }
+      try op.sumOverProcesses(&next)
+      residual = next
       for i in pivots { residual[i] = 0 }
       m += q
     }
     guard m > 0 else { return NystromPreconditioner(basis: DenseBlock(rows: n, cols: 0), eigenvalues: [], name: "rpcholesky") }
-    // F (n × m) = U Σ Wᵀ from FᵀF = W Σ² Wᵀ; Λ̂ = Σ², descending.
-    var factor = DenseBlock(rows: n, cols: m)
-    if m == r { factor.values = f } else { for i in 0..<n { for j in 0..<m { factor.values[i * m + j] = f[i * r + j] } } }
+    // F (n × m) = U Σ Wᵀ from FᵀF = W Σ² Wᵀ (summed over the processes' rows); Λ̂ = Σ², descending;
+    // U = F W Σ⁻¹, each process its own rows, then summed into the whole basis.
+    var gram = [Double](repeating: 0, count: m * m)
+    if ownCount > 0 {
+      f.withUnsafeBufferPointer { fp in gram.withUnsafeMutableBufferPointer { gp in
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(m), Int32(ownCount), 1,
+                    fp.baseAddress, Int32(r), fp.baseAddress, Int32(r), 0, gp.baseAddress, Int32(m))
+      } }
+    }
+    try op.sumOverProcesses(&gram)
+    let (s2, v) = try symmetricEigen(DenseBlock(rows: m, cols: m, values: gram))   // ascending σ²
+    let largest = s2.last ?? 0
+    let keep = (0..<m).reversed().filter { s2[$0] > 1e-14 * largest }
+    var vk = v.columns(keep)                          // m × k, scaled by σ⁻¹
+    for (c, idx) in keep.enumerated() {
+      let inverse = 1 / s2[idx].squareRoot()
+      for j in 0..<m { vk.values[j * keep.count + c] *= inverse }
+    }
+    var u = [Double](repeating: 0, count: n * keep.count)
+    if ownCount > 0 && !keep.isEmpty {
+      f.withUnsafeBufferPointer { fp in vk.values.withUnsafeBufferPointer { vp in u.withUnsafeMutableBufferPointer { up in
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ownCount), Int32(keep.count), Int32(m), 1,
+                    fp.baseAddress, Int32(r), vp.baseAddress, Int32(keep.count), 0, up.baseAddress! + lo * keep.count, Int32(keep.count))
+      } } }
+    }
     f = []
-    let (basis, s2) = try leftSingularVectors(factor)
-    return NystromPreconditioner(basis: basis, eigenvalues: s2, name: "rpcholesky")
+    try op.sumOverProcesses(&u)
+    return NystromPreconditioner(basis: DenseBlock(rows: n, cols: keep.count, values: u), eigenvalues: keep.map { s2[$0] },
+                                 name: "rpcholesky")
   }
 
   /// `B = U Σ Vᵀ` (thin SVD, n × k, from the eigen-decomposition of BᵀB): U and Σ², descending,

@@ -16,10 +16,20 @@ public protocol KernelOperator: AnyObject {
   /// Columns `indices` of K (an `n × indices.count` block), read without a pass over K where
   /// the operator can (a stored symmetric kernel reads them as rows). Collective, like `apply`.
   func columns(_ indices: [Int]) throws -> DenseBlock
+  /// The rows this process works on when work is shared out by rows (a distributed operator's
+  /// processes own disjoint ranges that cover `0..<n`; a single process owns them all).
+  var ownedRows: Range<Int> { get }
+  /// Sums `values` element-wise over the operator's processes, every process getting the
+  /// result (collective; nothing to do for a single process). A sum of arrays that are zero
+  /// outside each process's own part is exact.
+  func sumOverProcesses(_ values: inout [Double]) throws
 }
 
 extension KernelOperator {
   public var trace: Double { diagonal.reduce(0, +) }
+
+  public var ownedRows: Range<Int> { 0..<n }
+  public func sumOverProcesses(_ values: inout [Double]) throws {}
 
   /// Columns as products with unit vectors: one pass over K. Operators that can read entries
   /// directly replace this.

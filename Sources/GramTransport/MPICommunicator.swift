@@ -52,9 +52,20 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     case .max: cmpi_max()
     case .min: cmpi_min()
     }
-    var result = values
-    try check(MPI_Allreduce(values, &result, Int32(values.count), cmpi_double(), mpiOp, world), "MPI_Allreduce")
-    values = result
+    // In pieces of at most 2²⁴ values: MPI counts are 32-bit, and the piece is the only copy.
+    let piece = 1 << 24
+    var result = [Double](repeating: 0, count: min(piece, values.count))
+    var start = 0
+    while start < values.count {
+      let count = min(piece, values.count - start)
+      try values.withUnsafeMutableBufferPointer { v in
+        try result.withUnsafeMutableBufferPointer { r in
+          try check(MPI_Allreduce(v.baseAddress! + start, r.baseAddress!, Int32(count), cmpi_double(), mpiOp, world), "MPI_Allreduce")
+          (v.baseAddress! + start).update(from: r.baseAddress!, count: count)
+        }
+      }
+      start += count
+    }
   }
 
   public func allGather(_ bytes: [UInt8]) throws -> [[UInt8]] {

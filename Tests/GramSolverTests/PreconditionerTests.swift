@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import GramSolver
+import GramTransport
 
 /// An operator that counts its passes and the columns it is asked for, and reads columns
 /// directly (as a stored kernel does).
@@ -96,5 +97,56 @@ func transpose(_ b: DenseBlock) -> [Double] {
     let op = DenseOperator(k)
     #expect(try op.columns([3, 0, 29]) == k.columns([3, 0, 29]))
     #expect(op.passes == 1)
+  }
+}
+
+/// `ColumnReadingOperator` as one of `communicators.count` processes (threads here): it owns an
+/// even share of the rows and sums over the group.
+final class SharedRowsOperator: KernelOperator {
+  let base: ColumnReadingOperator
+  let comm: LocalCommunicator
+  init(_ matrix: DenseBlock, comm: LocalCommunicator) { base = ColumnReadingOperator(matrix); self.comm = comm }
+  var n: Int { base.n }
+  var passes: Int { base.passes }
+  var diagonal: [Double] { base.diagonal }
+  func apply(_ x: DenseBlock) throws -> DenseBlock { try base.apply(x) }
+  func columns(_ indices: [Int]) throws -> DenseBlock { try base.columns(indices) }
+  var ownedRows: Range<Int> { (n * comm.rank / comm.size) ..< (n * (comm.rank + 1) / comm.size) }
+  func sumOverProcesses(_ values: inout [Double]) throws { try comm.allReduce(&values, .sum) }
+}
+
+@Suite struct SharedRowsPreconditionerTests {
+  /// Shared out by rows over 2, 3 and 5 processes (more than some blocks of pivots, and a
+  /// process with no rows at all when n < processes is not needed: 5 < n), RPCholesky gives
+  /// every process the same preconditioner, bit for bit, and the one a single process builds
+  /// (to rounding).
+  @Test(arguments: [2, 3, 5])
+  func sharedRowsAgree(processes: Int) throws {
+    let k = randomKernel(n: 97, rank: 50, seed: 21)
+    let alone = try NystromPreconditioner.randomlyPivotedCholesky(operator: ColumnReadingOperator(k), rank: 30, block: 7, seed: 4)
+    // One thread per process (a thread pool narrower than the group would never meet).
+    let group = LocalCommunicator.group(size: processes)
+    let lock = NSLock()
+    nonisolated(unsafe) var results = [NystromPreconditioner?](repeating: nil, count: processes)
+    let done = DispatchGroup()
+    for p in 0..<processes {
+      done.enter()
+      nonisolated(unsafe) let comm = group[p]
+      Thread.detachNewThread {
+        let built = try? NystromPreconditioner.randomlyPivotedCholesky(operator: SharedRowsOperator(k, comm: comm), rank: 30,
+                                                                       block: 7, seed: 4)
+        lock.withLock { results[p] = built }
+        done.leave()
+      }
+    }
+    done.wait()
+    let built = results.compactMap { $0 }
+    #expect(built.count == processes)
+    for p in built {
+      #expect(p.u.values == built[0].u.values)
+      #expect(p.eigenvalues == built[0].eigenvalues)
+    }
+    #expect(built[0].eigenvalues.count == alone.eigenvalues.count)
+    #expect(relativeError(lowRank(built[0]), lowRank(alone)) < 1e-9)
   }
 }

@@ -77,4 +77,20 @@ struct MappedRegionTests {
     #expect(done.wait(timeout: .now() + 10) == .success)
     #expect(entered.withLock { secondRan })
   }
+
+  @Test("prepare changes no byte, over written and unwritten ranges alike")
+  func prepareKeepsBytes() throws {
+    let dir = try folder()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let region = KernelRegion(name: "/train/ntk", offset: 300, rows: 50, cols: 1500, type: .float32)
+    let path = dir + "/k"
+    FileManager.default.createFile(atPath: path, contents: Data(count: 300 + region.byteCount))
+    let file = try RegionFile(path: path, writable: true)
+    try file.write(StoredValues((0..<(10 * 1500)).map { Double($0) + 0.5 }, as: .float32), to: region, rowStart: 5, colStart: 0,
+                   rows: 10, cols: 1500)
+    let before = FileManager.default.contents(atPath: path)
+    file.prepare(region, rowStart: 0, colStart: 100, rows: 50, cols: 1400)
+    file.prepare(region, rowStart: 49, colStart: 0, rows: 1, cols: 1500)
+    #expect(FileManager.default.contents(atPath: path) == before)
+  }
 }

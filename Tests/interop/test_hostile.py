@@ -383,3 +383,42 @@ def test_outputs_on_a_full_disk_are_one_line_and_replace_nothing(tmp_path, small
             assert len(lines) == 1 and "No space left on device" in lines[0] and str(small_disk) in lines[0], (name, r.stderr)
             assert sorted(os.listdir(small_disk)) == sorted([f"{c}.h5" for c in commands] + ["fill"]), (name, os.listdir(small_disk))
     assert {name: (small_disk / f"{name}.h5").read_bytes() for name in commands} == before
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("budget", ["1GiB", "300KiB"])
+def test_a_kernel_with_a_nan_or_cut_short_is_one_line_for_solve(tmp_path, dtype, budget):
+    """The solve reads its tiles in place (mapped) when they fit the budget and streams them
+    when they do not: a NaN anywhere in either, or a file cut short, is one line naming the file."""
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "x.npy", rng.standard_normal((300, 6)))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, 300))
+    k = tmp_path / "k.h5"
+    ntkgram("build", "--train", tmp_path / "x.npy", "--train-labels", tmp_path / "y.npy", "--dtype", dtype, "--tile", 64,
+            "--kernels", "ntk", "--out", k, "--quiet")
+    ok = subprocess.run([binary(), "solve", k, "--memory-budget", budget, "--out", tmp_path / "ok.h5", "--quiet"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    with h5py.File(k, "r") as f:
+        offset, size = f["/train/ntk"].id.get_offset(), f["/train/ntk"].dtype.itemsize
+    # The solve reads upper tiles: one NaN in an off-diagonal tile, one in a diagonal tile.
+    for (i, j) in [(7, 250), (130, 131)]:
+        bad = tmp_path / f"bad-{i}-{j}.h5"
+        data = bytearray(k.read_bytes())
+        at = offset + (i * 300 + j) * size
+        data[at:at + size] = np.array([np.nan], dtype=dtype).tobytes()
+        bad.write_bytes(bytes(data))
+        r = subprocess.run([binary(), "solve", bad, "--memory-budget", budget, "--out", tmp_path / f"s-{i}.h5", "--quiet"],
+                           capture_output=True, text=True)
+        lines = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith(("---", "Primary", "a non-zero", "the job", "  "))]
+        assert r.returncode == 1, r.stderr
+        assert len(lines) == 1 and str(bad) in lines[0] and "NaN or infinite" in lines[0], r.stderr
+        assert not (tmp_path / f"s-{i}.h5").exists()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(k.read_bytes()[: offset + 150 * 300 * size])
+    r = subprocess.run([binary(), "solve", cut, "--memory-budget", budget, "--out", tmp_path / "s-cut.h5", "--quiet"],
+                       capture_output=True, text=True)
+    assert r.returncode in (1, 2), r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and str(cut) in lines[0], r.stderr
+    assert not (tmp_path / "s-cut.h5").exists()
