@@ -55,6 +55,7 @@ struct PlanCommand: ParsableCommand {
     let streamed = m.share > m.tiles ? String(format: ", %.0f%% read from the file on every pass", 100 * (1 - m.tiles / m.share)) : ""
     print("solve (\(kind.rawValue)\(kind == .rpcholesky || kind == .nystrom ? " rank \(rank)" : ""), \(columns) columns, --memory-budget \(memoryBudget)): " +
           "memory per rank \(size(m.total)) (process \(size(SolveMemory.baselineBytes)), tiles kept \(size(m.tiles)) of \(size(m.share))\(streamed), " +
-          "preconditioner \(size(m.preconditioner)), vectors \(size(m.vectors)))")
+          "preconditioner \(size(m.preconditioner)), vectors \(size(m.vectors))); the kept tiles are mapped from the kernel file " +
+          "(page cache, shared by a host's ranks: peak RSS also counts the mapped pages around them)")
   }
 }
