@@ -760,11 +760,11 @@ public struct BuildDriver {
   static func damage(of tile: Tile, record: TileRecord, file: RegionFile, regions: [String: KernelRegion], kernels: [String]) throws -> String? {
     let (r, c) = (tile.rows.count, tile.cols.count)
     for (k, kernel) in kernels.enumerated() {
-      let name = tile.block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)
+      let name = tile.dataset(kernel)
       guard let region = regions[name] else { return "no region \(name)" }
       let upper = try file.read(region, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound, rows: r, cols: c)
       guard upper.checksum == record.checksums[k] else { return "\(name) does not match the recorded checksum" }
-      if tile.block == .train && !tile.isDiagonal {
+      if tile.isMirrored {
         let mirror = try file.read(region, rowStart: tile.cols.lowerBound, colStart: tile.rows.lowerBound, rows: c, cols: r)
         guard mirror.transposed(rows: c, cols: r) == upper else { return "the mirrored block of \(name) differs" }
       }
@@ -857,7 +857,8 @@ public struct BuildDriver {
     // In index order (row of tiles by row of tiles): bands of rows are finished one after the
     // other, and each goes to disk, sequentially, as soon as this rank has written its part.
     let mine = mine.sorted()
-    nonisolated(unsafe) var bands = BandWriteback(plan: plan, tiles: mine, regions: regions, names: outputs.map(\.name))
+    let names = outputs.map(\.name)
+    nonisolated(unsafe) var bands = BandWriteback(plan: plan, tiles: mine, regions: regions, names: names)
     let threads = max(1, min(settings.threads, mine.count))
     let lock = NSLock()
     nonisolated(unsafe) var failure: Error? = nil
@@ -882,7 +883,7 @@ public struct BuildDriver {
         let tile = plan.tile(index)
         // The pages this tile's write will fill are brought in here, on this rank's compute
         // thread, while another rank may hold the file for its write (`RegionFile.prepare`).
-        Self.prepare(tile, names: outputs.map(\.name), file: file, regions: regions)
+        Self.prepare(tile, names: names, file: file, regions: regions)
         let values = computer.compute(tile, rows: (tile.block == .train ? rows.train : rows.test).packed(tile.rows),
                                       cols: rows.train.packed(tile.cols))
         slots.wait()
@@ -891,8 +892,8 @@ public struct BuildDriver {
           if lock.withLock({ failure != nil }) { return }
           do {
             let stored = outputs.map { StoredValues(values.values($0.index), as: driver.settings.dtype) }
-            try Self.checkFinite(stored, names: outputs.map(\.name), tile: tile, dtype: driver.settings.dtype)
-            try file.inTurn { try Self.write(tile, stored, names: outputs.map(\.name), file: file, regions: regions, scratch: scratch) }
+            try Self.checkFinite(stored, names: names, tile: tile, dtype: driver.settings.dtype)
+            try file.inTurn { try Self.write(tile, stored, names: names, file: file, regions: regions, scratch: scratch) }
             bands.written(tile, file: file)
             try TileRecord(index: index, checksums: stored.map(\.checksum)).write(folder: folder, fingerprint: fingerprint)
           } catch {
@@ -927,10 +928,10 @@ public struct BuildDriver {
   static func prepare(_ tile: Tile, names: [String], file: RegionFile, regions: [String: KernelRegion]) {
     let (r, c) = (tile.rows.count, tile.cols.count)
     for kernel in names {
-      let name = tile.block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)
+      let name = tile.dataset(kernel)
       guard let region = regions[name] else { continue }
       file.prepare(region, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound, rows: r, cols: c)
-      if tile.block == .train && !tile.isDiagonal {
+      if tile.isMirrored {
         file.prepare(region, rowStart: tile.cols.lowerBound, colStart: tile.rows.lowerBound, rows: c, cols: r)
       }
     }
@@ -942,15 +943,22 @@ public struct BuildDriver {
                     scratch: WriteScratch) throws {
     let (r, c) = (tile.rows.count, tile.cols.count)
     for (kernel, values) in zip(names, stored) {
-      let name = tile.block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)
+      let name = tile.dataset(kernel)
       guard let region = regions[name] else { throw StorageError(file.path, "no region \(name)") }
       try file.write(values, to: region, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound, rows: r, cols: c)
-      if tile.block == .train && !tile.isDiagonal {
+      if tile.isMirrored {
         try file.writeTransposed(values, to: region, rowStart: tile.cols.lowerBound, colStart: tile.rows.lowerBound, rows: r, cols: c,
                                  scratch: scratch)
       }
     }
   }
+}
+
+extension Tile {
+  /// The dataset of `kernel` this tile is stored in (`/train/…` or `/test/…`).
+  func dataset(_ kernel: String) -> String { block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel) }
+  /// Stored transposed below the diagonal too (an off-diagonal training tile).
+  var isMirrored: Bool { block == .train && !isDiagonal }
 }
 
 /// Which bands of rows (one tile high) this rank still has to write, per block: when its last
@@ -975,7 +983,7 @@ struct BandWriteback {
   /// The bands a tile writes to: its rows, and for an off-diagonal training tile its mirror's.
   static func bands(_ t: Tile, tileSize: Int) -> [Int] {
     let rows = t.rows.lowerBound / tileSize
-    return t.block == .train && !t.isDiagonal ? [rows, t.cols.lowerBound / tileSize] : [rows]
+    return t.isMirrored ? [rows, t.cols.lowerBound / tileSize] : [rows]
   }
 
   mutating func written(_ t: Tile, file: RegionFile) {
@@ -984,7 +992,7 @@ struct BandWriteback {
       pending[t.block]![band] = left - 1
       guard left == 1 else { continue }
       for kernel in names {
-        let name = t.block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)
+        let name = t.dataset(kernel)
         guard let region = regions[name] else { continue }
         let start = band * tileSize
         file.startWriteback(region, rowStart: start, rows: min(tileSize, region.rows - start))

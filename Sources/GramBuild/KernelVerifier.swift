@@ -111,7 +111,7 @@ public struct KernelVerifier {
       let tile = plan.tile(index)
       let (r, c) = (tile.rows.count, tile.cols.count)
       for (k, kernel) in names.enumerated() {
-        let d = datasets[tile.block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)]!
+        let d = datasets[tile.dataset(kernel)]!
         let block = try d.readStored(start: [tile.rows.lowerBound, tile.cols.lowerBound], count: [r, c])
         guard block.checksum == stored[index * names.count + k] else {
           throw fail("\(tile): /\(tile.block.rawValue)/\(kernel) does not match its stored checksum")

@@ -171,39 +171,39 @@ public final class NystromPreconditioner: Preconditioner {
       } }
     }
     try op.sumOverProcesses(&gram)
-    let (s2, v) = try symmetricEigen(DenseBlock(rows: m, cols: m, values: gram))   // ascending σ²
-    let largest = s2.last ?? 0
-    let keep = (0..<m).reversed().filter { s2[$0] > 1e-14 * largest }
-    var vk = v.columns(keep)                          // m × k, scaled by σ⁻¹
-    for (c, idx) in keep.enumerated() {
-      let inverse = 1 / s2[idx].squareRoot()
-      for j in 0..<m { vk.values[j * keep.count + c] *= inverse }
-    }
-    var u = [Double](repeating: 0, count: n * keep.count)
-    if ownCount > 0 && !keep.isEmpty {
+    let (vk, s2) = try rightSingularFactor(gram: DenseBlock(rows: m, cols: m, values: gram))
+    let k = s2.count
+    var u = [Double](repeating: 0, count: n * k)
+    if ownCount > 0 && k > 0 {
       f.withUnsafeBufferPointer { fp in vk.values.withUnsafeBufferPointer { vp in u.withUnsafeMutableBufferPointer { up in
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ownCount), Int32(keep.count), Int32(m), 1,
-                    fp.baseAddress, Int32(r), vp.baseAddress, Int32(keep.count), 0, up.baseAddress! + lo * keep.count, Int32(keep.count))
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ownCount), Int32(k), Int32(m), 1,
+                    fp.baseAddress, Int32(r), vp.baseAddress, Int32(k), 0, up.baseAddress! + lo * k, Int32(k))
       } } }
     }
     f = []
     try op.sumOverProcesses(&u)
-    return NystromPreconditioner(basis: DenseBlock(rows: n, cols: keep.count, values: u), eigenvalues: keep.map { s2[$0] },
-                                 name: "rpcholesky")
+    return NystromPreconditioner(basis: DenseBlock(rows: n, cols: k, values: u), eigenvalues: s2, name: "rpcholesky")
   }
 
   /// `B = U Σ Vᵀ` (thin SVD, n × k, from the eigen-decomposition of BᵀB): U and Σ², descending,
   /// directions whose σ² falls below 1e-14 of the largest dropped.
   static func leftSingularVectors(_ b: DenseBlock) throws -> (DenseBlock, [Double]) {
-    let (s2, v) = try symmetricEigen(b.transposeTimes(b))   // ascending σ²
+    let (scaled, s2) = try rightSingularFactor(gram: b.transposeTimes(b))
+    return (b.times(scaled), s2)
+  }
+
+  /// From `BᵀB = V Σ² Vᵀ`: `V Σ⁻¹` (k columns, σ descending, those whose σ² falls below 1e-14
+  /// of the largest dropped) and Σ², so that `U = B V Σ⁻¹` — by rows, wherever B's rows are.
+  static func rightSingularFactor(gram: DenseBlock) throws -> (scaled: DenseBlock, sigma2: [Double]) {
+    let (s2, v) = try symmetricEigen(gram)   // ascending σ²
     let largest = s2.last ?? 0
-    let keep = (0..<b.cols).reversed().filter { s2[$0] > 1e-14 * largest }
-    var u = b.times(v.columns(keep))
-    for (k, idx) in keep.enumerated() {
-      let sigma = s2[idx].squareRoot()
-      for i in 0..<b.rows { u.values[i * keep.count + k] /= sigma }
+    let keep = (0..<gram.cols).reversed().filter { s2[$0] > 1e-14 * largest }
+    var scaled = v.columns(keep)
+    for (c, idx) in keep.enumerated() {
+      let inverse = 1 / s2[idx].squareRoot()
+      for j in 0..<gram.rows { scaled.values[j * keep.count + c] *= inverse }
     }
-    return (u, keep.map { s2[$0] })
+    return (scaled, keep.map { s2[$0] })
   }
 
   public func apply(_ r: DenseBlock, shifts: [Double]) -> DenseBlock {
