@@ -1,4 +1,5 @@
 import GramSolver
+import GramTiling
 
 /// What one rank of `ntkgram solve` (or `dynamics`) holds, in bytes, and how `--memory-budget`
 /// is shared: the preconditioner's peak (built after the tiles are read) and the solver's
@@ -18,11 +19,13 @@ public struct SolveMemory: Sendable {
   public var total: Double { Self.baselineBytes + tiles + preconditioner + vectors }
   /// Bytes left for tiles once the preconditioner and vectors are counted (never negative).
   public let tileBudget: Int
+  let n: Int, tile: Int, bytesPerValue: Int, ranks: Int
 
   /// `n` training samples in tiles of `tile`, stored in `bytesPerValue`, over `ranks` ranks,
   /// `columns` right-hand sides (one system per ridge value), within `budget` bytes per rank.
   public init(n: Int, tile: Int, bytesPerValue: Int, ranks: Int, budget: Int, preconditioner kind: SolveSettings.PreconditionerKind,
               rank: Int, columns: Int, systems: Int = 1) {
+    (self.n, self.tile, self.bytesPerValue, self.ranks) = (n, max(1, tile), bytesPerValue, max(1, ranks))
     let nn = Double(n), t = Double(max(1, min(tile, n)))
     // Stored upper tiles hold (n² + Σ diagonal tiles' rows²) / 2 values; a rank's share is the
     // mean plus at most one tile (the assignment's imbalance).
@@ -46,5 +49,32 @@ public struct SolveMemory: Sendable {
     vectors = (Double(systems) * 6 * nn * c + 2 * nn * (c + 3) + 2 * nn) * 8
     tileBudget = max(0, budget - Int(min(preconditioner + vectors, Double(Int.max / 2))))
     tiles = min(share, Double(tileBudget))
+  }
+
+  /// The kept tiles as the resident set counts them on the rank where they weigh most: a kept
+  /// tile of a contiguous kernel file is used in place from a mapping, and the pages the kernel
+  /// maps around its rows count too (`MappedFootprint`, windows aligned to the matrix). Exact
+  /// over the rank's tiles (`TileAssignment`, kept in order while they fit, as the solve does)
+  /// up to a million tiles; beyond, the tiles plus one window per row they touch.
+  public func mappedTiles() -> Double {
+    guard n > 0 else { return 0 }
+    let plan = TilePlan(trainCount: n, testCount: 0, tileSize: min(tile, n))
+    guard plan.count <= 1_000_000 else {
+      let rows = Double(min(n, TileAssignment.heldRowsEstimate(plan: plan, ranks: ranks)))
+      return tiles + (share > 0 ? tiles / share : 0) * rows * Double(MappedFootprint.faultAroundBytes)
+    }
+    let assignment = TileAssignment(plan: plan, ranks: ranks)
+    var most = 0
+    for rank in 0..<ranks {
+      var used = 0
+      var kept: [Tile] = []
+      for index in assignment.tiles(of: rank) {
+        let t = plan.tile(index)
+        let bytes = t.entryCount * bytesPerValue
+        if used + bytes <= tileBudget { used += bytes; kept.append(t) }
+      }
+      most = max(most, MappedFootprint.bytes(of: kept, columns: n, bytesPerValue: bytesPerValue))
+    }
+    return Double(most)
   }
 }

@@ -109,8 +109,9 @@ public final class TiledKernelOperator: KernelOperator {
   }
 
   /// Columns of K: in a format-2 file the whole symmetric matrix is stored contiguously, so
-  /// column j is row j, one `pread`; the rows are shared out over the ranks and summed. Older
-  /// (chunked) files take one pass with unit vectors.
+  /// column j is row j, one `pread` (never the mapping: a whole row would map pages of other
+  /// ranks' tiles into this rank's resident set); the rows are shared out over the ranks and
+  /// summed. Older (chunked) files take one pass with unit vectors.
   public func columns(_ indices: [Int]) throws -> DenseBlock {
     guard let region else { return try unitVectorColumns(indices) }
     let s = indices.count
@@ -118,8 +119,7 @@ public final class TiledKernelOperator: KernelOperator {
     var failure: Error? = nil
     do {
       for (k, j) in indices.enumerated() where k % comm.size == comm.rank {
-        let stored = try mapped?.read(rowStart: j, colStart: 0, rows: 1, cols: n)
-          ?? region.file.read(region.region, rowStart: j, colStart: 0, rows: 1, cols: n)
+        let stored = try region.file.read(region.region, rowStart: j, colStart: 0, rows: 1, cols: n)
         guard stored.allFinite else { throw StorageError(fileName, "\(dataset.name) has NaN or infinite values in row \(j)") }
         let row = stored.doubles
         for i in 0..<n { out.values[i * s + k] = row[i] }
