@@ -251,42 +251,61 @@ public struct BuildDriver {
 
   /// The same checks and checksums as `loadWhole`, the data read in chunks of rows: the
   /// samples as read (checksum, statistics), then preprocessed (the fingerprint's checksum, the
-  /// largest self-pair); no sample is kept.
-  func loadStreamed() throws -> Inputs {
+  /// largest self-pair). When no statistics are needed first (every preprocessing but a
+  /// `standardize` of the training set itself), both are taken in one reading. Data of at most
+  /// `BuildPlan.keptDataBytes` (preprocessed, float64) is kept from that reading, so the tile
+  /// phase takes its rows from memory instead of reading the files a last time; larger data is
+  /// not kept (nor any, with `keeping` 0).
+  func loadStreamed(keeping: Double = BuildPlan.keptDataBytes) throws -> Inputs {
     let train = try StreamedSplit(settings.train)
     let test = try settings.test.map { try StreamedSplit($0) }
     try checkSplits(trainSource: train.source.samples, trainCols: train.cols, trainShape: train.sampleShape,
                     testSource: test?.source.samples, testCols: test?.cols, testShape: test?.sampleShape)
     let (spec, kernel) = try Self.kernel(for: settings, sampleShape: train.sampleShape, features: train.cols)
+    let outputs = try Self.outputs(kernel.outputNames, selected: settings.kernels)
+    let keep = BuildPlan.keepsData(rows: train.rows + (test?.rows ?? 0), features: train.cols, upTo: keeping)
     func rawChecksum(_ split: StreamedSplit) throws -> UInt64 {
       var sum = StreamingChecksum64()
       try split.forEachChunk { _, m in sum.add(m.values) }
       return checksum64([sum.finish(), UInt64(split.rows), UInt64(split.cols)])
     }
-    let trainChecksum = try rawChecksum(train)
-    // (A cross kernel takes the stored kernel's statistics: no passes for them.)
-    let statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil)
-      ?? PreprocessStatistics.of(train, for: settings.preprocess)
-    let outputs = try Self.outputs(kernel.outputNames, selected: settings.kernels)
-    func preprocessedPass(_ split: StreamedSplit) throws -> UInt64 {
-      var sum = StreamingChecksum64()
+    /// The preprocessed values' checksum (and, with `raw`, the samples' as read), the largest
+    /// self-pair checked, the values kept when `keep`.
+    func pass(_ split: StreamedSplit, _ statistics: PreprocessStatistics?, raw: Bool) throws -> (raw: UInt64?, values: UInt64, kept: Matrix?) {
+      var rawSum = StreamingChecksum64(), sum = StreamingChecksum64()
       var largest = LargestRow()
-      try split.forEachChunk { first, raw in
-        let m = preprocessed(raw, isInteger: split.isInteger, settings.preprocess, statistics: statistics)
+      var kept: [Double] = []
+      if keep { kept.reserveCapacity(split.rows * split.cols) }
+      try split.forEachChunk { first, read in
+        if raw { rawSum.add(read.values) }
+        let m = preprocessed(read, isInteger: split.isInteger, settings.preprocess, statistics: statistics)
         sum.add(m.values)
         largest.scan(m, first: first)
+        if keep { kept += m.values }
       }
       try largest.check(kernel, source: split.source.samples, dtype: settings.dtype)
-      return sum.finish()
+      return (raw ? checksum64([rawSum.finish(), UInt64(split.rows), UInt64(split.cols)]) : nil, sum.finish(),
+              keep ? Matrix(rows: split.rows, cols: split.cols, values: kept) : nil)
     }
-    let trainValues = try preprocessedPass(train)
-    let testChecksum = try test.map(rawChecksum)
-    let testValues = try test.map(preprocessedPass) ?? checksum64([Double]())
-    return Inputs(train: LoadedSplit(unheld: train), test: test.map { LoadedSplit(unheld: $0) }, trainMatrix: nil, testMatrix: nil,
+    let trainPass: (raw: UInt64?, values: UInt64, kept: Matrix?), trainChecksum: UInt64, statistics: PreprocessStatistics?
+    if settings.against == nil && settings.preprocess != .standardize {
+      statistics = nil
+      trainPass = try pass(train, nil, raw: true)
+      trainChecksum = trainPass.raw!
+    } else {
+      trainChecksum = try rawChecksum(train)
+      // (A cross kernel takes the stored kernel's statistics: no passes for them.)
+      statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil)
+        ?? PreprocessStatistics.of(train, for: settings.preprocess)
+      trainPass = try pass(train, statistics, raw: false)
+    }
+    let testPass = try test.map { try pass($0, statistics, raw: true) }
+    return Inputs(train: LoadedSplit(unheld: train), test: test.map { LoadedSplit(unheld: $0) },
+                  trainMatrix: trainPass.kept, testMatrix: testPass?.kept,
                   trainStream: train, testStream: test, trainRows: train.rows, testRows: test?.rows ?? 0, cols: train.cols,
                   spec: spec, kernel: kernel, outputs: outputs, statistics: statistics, preprocess: settings.preprocess,
-                  trainChecksum: trainChecksum, testChecksum: testChecksum,
-                  trainValuesChecksum: trainValues, testValuesChecksum: testValues)
+                  trainChecksum: trainChecksum, testChecksum: testPass?.raw,
+                  trainValuesChecksum: trainPass.values, testValuesChecksum: testPass?.values ?? checksum64([Double]()))
   }
 
   /// The preprocessed data and the concrete network of an empirical build, checked as a build
@@ -866,6 +885,7 @@ public struct BuildDriver {
     // write (conversion, checksums, HDF5) overlaps the next tile's compute. At most
     // `threads + 1` computed tiles are queued or being written, and each compute thread holds
     // at most one more while it waits for a slot: 2·threads + 1 tiles' values at most.
+    let prepared = PreparedBands()
     let writer = DispatchQueue(label: "ntkgram.checkpoint-writer")
     let scratch = WriteScratch()
     let slots = DispatchSemaphore(value: threads + 1)
@@ -882,8 +902,11 @@ public struct BuildDriver {
         if lock.withLock({ failure != nil }) { return }
         let tile = plan.tile(index)
         // The pages this tile's write will fill are brought in here, on this rank's compute
-        // thread, while another rank may hold the file for its write (`RegionFile.prepare`).
-        Self.prepare(tile, names: names, file: file, regions: regions)
+        // thread, while another rank may hold the file for its write (`RegionFile.prepare`):
+        // a band of rows at a time, by the first thread to need it.
+        for band in BandWriteback.bands(tile, tileSize: plan.tileSize) where prepared.claim(tile.block, band) {
+          Self.prepare(band: band, tileSize: plan.tileSize, block: tile.block, names: names, file: file, regions: regions)
+        }
         let values = computer.compute(tile, rows: (tile.block == .train ? rows.train : rows.test).packed(tile.rows),
                                       cols: rows.train.packed(tile.cols))
         slots.wait()
@@ -924,16 +947,13 @@ public struct BuildDriver {
                              baselineEntries: baseline), force: false)
   }
 
-  /// Brings the pages a tile's write will touch into the page cache (`RegionFile.prepare`).
-  static func prepare(_ tile: Tile, names: [String], file: RegionFile, regions: [String: KernelRegion]) {
-    let (r, c) = (tile.rows.count, tile.cols.count)
+  /// Brings the pages of a band of rows (one tile high) of each output into the page cache
+  /// (`RegionFile.prepare`).
+  static func prepare(band: Int, tileSize: Int, block: TileBlock, names: [String], file: RegionFile, regions: [String: KernelRegion]) {
     for kernel in names {
-      let name = tile.dataset(kernel)
-      guard let region = regions[name] else { continue }
-      file.prepare(region, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound, rows: r, cols: c)
-      if tile.isMirrored {
-        file.prepare(region, rowStart: tile.cols.lowerBound, colStart: tile.rows.lowerBound, rows: c, cols: r)
-      }
+      guard let region = regions[block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)] else { continue }
+      let start = band * tileSize
+      file.prepare(region, rowStart: start, rows: min(tileSize, region.rows - start))
     }
   }
 
@@ -959,6 +979,18 @@ extension Tile {
   func dataset(_ kernel: String) -> String { block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel) }
   /// Stored transposed below the diagonal too (an off-diagonal training tile).
   var isMirrored: Bool { block == .train && !isDiagonal }
+}
+
+/// The bands of rows (one tile high) of each block whose pages a thread of this rank has
+/// prepared, or is preparing (`RegionFile.prepare`): each band once per rank.
+final class PreparedBands: @unchecked Sendable {
+  private let lock = NSLock()
+  private var bands: [TileBlock: Set<Int>] = [:]
+
+  /// True for the first caller naming the band: that caller prepares it.
+  func claim(_ block: TileBlock, _ band: Int) -> Bool {
+    lock.withLock { bands[block, default: []].insert(band).inserted }
+  }
 }
 
 /// Which bands of rows (one tile high) this rank still has to write, per block: when its last

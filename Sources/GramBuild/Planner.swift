@@ -9,7 +9,8 @@ public struct MemoryEstimate: Sendable {
   /// The process itself: code, libraries, runtime (measured: `docs/performance.md`).
   public var baseline: Double
   /// While the data is read: a chunk of rows as read and preprocessed (about 32 MiB each),
-  /// or every sample as read and preprocessed for a network with weights (held whole).
+  /// with every sample preprocessed when the data is kept (`BuildPlan.keptDataBytes`), or
+  /// every sample as read and preprocessed for a network with weights (held whole).
   public var samples: Double
   /// In the tile phase: the kernel's prepared features of the held samples
   /// (`GramKernel.preparedBytesPerSample`).
@@ -87,13 +88,23 @@ public struct BuildPlan: Sendable {
     memory = MemoryEstimate(
       baseline: ranks > 1 ? Self.mpiBaselineBytes : Self.baselineBytes,
       samples: kernel is EmpiricalKernel ? rows * Double(features) * 8 * 2
-        : 2 * Double(max(1, (32 << 20) / max(8, 8 * features)) * max(features, 1) * 8),
+        : 2 * Double(max(1, (32 << 20) / max(8, 8 * features)) * max(features, 1) * 8)
+          + (Self.keepsData(rows: trainCount + testCount, features: features) ? rows * Double(features) * 8 : 0),
       features: held * Double(kernel.preparedBytesPerSample(inputFeatures: features)),
       heldSamples: held * Double(features) * 8,
       tiles: heldTiles,
       scratch: Double(threads) * Double(kernel.scratchCount(inputFeatures: features, rows: tileEdge, cols: tileEdge)) * 8,
       heldRows: held,
       labels: rows * 8)
+  }
+
+  /// Preprocessed data (float64) up to this size is kept from its one reading, so that the
+  /// tile phase does not read the files again (`BuildDriver.loadStreamed`); larger data is read
+  /// in chunks each time.
+  public static let keptDataBytes = 256.0 * 1024 * 1024
+
+  static func keepsData(rows: Int, features: Int, upTo limit: Double = keptDataBytes) -> Bool {
+    Double(rows) * Double(features) * 8 <= limit
   }
 
   public var totalEntries: Double { assignment.workByRank.reduce(0, +) }

@@ -75,15 +75,31 @@ public final class RegionFile: @unchecked Sendable {
     precondition(values.type == region.scalarType && values.count == rows * cols, "RegionFile.writeTransposed: block does not fit")
     let size = region.scalarType.byteCount
     let chunk = 64
-    func run<T>(_ src: UnsafeBufferPointer<T>) throws {
+    func run<T: SIMDScalar & BitwiseCopyable>(_ buffer: UnsafeBufferPointer<T>) throws {
       let dst = scratch.buffer(bytes: chunk * rows * size).bindMemory(to: T.self, capacity: chunk * rows)
+      let src = buffer.baseAddress!
       for c0 in stride(from: 0, to: cols, by: chunk) {
         let cn = min(chunk, cols - c0)
-        // 16 source rows at a time: their cache lines serve the next 16 columns too.
+        // 16 source rows at a time: their cache lines serve the next 16 columns too. Within
+        // them, 4 × 4 blocks are transposed in registers; the ragged edges one by one.
         for i0 in stride(from: 0, to: rows, by: 16) {
           let i1 = min(i0 + 16, rows)
-          for c in 0..<cn {
+          var c = 0
+          while c + 4 <= cn {
+            var i = i0
+            while i + 4 <= i1 {
+              transpose4x4(src + i * cols + c0 + c, cols, dst + c * rows + i, rows)
+              i += 4
+            }
+            while i < i1 {
+              for k in 0..<4 { dst[(c + k) * rows + i] = src[i * cols + c0 + c + k] }
+              i += 1
+            }
+            c += 4
+          }
+          while c < cn {
             for i in i0..<i1 { dst[c * rows + i] = src[i * cols + c0 + c] }
+            c += 1
           }
         }
         for c in 0..<cn {
@@ -111,21 +127,21 @@ public final class RegionFile: @unchecked Sendable {
     return try body()
   }
 
-  /// Brings the pages of the `rows × cols` block at (`rowStart`, `colStart`) of `region` into
-  /// the page cache before it is written (`POSIX_FADV_WILLNEED`: over a reserved or unwritten
-  /// range the kernel fills them with zeros, no disk read). A write into a page not yet cached
-  /// allocates and zero-fills it while holding the file's inode lock, which serializes the
-  /// host's writers; brought in beforehand, outside the lock, the write only copies. On these
-  /// VMs a page's first touch is the dear part (measured: a 2-rank build of all of
-  /// Fashion-MNIST took 110 s instead of 146 s). Local filesystems only (on a network
+  /// Brings the pages of rows [`rowStart`, `rowStart + rows`) of `region` into the page cache
+  /// before they are written (`POSIX_FADV_WILLNEED`, one call for the whole contiguous range:
+  /// over a reserved or unwritten range the kernel fills them with zeros, no disk read). A write
+  /// into a page not yet cached allocates and zero-fills it while holding the file's inode lock,
+  /// which serializes the host's writers; brought in beforehand, outside the lock, the write
+  /// only copies. On these VMs a page's first touch is the dear part (measured: a 2-rank build
+  /// of all of Fashion-MNIST took 110 s instead of 146 s). The build prepares a band of rows
+  /// (one tile high) once, when its first tile is about to be computed: one call, where one per
+  /// tile row cost a system call for every 4 KiB written. Local filesystems only (on a network
   /// filesystem it could read); advisory.
-  public func prepare(_ region: KernelRegion, rowStart: Int, colStart: Int, rows: Int, cols: Int) {
-    check(region, rowStart, colStart, rows, cols)
-    guard isLocal else { return }
+  public func prepare(_ region: KernelRegion, rowStart: Int, rows: Int) {
+    check(region, rowStart, 0, rows, region.cols)
+    guard isLocal, rows > 0 else { return }
     let size = region.scalarType.byteCount
-    for i in 0..<rows {
-      _ = cfio_will_need(fd, Int64(region.offset + ((rowStart + i) * region.cols + colStart) * size), Int64(cols * size))
-    }
+    _ = cfio_will_need(fd, Int64(region.offset + rowStart * region.cols * size), Int64(rows * region.cols * size))
   }
 
   /// Starts writing rows [`rowStart`, `rowStart + rows`) of `region` to disk without waiting
@@ -207,6 +223,25 @@ public final class RegionFile: @unchecked Sendable {
   public func sync() throws {
     guard fdatasync(fd) == 0 else { throw StorageError(path, "fsync failed: \(String(cString: strerror(errno)))") }
   }
+}
+
+/// Writes the transpose of the 4 × 4 block at `source` (rows `sourceStride` apart) at
+/// `destination` (rows `destinationStride` apart), through SIMD registers.
+@inline(__always)
+func transpose4x4<T: SIMDScalar & BitwiseCopyable>(_ source: UnsafePointer<T>, _ sourceStride: Int,
+                                                   _ destination: UnsafeMutablePointer<T>, _ destinationStride: Int) {
+  func load(_ r: Int) -> SIMD4<T> { UnsafeRawPointer(source + r * sourceStride).loadUnaligned(as: SIMD4<T>.self) }
+  let (a, b, c, d) = (load(0), load(1), load(2), load(3))
+  // (a0 a2 b0 b2), (a1 a3 b1 b3), (c0 c2 d0 d2), (c1 c3 d1 d3), then their even and odd halves.
+  let ab = SIMD8(lowHalf: a, highHalf: b), cd = SIMD8(lowHalf: c, highHalf: d)
+  let even = SIMD8(lowHalf: ab.evenHalf, highHalf: cd.evenHalf), odd = SIMD8(lowHalf: ab.oddHalf, highHalf: cd.oddHalf)
+  func store(_ k: Int, _ column: SIMD4<T>) {
+    UnsafeMutableRawPointer(destination + k * destinationStride).storeBytes(of: column, as: SIMD4<T>.self)
+  }
+  store(0, even.evenHalf)
+  store(1, odd.evenHalf)
+  store(2, even.oddHalf)
+  store(3, odd.oddHalf)
 }
 
 /// A buffer reused by one thread's writes (`RegionFile.writeTransposed`): grown on demand,

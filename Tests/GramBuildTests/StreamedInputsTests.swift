@@ -20,11 +20,16 @@ struct StreamedInputsTests {
     var s = BuildDriverTests.settings(d, out: d + "/k.h5")
     s.preprocess = preprocess
     let driver = BuildDriver(settings: s, comm: LocalCommunicator.group(size: 1)[0])
-    let streamed = try driver.loadStreamed(), whole = try driver.loadWhole()
+    // Read in chunks, not kept (as data beyond `BuildPlan.keptDataBytes` is); read in chunks and
+    // kept from that one reading (small data); read whole.
+    let streamed = try driver.loadStreamed(keeping: 0), kept = try driver.loadStreamed(), whole = try driver.loadWhole()
     #expect(streamed.trainMatrix == nil && whole.trainMatrix != nil)
-    #expect(streamed.trainChecksum == whole.trainChecksum && streamed.testChecksum == whole.testChecksum)
-    #expect(streamed.trainValuesChecksum == whole.trainValuesChecksum && streamed.testValuesChecksum == whole.testValuesChecksum)
-    #expect(streamed.statistics == whole.statistics)
+    #expect(kept.trainMatrix == whole.trainMatrix && kept.testMatrix == whole.testMatrix)
+    for read in [streamed, kept] {
+      #expect(read.trainChecksum == whole.trainChecksum && read.testChecksum == whole.testChecksum)
+      #expect(read.trainValuesChecksum == whole.trainValuesChecksum && read.testValuesChecksum == whole.testValuesChecksum)
+      #expect(read.statistics == whole.statistics)
+    }
     let plan = TilePlan(trainCount: streamed.trainRows, testCount: streamed.testRows, tileSize: s.tileSize)
     // The rank of 12 holding the fewest rows.
     let assignment = TileAssignment(plan: plan, ranks: 12)
@@ -34,8 +39,9 @@ struct StreamedInputsTests {
               RowBlocks(blocks: held.test, tileSize: s.tileSize, total: plan.testCount))
     }.min { $0.train.count + $0.test.count < $1.train.count + $1.test.count }!
     #expect(rows.train.count < plan.trainCount)
-    let a = try streamed.heldRows(rows), b = try whole.heldRows(rows)
+    let a = try streamed.heldRows(rows), b = try whole.heldRows(rows), c = try kept.heldRows(rows)
     #expect(a.train == b.train && a.test == b.test)
+    #expect(c.train == b.train && c.test == b.test)
     #expect(a.train == whole.trainMatrix!.rows(rows.train.sampleRanges))
     // Another content under the same name before the held rows are read.
     try NPY.write(DenseArray(rows: 41, cols: 9, values: (0..<(41 * 9)).map { Double($0) / 100 }), to: d + "/train.npy")
