@@ -56,7 +56,7 @@ public struct SolveMemory: Sendable {
   /// maps around its rows count too (`MappedFootprint`, windows aligned to the matrix). Exact
   /// over the rank's tiles (`TileAssignment`, kept in order while they fit, as the solve does)
   /// up to a million tiles; beyond, the tiles plus one window per row they touch.
-  public func mappedTiles() -> Double {
+  public func mappedBytes() -> Double {
     guard n > 0 else { return 0 }
     let plan = TilePlan(trainCount: n, testCount: 0, tileSize: min(tile, n))
     guard plan.count <= 1_000_000 else {

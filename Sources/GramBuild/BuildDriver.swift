@@ -885,7 +885,6 @@ public struct BuildDriver {
     // write (conversion, checksums, HDF5) overlaps the next tile's compute. At most
     // `threads + 1` computed tiles are queued or being written, and each compute thread holds
     // at most one more while it waits for a slot: 2·threads + 1 tiles' values at most.
-    let prepared = PreparedBands()
     let writer = DispatchQueue(label: "ntkgram.checkpoint-writer")
     let scratch = WriteScratch()
     let slots = DispatchSemaphore(value: threads + 1)
@@ -902,11 +901,8 @@ public struct BuildDriver {
         if lock.withLock({ failure != nil }) { return }
         let tile = plan.tile(index)
         // The pages this tile's write will fill are brought in here, on this rank's compute
-        // thread, while another rank may hold the file for its write (`RegionFile.prepare`):
-        // a band of rows at a time, by the first thread to need it.
-        for band in BandWriteback.bands(tile, tileSize: plan.tileSize) where prepared.claim(tile.block, band) {
-          Self.prepare(band: band, tileSize: plan.tileSize, block: tile.block, names: names, file: file, regions: regions)
-        }
+        // thread, while another rank may hold the file for its write (`RegionFile.prepare`).
+        Self.prepare(tile, names: names, file: file, regions: regions)
         let values = computer.compute(tile, rows: (tile.block == .train ? rows.train : rows.test).packed(tile.rows),
                                       cols: rows.train.packed(tile.cols))
         slots.wait()
@@ -947,13 +943,16 @@ public struct BuildDriver {
                              baselineEntries: baseline), force: false)
   }
 
-  /// Brings the pages of a band of rows (one tile high) of each output into the page cache
-  /// (`RegionFile.prepare`).
-  static func prepare(band: Int, tileSize: Int, block: TileBlock, names: [String], file: RegionFile, regions: [String: KernelRegion]) {
+  /// Brings the pages a tile's write will touch into the page cache (`RegionFile.prepare`).
+  static func prepare(_ tile: Tile, names: [String], file: RegionFile, regions: [String: KernelRegion]) {
+    let (r, c) = (tile.rows.count, tile.cols.count)
     for kernel in names {
-      guard let region = regions[block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel)] else { continue }
-      let start = band * tileSize
-      file.prepare(region, rowStart: start, rows: min(tileSize, region.rows - start))
+      let name = tile.dataset(kernel)
+      guard let region = regions[name] else { continue }
+      file.prepare(region, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound, rows: r, cols: c)
+      if tile.isMirrored {
+        file.prepare(region, rowStart: tile.cols.lowerBound, colStart: tile.rows.lowerBound, rows: c, cols: r)
+      }
     }
   }
 
@@ -979,18 +978,6 @@ extension Tile {
   func dataset(_ kernel: String) -> String { block == .train ? KernelFileLayout.train(kernel) : KernelFileLayout.test(kernel) }
   /// Stored transposed below the diagonal too (an off-diagonal training tile).
   var isMirrored: Bool { block == .train && !isDiagonal }
-}
-
-/// The bands of rows (one tile high) of each block whose pages a thread of this rank has
-/// prepared, or is preparing (`RegionFile.prepare`): each band once per rank.
-final class PreparedBands: @unchecked Sendable {
-  private let lock = NSLock()
-  private var bands: [TileBlock: Set<Int>] = [:]
-
-  /// True for the first caller naming the band: that caller prepares it.
-  func claim(_ block: TileBlock, _ band: Int) -> Bool {
-    lock.withLock { bands[block, default: []].insert(band).inserted }
-  }
 }
 
 /// Which bands of rows (one tile high) this rank still has to write, per block: when its last

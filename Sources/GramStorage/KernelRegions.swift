@@ -127,21 +127,21 @@ public final class RegionFile: @unchecked Sendable {
     return try body()
   }
 
-  /// Brings the pages of rows [`rowStart`, `rowStart + rows`) of `region` into the page cache
-  /// before they are written (`POSIX_FADV_WILLNEED`, one call for the whole contiguous range:
-  /// over a reserved or unwritten range the kernel fills them with zeros, no disk read). A write
-  /// into a page not yet cached allocates and zero-fills it while holding the file's inode lock,
-  /// which serializes the host's writers; brought in beforehand, outside the lock, the write
-  /// only copies. On these VMs a page's first touch is the dear part (measured: a 2-rank build
-  /// of all of Fashion-MNIST took 110 s instead of 146 s). The build prepares a band of rows
-  /// (one tile high) once, when its first tile is about to be computed: one call, where one per
-  /// tile row cost a system call for every 4 KiB written. Local filesystems only (on a network
+  /// Brings the pages of the `rows × cols` block at (`rowStart`, `colStart`) of `region` into
+  /// the page cache before it is written (`POSIX_FADV_WILLNEED`: over a reserved or unwritten
+  /// range the kernel fills them with zeros, no disk read). A write into a page not yet cached
+  /// allocates and zero-fills it while holding the file's inode lock, which serializes the
+  /// host's writers; brought in beforehand, outside the lock, the write only copies. On these
+  /// VMs a page's first touch is the dear part (measured: a 2-rank build of all of
+  /// Fashion-MNIST took 110 s instead of 146 s). Local filesystems only (on a network
   /// filesystem it could read); advisory.
-  public func prepare(_ region: KernelRegion, rowStart: Int, rows: Int) {
-    check(region, rowStart, 0, rows, region.cols)
-    guard isLocal, rows > 0 else { return }
+  public func prepare(_ region: KernelRegion, rowStart: Int, colStart: Int, rows: Int, cols: Int) {
+    check(region, rowStart, colStart, rows, cols)
+    guard isLocal else { return }
     let size = region.scalarType.byteCount
-    _ = cfio_will_need(fd, Int64(region.offset + rowStart * region.cols * size), Int64(rows * region.cols * size))
+    for i in 0..<rows {
+      _ = cfio_will_need(fd, Int64(region.offset + ((rowStart + i) * region.cols + colStart) * size), Int64(cols * size))
+    }
   }
 
   /// Starts writing rows [`rowStart`, `rowStart + rows`) of `region` to disk without waiting

@@ -6,8 +6,8 @@
 /// 64 KiB by default), not the one page touched. A tile's rows are short pieces of long matrix
 /// rows (4 KiB of a 240 KiB row for float32 tiles of 1024 at n = 60,000), so the windows around
 /// them take in pages of the neighbouring tiles, and of the lower triangle no rank uses: the
-/// resident set is the union of the windows that the tiles' rows cross, which can be twice the
-/// tiles' bytes. Side-by-side tiles of a tile row share their windows; the count is exact for a
+/// resident set is the union of the windows that the tiles' rows cross, 2.4 times the tiles'
+/// bytes there. Side-by-side tiles of a tile row share their windows; the count is exact for a
 /// given byte offset of the matrix in the file and window size.
 public enum MappedFootprint {
   /// Linux's default fault-around window.

@@ -53,7 +53,7 @@ struct PlanCommand: ParsableCommand {
                         preconditioner: kind, rank: rank, columns: columns)
     func size(_ b: Double) -> String { b >= Double(1 << 30) ? String(format: "%.1f GiB", b / Double(1 << 30)) : String(format: "%.1f MiB", b / Double(1 << 20)) }
     let streamed = m.share > m.tiles ? String(format: ", %.0f%% read from the file on every pass", 100 * (1 - m.tiles / m.share)) : ""
-    let mapped = m.mappedTiles()
+    let mapped = m.mappedBytes()
     print("solve (\(kind.rawValue)\(kind == .rpcholesky || kind == .nystrom ? " rank \(rank)" : ""), \(columns) columns, --memory-budget \(memoryBudget)): " +
           "memory per rank \(size(m.total)) (process \(size(SolveMemory.baselineBytes)), tiles kept \(size(m.tiles)) of \(size(m.share))\(streamed), " +
           "preconditioner \(size(m.preconditioner)), vectors \(size(m.vectors))); the kept tiles are mapped from the kernel file " +

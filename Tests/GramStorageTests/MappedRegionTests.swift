@@ -89,8 +89,8 @@ struct MappedRegionTests {
     try file.write(StoredValues((0..<(10 * 1500)).map { Double($0) + 0.5 }, as: .float32), to: region, rowStart: 5, colStart: 0,
                    rows: 10, cols: 1500)
     let before = FileManager.default.contents(atPath: path)
-    file.prepare(region, rowStart: 0, rows: 50)
-    file.prepare(region, rowStart: 49, rows: 1)
+    file.prepare(region, rowStart: 0, colStart: 100, rows: 50, cols: 1400)
+    file.prepare(region, rowStart: 49, colStart: 0, rows: 1, cols: 1500)
     #expect(FileManager.default.contents(atPath: path) == before)
   }
 }
