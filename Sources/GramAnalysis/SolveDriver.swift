@@ -76,12 +76,17 @@ public struct SolveReport: Codable, Sendable {
   public var resumedFromIteration: Int
   public var cachedTiles: Int
   public var streamedTiles: Int
+  /// Measured on the rank where each is largest: the peak resident set (`VmHWM`), and the
+  /// kernel file's mapped pages in it at the end (`ntkgram plan` predicts both).
+  public var peakResidentBytes: Int?
+  public var mappedKernelBytes: Int?
   public var results: [RidgeMetrics]
 
   enum CodingKeys: String, CodingKey {
     case kernel, solver, preconditioner, ranks, columns, passes, seconds, results
     case kernelFile = "kernel_file", nystromRank = "nystrom_rank", trainCount = "train_count", testCount = "test_count"
     case resumedFromIteration = "resumed_from_iteration", cachedTiles = "cached_tiles", streamedTiles = "streamed_tiles"
+    case peakResidentBytes = "peak_rss_bytes", mappedKernelBytes = "mapped_kernel_bytes"
   }
 }
 
@@ -225,12 +230,16 @@ public struct SolveDriver {
       }
       results.append(m)
     }
+    var measured = [Double(peakResidentBytes() ?? -1), Double(op.mappedResidentBytes)]
+    try comm.allReduce(&measured, .max)
     let report = SolveReport(kernelFile: settings.kernelFile, kernel: settings.kernelName, solver: settings.solver.rawValue,
                              preconditioner: settings.preconditioner.rawValue,
                              nystromRank: [.nystrom, .rpcholesky].contains(settings.preconditioner) ? settings.rank : nil, ranks: comm.size,
                              trainCount: op.n, testCount: predictions?.rows ?? 0, columns: c, passes: op.passes,
                              seconds: Date().timeIntervalSince(start), resumedFromIteration: resumedFrom,
-                             cachedTiles: op.cachedTiles, streamedTiles: op.streamedTiles, results: results)
+                             cachedTiles: op.cachedTiles, streamedTiles: op.streamedTiles,
+                             peakResidentBytes: measured[0] >= 0 ? Int(measured[0]) : nil, mappedKernelBytes: Int(measured[1]),
+                             results: results)
     try comm.collectively {
       guard isRoot else { return }
       try writeSolution(solution, count: count, predictions: predictions, targets: targets, report: report)
@@ -366,4 +375,12 @@ public struct SolveDriver {
 public struct AnalysisError: Error, CustomStringConvertible {
   public let description: String
   public init(_ description: String) { self.description = description }
+}
+
+/// This process's peak resident set (`VmHWM` of `/proc/self/status`), nil where it is missing.
+func peakResidentBytes() -> Int? {
+  guard let text = procText("/proc/self/status"),
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+        let kb = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
+  return kb * 1024
 }

@@ -130,6 +130,10 @@ public final class TiledKernelOperator: KernelOperator {
     return out
   }
 
+  /// Bytes of the kernel file's mapping in this rank's resident set now (0 when nothing is
+  /// mapped): what `ntkgram plan` predicts as the mapped pages (`SolveMemory.mappedBytes`).
+  public var mappedResidentBytes: Int { mapped?.residentBytes() ?? 0 }
+
   /// Rows shared out evenly and contiguously over the ranks.
   public var ownedRows: Range<Int> { (n * comm.rank / comm.size) ..< (n * (comm.rank + 1) / comm.size) }
 

@@ -38,6 +38,22 @@ public final class MappedRegion: @unchecked Sendable {
 
   deinit { munmap(mapping, mappedLength) }
 
+  /// Bytes of this mapping in the process's resident set now (its `Rss` in `/proc/self/smaps`):
+  /// the pages used, and those the kernel mapped around them. Nil where that file is missing.
+  public func residentBytes() -> Int? {
+    guard let text = procText("/proc/self/smaps") else { return nil }
+    let start = String(UInt(bitPattern: mapping), radix: 16)
+    var inside = false
+    for line in text.split(separator: "\n") {
+      if let dash = line.firstIndex(of: "-"), dash > line.startIndex, line[..<dash].allSatisfy(\.isHexDigit) {  // a mapping's first line
+        inside = line[..<dash].drop(while: { $0 == "0" }) == start
+      } else if inside, line.hasPrefix("Rss:") {
+        return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }.map { $0 * 1024 }
+      }
+    }
+    return nil
+  }
+
   /// Element (`row`, `col`) of the region as `T` (the region's scalar type); rows are
   /// `region.cols` elements apart.
   public func pointer<T>(_: T.Type, row: Int, col: Int) -> UnsafePointer<T> {
@@ -89,4 +105,12 @@ public final class MappedRegion: @unchecked Sendable {
     case .float64: return scan(FiniteScan<UInt64>.float64)
     }
   }
+}
+
+/// The whole text of a kernel pseudo-file (`/proc/self/…`), read to its end: such files report
+/// a size of 0, and a read sized from it stops after the first page. Nil when it cannot be read.
+public func procText(_ path: String) -> String? {
+  guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+  defer { try? handle.close() }
+  return String(data: handle.readDataToEndOfFile(), encoding: .utf8)
 }
