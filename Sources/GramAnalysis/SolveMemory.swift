@@ -66,13 +66,7 @@ public struct SolveMemory: Sendable {
     let assignment = TileAssignment(plan: plan, ranks: ranks)
     var most = 0
     for rank in 0..<ranks {
-      var used = 0
-      var kept: [Tile] = []
-      for index in assignment.tiles(of: rank) {
-        let t = plan.tile(index)
-        let bytes = t.entryCount * bytesPerValue
-        if used + bytes <= tileBudget { used += bytes; kept.append(t) }
-      }
+      let kept = plan.kept(assignment.tiles(of: rank), bytesPerValue: bytesPerValue, budget: tileBudget).map(plan.tile)
       most = max(most, MappedFootprint.bytes(of: kept, columns: n, bytesPerValue: bytesPerValue))
     }
     return Double(most)

@@ -63,7 +63,7 @@ public final class TiledKernelOperator: KernelOperator {
     mine = TileAssignment(plan: plan, ranks: comm.size).tiles(of: comm.rank)
     // Keep tiles (mapped, or copied when the file is chunked) in order while they fit; read the
     // diagonal from the diagonal tiles.
-    var used = 0, cached = 0
+    let keep = Set(plan.kept(mine, bytesPerValue: dataset.scalarType!.byteCount, budget: memoryBudget))
     var diag = [Double](repeating: 0, count: n)
     var failure: Error? = nil
     var mapping: MappedRegion? = nil
@@ -71,9 +71,7 @@ public final class TiledKernelOperator: KernelOperator {
       if let region { mapping = try MappedRegion(path: path, region: region.region) }
       for index in mine {
         let t = plan.tile(index)
-        let bytes = t.rows.count * t.cols.count * dataset.scalarType!.byteCount
-        let fits = used + bytes <= memoryBudget
-        if fits { used += bytes; cached += 1 }
+        let fits = keep.contains(index)
         if let mapping, fits {
           guard mapping.allFinite(rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, rows: t.rows.count, cols: t.cols.count) else {
             throw StorageError(path, "\(dataset.name) has NaN or infinite values in \(t)")
@@ -95,7 +93,7 @@ public final class TiledKernelOperator: KernelOperator {
     try comm.raiseIfAnyFailed(failure)
     try comm.allReduce(&diag, .sum)
     diagonal = diag
-    var counts = [Double(cached), Double(mine.count - cached)]
+    var counts = [Double(keep.count), Double(mine.count - keep.count)]
     try comm.allReduce(&counts, .sum)
     cachedTiles = Int(counts[0])
     streamedTiles = Int(counts[1])

@@ -267,7 +267,7 @@ public struct BuildDriver {
     func rawChecksum(_ split: StreamedSplit) throws -> UInt64 {
       var sum = StreamingChecksum64()
       try split.forEachChunk { _, m in sum.add(m.values) }
-      return checksum64([sum.finish(), UInt64(split.rows), UInt64(split.cols)])
+      return dataChecksum(valuesChecksum: sum.finish(), rows: split.rows, cols: split.cols)
     }
     /// The preprocessed values' checksum (and, with `raw`, the samples' as read), the largest
     /// self-pair checked, the values kept when `keep`.
@@ -284,7 +284,7 @@ public struct BuildDriver {
         if keep { kept += m.values }
       }
       try largest.check(kernel, source: split.source.samples, dtype: settings.dtype)
-      return (raw ? checksum64([rawSum.finish(), UInt64(split.rows), UInt64(split.cols)]) : nil, sum.finish(),
+      return (raw ? dataChecksum(valuesChecksum: rawSum.finish(), rows: split.rows, cols: split.cols) : nil, sum.finish(),
               keep ? Matrix(rows: split.rows, cols: split.cols, values: kept) : nil)
     }
     let trainPass: (raw: UInt64?, values: UInt64, kept: Matrix?), trainChecksum: UInt64, statistics: PreprocessStatistics?

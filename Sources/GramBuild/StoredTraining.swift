@@ -73,5 +73,10 @@ func trainFingerprint(dataChecksum: UInt64, rows: Int, cols: Int, spec: KernelSp
 
 /// The checksum of samples as read (before preprocessing).
 func dataChecksum(_ m: Matrix) -> UInt64 {
-  checksum64([checksum64(m.values), UInt64(m.rows), UInt64(m.cols)])
+  dataChecksum(valuesChecksum: checksum64(m.values), rows: m.rows, cols: m.cols)
+}
+
+/// `dataChecksum` from the checksum of the values (streamed or whole) and the shape.
+func dataChecksum(valuesChecksum: UInt64, rows: Int, cols: Int) -> UInt64 {
+  checksum64([valuesChecksum, UInt64(rows), UInt64(cols)])
 }

@@ -135,3 +135,18 @@ public struct RowBlocks: Sendable, Equatable {
   /// The sample ranges held, in packed order.
   public var sampleRanges: [Range<Int>] { blocks.map { $0 * tileSize ..< min(($0 + 1) * tileSize, total) } }
 }
+
+extension TilePlan {
+  /// The tiles of `tiles` kept in memory within `budget` bytes of `bytesPerValue`-byte values:
+  /// in the list's order, every tile that still fits (a smaller tile may fit after a larger one
+  /// did not). What a solve keeps and `ntkgram plan` counts.
+  public func kept(_ tiles: [Int], bytesPerValue: Int, budget: Int) -> [Int] {
+    var used = 0
+    return tiles.filter { index in
+      let bytes = tile(index).entryCount * bytesPerValue
+      guard used + bytes <= budget else { return false }
+      used += bytes
+      return true
+    }
+  }
+}

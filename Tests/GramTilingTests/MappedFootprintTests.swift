@@ -45,3 +45,17 @@ struct MappedFootprintTests {
             == all.reduce(0) { $0 + $1.entryCount * 4 })
   }
 }
+
+struct KeptTilesTests {
+  @Test func keepsTilesInOrderWhileTheyFitAndASmallerOneAfterALargerDidNot() {
+    // n = 10, tiles of 4: full tiles hold 16 values, the ragged last column 8, the corner 4.
+    let plan = TilePlan(trainCount: 10, testCount: 0, tileSize: 4)
+    let all = Array(0..<plan.count)
+    #expect(plan.kept(all, bytesPerValue: 8, budget: Int.max) == all)
+    #expect(plan.kept(all, bytesPerValue: 8, budget: 0).isEmpty)
+    // Budget 20 values: tile 0 (16) is kept; tiles 1–4 (16, 8, 16, 8) would overflow it; the
+    // 2 × 2 corner (4) still fits.
+    #expect((0..<plan.count).map { plan.tile($0).entryCount } == [16, 16, 8, 16, 8, 4])
+    #expect(plan.kept(all, bytesPerValue: 8, budget: 8 * 20) == [0, 5])
+  }
+}
