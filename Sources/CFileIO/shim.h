@@ -1,6 +1,7 @@
 // Thin shim over Linux file calls that glibc declares only under _GNU_SOURCE (the Swift Glibc
 // module does not see them): early write-back of a byte range, space reservation without
-// glibc's write-every-block fallback, an open-file-description lock, the filesystem's type.
+// glibc's write-every-block fallback, an open-file-description lock, the filesystem's type,
+// direct (uncached) writes.
 #ifndef NTKGRAM_CFILEIO_SHIM_H
 #define NTKGRAM_CFILEIO_SHIM_H
 #ifndef _GNU_SOURCE
@@ -54,6 +55,14 @@ static inline int cfio_is_local(int fd) {
 /// (`posix_fadvise(POSIX_FADV_WILLNEED)`); 0 or an error number.
 static inline int cfio_will_need(int fd, long long offset, long long length) {
   return posix_fadvise(fd, offset, length, POSIX_FADV_WILLNEED);
+}
+
+/// Opens `path` for writing without the page cache (`O_RDWR | O_DIRECT`): writes go from the
+/// caller's buffer to the disk. Offsets, lengths and buffer addresses must then be aligned
+/// (`RegionFile.directAlignment`). A descriptor, or -1 with errno (EINVAL where the filesystem has
+/// no direct I/O: tmpfs, some FUSE).
+static inline int cfio_open_direct(const char *path) {
+  return open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
 }
 
 #endif

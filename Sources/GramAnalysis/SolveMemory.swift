@@ -20,12 +20,15 @@ public struct SolveMemory: Sendable {
   /// Bytes left for tiles once the preconditioner and vectors are counted (never negative).
   public let tileBudget: Int
   let n: Int, tile: Int, bytesPerValue: Int, ranks: Int
+  /// The kernel file's kernels are tiled (`KernelRegion`): a mapped tile is one range.
+  let tiled: Bool
 
   /// `n` training samples in tiles of `tile`, stored in `bytesPerValue`, over `ranks` ranks,
   /// `columns` right-hand sides (one system per ridge value), within `budget` bytes per rank.
   public init(n: Int, tile: Int, bytesPerValue: Int, ranks: Int, budget: Int, preconditioner kind: SolveSettings.PreconditionerKind,
-              rank: Int, columns: Int, systems: Int = 1) {
+              rank: Int, columns: Int, systems: Int = 1, tiled: Bool = false) {
     (self.n, self.tile, self.bytesPerValue, self.ranks) = (n, max(1, tile), bytesPerValue, max(1, ranks))
+    self.tiled = tiled
     let nn = Double(n), t = Double(max(1, min(tile, n)))
     // Stored upper tiles hold (n² + Σ diagonal tiles' rows²) / 2 values; a rank's share is the
     // mean plus at most one tile (the assignment's imbalance).
@@ -52,14 +55,16 @@ public struct SolveMemory: Sendable {
   }
 
   /// The kept tiles as the resident set counts them on the rank where they weigh most: a kept
-  /// tile of a contiguous kernel file is used in place from a mapping, and the pages the kernel
-  /// maps around its rows count too (`MappedFootprint`, windows aligned to the matrix). Exact
-  /// over the rank's tiles (`TileAssignment`, kept in order while they fit, as the solve does)
-  /// up to a million tiles; beyond, the tiles plus one window per row they touch.
+  /// tile is used in place from a mapping of the kernel file, and the pages the kernel maps
+  /// around it count too (`MappedFootprint`: around each row of a contiguous kernel, around the
+  /// chunk of a tiled one). Exact over the rank's tiles (`TileAssignment`, kept in order while
+  /// they fit, as the solve does) up to a million tiles; beyond, the tiles plus one window per
+  /// row they touch (contiguous) or the tiles (tiled).
   public func mappedBytes() -> Double {
     guard n > 0 else { return 0 }
     let plan = TilePlan(trainCount: n, testCount: 0, tileSize: min(tile, n))
     guard plan.count <= 1_000_000 else {
+      if tiled { return tiles }
       let rows = Double(min(n, TileAssignment.heldRowsEstimate(plan: plan, ranks: ranks)))
       return tiles + (share > 0 ? tiles / share : 0) * rows * Double(MappedFootprint.faultAroundBytes)
     }
@@ -67,7 +72,8 @@ public struct SolveMemory: Sendable {
     var most = 0
     for rank in 0..<ranks {
       let kept = plan.kept(assignment.tiles(of: rank), bytesPerValue: bytesPerValue, budget: tileBudget).map(plan.tile)
-      most = max(most, MappedFootprint.bytes(of: kept, columns: n, bytesPerValue: bytesPerValue))
+      most = max(most, tiled ? MappedFootprint.bytes(ofTiles: kept, chunkedBy: tile, columns: n, bytesPerValue: bytesPerValue)
+                             : MappedFootprint.bytes(of: kept, columns: n, bytesPerValue: bytesPerValue))
     }
     return Double(most)
   }

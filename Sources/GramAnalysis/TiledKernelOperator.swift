@@ -15,18 +15,19 @@ import GramTransport
 /// are read from the file on every pass, one tile-aligned chunk at a time with HDF5's chunk
 /// cache bypassed (a cache would only copy each chunk twice). Products accumulate in float64.
 ///
-/// In a contiguous (format 2) file the tiles that fit are not copied at all: the dataset is
-/// mapped read-only (`MappedRegion`) and each tile is used in place, rows `n` apart. Nothing is
-/// read before the first pass but the check that every value is finite; the pages are the
-/// page cache's (warm right after a build), and ranks on one host share them.
+/// In a file of format 2 or later the tiles that fit are not copied at all: the dataset is
+/// mapped read-only (`MappedRegion`) and each tile is used in place, rows `n` apart (contiguous)
+/// or one chunk's width apart (tiled: a tile is its chunk). Nothing is read before the first
+/// pass but the check that every value is finite; the pages are the page cache's, and ranks on
+/// one host share them.
 public final class TiledKernelOperator: KernelOperator {
   public let n: Int
   public let diagonal: [Double]
   public private(set) var passes = 0
   let comm: Communicator
   let dataset: H5Dataset
-  /// The dataset's bytes for `pread`, when it is contiguous (format 2): a tile is one read per
-  /// row, with no HDF5 sieve buffer copying around it.
+  /// The dataset's bytes for `pread` (format 2 and later): a tile is one read per row
+  /// (contiguous) or one read (tiled), with no HDF5 sieve buffer copying around it.
   let region: (file: RegionFile, region: KernelRegion)?
   let plan: TilePlan
   let mine: [Int]
@@ -72,7 +73,8 @@ public final class TiledKernelOperator: KernelOperator {
       for index in mine {
         let t = plan.tile(index)
         let fits = keep.contains(index)
-        if let mapping, fits {
+        if let mapping, fits, mapping.region.isStrided(rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound,
+                                                       rows: t.rows.count, cols: t.cols.count) {
           guard mapping.allFinite(rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, rows: t.rows.count, cols: t.cols.count) else {
             throw StorageError(path, "\(dataset.name) has NaN or infinite values in \(t)")
           }
@@ -106,10 +108,11 @@ public final class TiledKernelOperator: KernelOperator {
     return v
   }
 
-  /// Columns of K: in a format-2 file the whole symmetric matrix is stored contiguously, so
-  /// column j is row j, one `pread` (never the mapping: a whole row would map pages of other
-  /// ranks' tiles into this rank's resident set); the rows are shared out over the ranks and
-  /// summed. Older (chunked) files take one pass with unit vectors.
+  /// Columns of K: in a file of format 2 or later the whole symmetric matrix is stored, so
+  /// column j is row j, read with `pread` (one read, or one per chunk it crosses; never the
+  /// mapping: a whole row would map pages of other ranks' tiles into this rank's resident set);
+  /// the rows are shared out over the ranks and summed. Format-1 files take one pass with unit
+  /// vectors.
   public func columns(_ indices: [Int]) throws -> DenseBlock {
     guard let region else { return try unitVectorColumns(indices) }
     let s = indices.count
@@ -162,8 +165,8 @@ public final class TiledKernelOperator: KernelOperator {
           guard let stored else {
             let mapped = mapped!
             switch mapped.region.scalarType {
-            case .float32: product(mapped.pointer(Float.self, row: t.rows.lowerBound, col: t.cols.lowerBound), ld: n)
-            case .float64: product(mapped.pointer(Double.self, row: t.rows.lowerBound, col: t.cols.lowerBound), ld: n)
+            case .float32: product(mapped.pointer(Float.self, row: t.rows.lowerBound, col: t.cols.lowerBound), ld: mapped.region.rowStride)
+            case .float64: product(mapped.pointer(Double.self, row: t.rows.lowerBound, col: t.cols.lowerBound), ld: mapped.region.rowStride)
             }
             return
           }

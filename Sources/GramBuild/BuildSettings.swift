@@ -38,6 +38,8 @@ public struct BuildSettings: Sendable {
   public var against: StoredTraining?
   /// The kernels to write (`--kernels`); nil: every output of the kernel.
   public var kernels: [String]?
+  /// How the kernels are laid out in a new file (`--layout`).
+  public var layout: KernelStorageLayout = .auto
   /// The empirical kernels of one concrete network instead of the analytic ones: its weights
   /// drawn from a seed or read from a file (`[kernel] empirical`, `seed`, `params`).
   public var empirical: EmpiricalWeights?

@@ -105,6 +105,11 @@ public struct KernelVerifier {
     }
     report.checks.append("shapes and attributes: N=\(n) M=\(m) dtype=\(dtype.rawValue) tile=\(tileSize), \(plan.count) tiles")
 
+    // Tiled kernels: the padding of their edge chunks, which no value covers, read directly.
+    var padded: [String: KernelRegion] = [:]
+    for (name, d) in datasets { if let r = KernelRegion.of(d), r.isTiled { padded[name] = r } }
+    let raw = padded.isEmpty ? nil : try RegionFile(path: path, writable: false)
+
     // Checksums and symmetry, tile by tile.
     for index in 0..<plan.count {
       step("tiles checked (checksums, symmetry)", index, plan.count)
@@ -115,6 +120,12 @@ public struct KernelVerifier {
         let block = try d.readStored(start: [tile.rows.lowerBound, tile.cols.lowerBound], count: [r, c])
         guard block.checksum == stored[index * names.count + k] else {
           throw fail("\(tile): /\(tile.block.rawValue)/\(kernel) does not match its stored checksum")
+        }
+        if let region = padded[d.name], let raw {
+          for (i, j) in [(tile.rows.lowerBound, tile.cols.lowerBound)] + (tile.isMirrored ? [(tile.cols.lowerBound, tile.rows.lowerBound)] : [])
+          where try !raw.paddingIsZero(region, row: i, col: j) {
+            throw fail("\(tile): the padding of the chunk of \(d.name) at (\(i), \(j)) is not zeros, as the build wrote it (changed since)")
+          }
         }
         guard tile.block == .train else { continue }
         let mirror = try d.readStored(start: [tile.cols.lowerBound, tile.rows.lowerBound], count: [c, r])

@@ -42,6 +42,8 @@ public struct BuildPlan: Sendable {
   public let threads: Int
   public let bytesPerValue: Int
   public let outputs: [String]
+  /// The kernels are tiled in the file (`--layout`, `KernelStorageLayout`).
+  public let tiled: Bool
   public let tiles: Int
   public let assignment: TileAssignment
   /// Floating-point operations per kernel entry (the kernel's estimate).
@@ -60,8 +62,10 @@ public struct BuildPlan: Sendable {
   public static let flopsPerSecondPerThread = 1.3e10
 
   public init<K: GramKernel>(kernel: K, trainCount: Int, testCount: Int, features: Int, tileSize: Int, ranks: Int,
-                             threads: Int = 1, dtype: ScalarType, entriesPerSecondPerRank: Double? = nil, outputs: [String]? = nil) {
+                             threads: Int = 1, dtype: ScalarType, entriesPerSecondPerRank: Double? = nil, outputs: [String]? = nil,
+                             layout: KernelStorageLayout = .auto) {
     self.trainCount = trainCount
+    tiled = layout.tiles(rows: max(trainCount, testCount), cols: trainCount, bytesPerValue: dtype.byteCount)
     self.testCount = testCount
     self.features = features
     self.tileSize = tileSize
@@ -81,9 +85,10 @@ public struct BuildPlan: Sendable {
     let t = Double(min(tileSize, max(trainCount, 1)))
     // Computed tiles hold every output of the kernel (float64); the written ones, the selected.
     let tileBytes = t * t * 8 * Double(kernel.outputNames.count)
-    // Tiles held at once: 2·threads + 1 computed (float64), and the tile being written in
-    // storage precision with its transposed mirror.
-    let heldTiles = Double(2 * threads + 1) * tileBytes + 2 * t * t * Double(bytesPerValue) * Double(self.outputs.count)
+    // Tiles held at once: 2·threads + 2 computed (float64), and the two being written (two
+    // writers when tiles are written directly, `BuildDriver.computeTiles`) in storage precision,
+    // with a chunk-sized buffer each.
+    let heldTiles = Double(2 * threads + 2) * tileBytes + 2 * 2 * t * t * Double(bytesPerValue) * Double(self.outputs.count)
     let tileEdge = min(tileSize, max(trainCount, 1))
     memory = MemoryEstimate(
       baseline: ranks > 1 ? Self.mpiBaselineBytes : Self.baselineBytes,
@@ -113,9 +118,12 @@ public struct BuildPlan: Sendable {
   /// Checkpoints: one small record per tile (the tiles themselves are written once, into the
   /// kernel file).
   public var checkpointBytes: Double { Double(tiles) * 4096 }
-  /// The kernel file: the full symmetric train kernels and the cross kernels.
+  /// The kernel file: the full symmetric train kernels and the cross kernels (tiled: with the
+  /// edge chunks' padding).
   public var kernelFileBytes: Double {
-    (Double(trainCount) * Double(trainCount) + Double(testCount) * Double(trainCount)) * Double(outputs.count) * Double(bytesPerValue)
+    let tile = tiled ? tileSize : nil
+    return (KernelRegion.storedBytes(rows: trainCount, cols: trainCount, bytesPerValue: bytesPerValue, tile: tile)
+            + KernelRegion.storedBytes(rows: testCount, cols: trainCount, bytesPerValue: bytesPerValue, tile: tile)) * Double(outputs.count)
   }
   public var wallSeconds: Double { (assignment.workByRank.max() ?? 0) / entriesPerSecondPerRank }
 }

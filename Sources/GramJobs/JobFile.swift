@@ -29,7 +29,7 @@ public struct JobFile: Sendable {
                "W_std": .double, "b_std": .double, "parameterization": .string, "width": .int,
                "gram_precision": .string, "layers": .layers, "preset": .string, "readout_width": .int,
                "empirical": .bool, "seed": .int, "params": .string],
-    "build": ["tile": .int, "dtype": .string, "out": .string, "checkpoints": .string, "keep_checkpoints": .bool, "kernels": .string],
+    "build": ["tile": .int, "dtype": .string, "out": .string, "checkpoints": .string, "keep_checkpoints": .bool, "kernels": .string, "layout": .string],
   ]
   /// Keys holding paths (resolved against the job file's folder).
   static let pathKeys: Set<String> = ["train", "train_labels", "test", "test_labels", "out", "checkpoints", "params"]

@@ -19,6 +19,8 @@ public struct PlanFlags: Sendable {
   public var dtype: String?
   /// The kernels written (`ntk,nngp`); nil: the job's, else every output.
   public var kernels: String?
+  /// `auto`, `contiguous` or `tiles`; nil: the job's, else auto.
+  public var layout: String?
   public var kernel = KernelFlags()
 
   public init() {}
@@ -82,9 +84,13 @@ public struct PlanReport: Sendable {
       guard !selected.isEmpty else { throw SettingsError("\(origin)kernels names no kernel") }
       outputs = outputs.filter(selected.contains)
     }
+    let layoutName = flags.layout ?? job?.string("layout") ?? "auto"
+    guard let layout = KernelStorageLayout(rawValue: layoutName) else {
+      throw SettingsError("\(flags.layout == nil ? origin : "")unknown layout '\(layoutName)' (valid: \(KernelStorageLayout.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
     plan = BuildPlan(kernel: kernel, trainCount: n, testCount: m ?? 0, features: features, tileSize: tileSize,
                      ranks: flags.ranks, threads: flags.threads, dtype: type, entriesPerSecondPerRank: flags.entriesPerSecond,
-                     outputs: outputs)
+                     outputs: outputs, layout: layout)
     let work = plan.assignment.workByRank, counts = plan.assignment.countByRank
     func size(_ bytes: Double) -> String {
       let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
@@ -103,7 +109,8 @@ public struct PlanReport: Sendable {
     out.append("ranks: \(flags.ranks) × \(flags.threads) thread(s); tiles per rank \(counts.min()!)–\(counts.max()!); entries per rank \(String(format: "%.4g", work.min()!))–\(String(format: "%.4g", work.max()!)) (imbalance \(String(format: "%.2f", plan.assignment.imbalance * 100))%)")
     if flags.ranks > plan.tiles { out.append("note: \(flags.ranks - plan.tiles) ranks get no tile (more ranks than tiles)") }
     out.append("memory per rank: \(size(mem.total)) (process \(size(mem.baseline)), labels \(size(mem.labels)), then the larger of reading the data \(size(mem.samples)) and the tiles: the rows held \(size(mem.heldSamples)) (at most \(Int(mem.heldRows)) of \(n + (m ?? 0)) samples), their prepared features \(size(mem.features)), tiles in flight \(size(mem.tiles)), scratch \(size(mem.scratch)))")
-    out.append("disk: kernel file \(size(plan.kernelFileBytes)) (reserved at the start, each byte written once), tile records \(size(plan.checkpointBytes))")
+    out.append("disk: kernel file \(size(plan.kernelFileBytes)) (" + (plan.tiled ? "kernels in tiles, edge tiles padded" : "kernels contiguous") +
+               "; reserved at the start, each byte written once), tile records \(size(plan.checkpointBytes))")
     let rate = plan.entriesPerSecondPerRank
     out.append("estimated wall time: \(duration(plan.wallSeconds)) at \(String(format: "%.3g", rate)) entries/s per rank" +
                (flags.entriesPerSecond == nil ? " (from the kernel's cost at \(String(format: "%.2g", BuildPlan.flopsPerSecondPerThread)) flop/s per thread)" : "") + ", plus writing the kernel file to disk")

@@ -67,6 +67,8 @@ public struct BuildFlags: Sendable {
   public var against: String?
   /// `ntk`, `nngp` or both, comma-separated.
   public var kernels: String?
+  /// `auto`, `contiguous` or `tiles`.
+  public var layout: String?
 
   public init() {}
 }
@@ -260,17 +262,26 @@ public enum Settings {
     s.repair = flags.repair
     var flags = flags
     if flags.kernels == nil { flags.kernels = job?.string("kernels") }
-    try common(&s, flags: flags)
+    let layoutOrigin = flags.layout == nil ? origin : ""
+    if flags.layout == nil { flags.layout = job?.string("layout") }
+    try common(&s, flags: flags, origin: layoutOrigin)
     return s
   }
 
   /// The flags every build takes the same way.
-  static func common(_ s: inout BuildSettings, flags: BuildFlags) throws {
+  /// `origin` names the job file when the layout came from it.
+  static func common(_ s: inout BuildSettings, flags: BuildFlags, origin: String = "") throws {
     guard flags.threads >= 1, flags.threads <= 4096 else { throw SettingsError("--threads must be between 1 and 4096 (got \(flags.threads))") }
     s.threads = flags.threads
     if let list = flags.kernels {
       s.kernels = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
       guard !(s.kernels ?? []).isEmpty else { throw SettingsError("--kernels names no kernel (valid: ntk, nngp)") }
+    }
+    if let name = flags.layout {
+      guard let layout = KernelStorageLayout(rawValue: name) else {
+        throw SettingsError("\(origin)unknown layout '\(name)' (valid: \(KernelStorageLayout.allCases.map(\.rawValue).joined(separator: ", ")))")
+      }
+      s.layout = layout
     }
   }
 

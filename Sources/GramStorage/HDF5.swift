@@ -240,11 +240,21 @@ public final class H5File: H5Object {
   /// superblock and object headers carry checksums, so a damaged header is an error on open
   /// instead of a crash inside the library (found by `Tests/interop/test_fuzz.py`). Every HDF5
   /// reader since 1.8 (2008) opens it.
-  public static func create(_ path: String) throws -> H5File {
+  ///
+  /// `tiles`: the HDF5 1.10 format instead (every reader since 1.10, 2016), whose implicit chunk
+  /// index lets a chunked dataset's chunks sit side by side in one allocation
+  /// (`createTiledDataset`), and objects of 1 MiB or more start on a 64 KiB boundary (so
+  /// whole chunks can be written to the disk directly, and mapped one window at a time).
+  public static func create(_ path: String, tiles: Bool = false) throws -> H5File {
     try HDF5Library.locked {
       let fapl = H5Pcreate(ch5_p_file_access())
       defer { H5Pclose(fapl) }
-      H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18)
+      if tiles {
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110)
+        H5Pset_alignment(fapl, 1 << 20, 1 << 16)
+      } else {
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18)
+      }
       // No modification times in object headers: the same content gives the same bytes.
       let fcpl = H5Pcreate(ch5_p_file_create())
       defer { H5Pclose(fcpl) }
@@ -285,7 +295,8 @@ public final class H5File: H5Object {
   /// such string is read, every collection outside the datasets' contiguous data is walked:
   /// each object must fit its collection and the collection its file, else the file is
   /// reported damaged. Files whose metadata cannot be told from data cheaply (more than 64 MiB
-  /// outside contiguous datasets: chunked or compact data) are left to the library.
+  /// outside contiguous datasets and side-by-side chunks: other chunked or compact data) are
+  /// left to the library.
   func checkGlobalHeaps() throws {
     var st = stat()
     guard stat(path, &st) == 0 else { return }
@@ -304,7 +315,17 @@ public final class H5File: H5Object {
         let d = H5Dopen2(id, full, ch5_p_default())
         guard d >= 0 else { continue }
         defer { H5Dclose(d) }
-        let offset = H5Dget_offset(d), bytes = H5Dget_storage_size(d)
+        var offset = H5Dget_offset(d)
+        let bytes = H5Dget_storage_size(d)
+        if offset == ch5_haddr_undef() {
+          // Side-by-side chunks (implicit index): one range from the first chunk.
+          var index = H5D_CHUNK_IDX_BTREE
+          var origin = [hsize_t](repeating: 0, count: 32)
+          var mask: UInt32 = 0, chunkBytes: hsize_t = 0
+          if H5Dget_chunk_index_type(d, &index) >= 0, index == H5D_CHUNK_IDX_NONE {
+            _ = H5Dget_chunk_info_by_coord(d, &origin, &mask, &offset, &chunkBytes)
+          }
+        }
         if offset != ch5_haddr_undef(), bytes > 0, UInt64(offset) < UInt64(size) {
           data.append((Int(offset), Int(min(UInt64(bytes), UInt64(size) - UInt64(offset)))))
         }
@@ -435,6 +456,16 @@ public final class H5File: H5Object {
     try createDataset(name, shape: shape, fileType: type.fileType, chunk: nil, allocated: true)
   }
 
+  /// Creates a dataset of `chunk`-shaped chunks (clamped to the shape) allocated now, side by
+  /// side in row-major chunk order (HDF5's implicit index: a file made with `tiles`), never
+  /// filled: writers outside HDF5 put each chunk at `H5Dataset.tiledStorage`'s offset. Fails
+  /// when the library laid it out otherwise.
+  public func createTiledDataset(_ name: String, shape: [Int], type: ScalarType, chunk: [Int]) throws -> H5Dataset {
+    let d = try createDataset(name, shape: shape, fileType: type.fileType, chunk: chunk, allocated: true)
+    guard d.tiledStorage != nil else { throw StorageError(path, "HDF5 did not lay out \(name) as side-by-side chunks (a file made without tiles?)") }
+    return d
+  }
+
   private func createDataset(_ name: String, shape: [Int], fileType: hid_t, chunk: [Int]?, allocated: Bool = false) throws -> H5Dataset {
     try HDF5Library.locked {
       var dims = shape.map { hsize_t($0) }
@@ -461,7 +492,7 @@ public final class H5File: H5Object {
         try HDF5Library.check(H5Pset_chunk(dcpl, Int32(c.count), &c), path, "chunking \(name)")
       }
       if allocated {
-        try HDF5Library.check(H5Pset_layout(dcpl, H5D_CONTIGUOUS), path, "layout of \(name)")
+        if chunk == nil { try HDF5Library.check(H5Pset_layout(dcpl, H5D_CONTIGUOUS), path, "layout of \(name)") }
         try HDF5Library.check(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY), path, "allocation of \(name)")
         try HDF5Library.check(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), path, "fill of \(name)")
       }
@@ -559,6 +590,30 @@ public final class H5Dataset: H5Object {
       guard H5Pget_layout(plist) == H5D_CONTIGUOUS else { return nil }
       let offset = H5Dget_offset(id)
       return offset == ch5_haddr_undef() ? nil : Int(offset)
+    }
+  }
+
+  /// A chunked dataset whose chunks sit side by side in one allocation (HDF5's implicit index:
+  /// allocated early, unfiltered, fixed shape): the byte offset of its first chunk and the
+  /// chunk shape; chunk k in row-major chunk order starts k whole chunks further. Nil for
+  /// any other layout.
+  public var tiledStorage: (offset: Int, chunk: [Int])? {
+    HDF5Library.locked {
+      let plist = H5Dget_create_plist(id)
+      defer { H5Pclose(plist) }
+      guard H5Pget_layout(plist) == H5D_CHUNKED, H5Pget_nfilters(plist) == 0 else { return nil }
+      var index = H5D_CHUNK_IDX_BTREE
+      guard H5Dget_chunk_index_type(id, &index) >= 0, index == H5D_CHUNK_IDX_NONE else { return nil }
+      let rank = Int(H5Pget_chunk(plist, 0, nil))
+      guard rank == shape.count, rank > 0 else { return nil }
+      var dims = [hsize_t](repeating: 0, count: rank)
+      guard H5Pget_chunk(plist, Int32(rank), &dims) == rank, dims.allSatisfy({ $0 > 0 }) else { return nil }
+      var origin = [hsize_t](repeating: 0, count: rank)
+      var mask: UInt32 = 0
+      var address: haddr_t = 0
+      var bytes: hsize_t = 0
+      guard H5Dget_chunk_info_by_coord(id, &origin, &mask, &address, &bytes) >= 0, address != ch5_haddr_undef() else { return nil }
+      return (Int(address), dims.map { Int($0) })
     }
   }
 

@@ -18,7 +18,9 @@ public enum KernelFileLayout {
   public static let tileChecksums = "/tiles/checksums"
   public static let checksumAlgorithm = "checksum64 (FNV-1a over little-endian 8-byte words, final mix) of the upper tile's stored bytes, row-major; tiles in TilePlan order"
   /// 2: contiguous kernels, checksums as 32-bit word pairs, variable-length UTF-8 strings, axes.
-  public static let formatVersion = 2
+  /// 3: as 2, and kernels of 256 MiB or more (`--layout`) in chunks of one tile, side by side
+  /// (HDF5 1.10 format, implicit chunk index; the `layout` attribute says which).
+  public static let formatVersion = 3
 }
 
 extension H5Dataset {

@@ -1,7 +1,8 @@
 import Foundation
 
-/// A contiguous kernel region mapped read-only into memory (`mmap`, shared): tiles are read in
-/// place, at a row stride of the region's width, with no copy and no allocation. The pages are
+/// A kernel region mapped read-only into memory (`mmap`, shared): tiles are read in place, at
+/// the region's row stride (its width, or a tiled region's chunk width), with no copy and no
+/// allocation. The pages are
 /// the page cache's, so a solve right after its build finds them there, and ranks on one host
 /// share them instead of each holding a copy. The file's size is checked against the region
 /// when it is mapped; a file truncated while mapped would fault (the solve's input must not be
@@ -11,8 +12,8 @@ public final class MappedRegion: @unchecked Sendable {
   public let region: KernelRegion
   private let mapping: UnsafeMutableRawPointer
   private let mappedLength: Int
-  /// Element (0, 0) of the region.
-  private let base: UnsafeRawPointer
+  /// The file offset the mapping starts at.
+  private let start: Int
 
   public init(path: String, region: KernelRegion) throws {
     self.path = path
@@ -33,7 +34,7 @@ public final class MappedRegion: @unchecked Sendable {
       throw StorageError(path, "cannot map \(region.name): \(String(cString: strerror(errno)))")
     }
     mapping = p
-    base = UnsafeRawPointer(p) + (region.offset - start)
+    self.start = start
   }
 
   deinit { munmap(mapping, mappedLength) }
@@ -54,12 +55,12 @@ public final class MappedRegion: @unchecked Sendable {
     return nil
   }
 
-  /// Element (`row`, `col`) of the region as `T` (the region's scalar type); rows are
-  /// `region.cols` elements apart.
+  /// Element (`row`, `col`) of the region as `T` (the region's scalar type); the rows of a
+  /// block inside one chunk (`KernelRegion.isStrided`) are `region.rowStride` elements apart.
   public func pointer<T>(_: T.Type, row: Int, col: Int) -> UnsafePointer<T> {
     precondition(MemoryLayout<T>.size == region.scalarType.byteCount, "MappedRegion.pointer: not the region's type")
     precondition(row >= 0 && row < region.rows && col >= 0 && col < region.cols, "MappedRegion.pointer: outside \(region.name)")
-    return (base + (row * region.cols + col) * MemoryLayout<T>.size).assumingMemoryBound(to: T.self)
+    return (UnsafeRawPointer(mapping) + (region.byteOffset(row: row, col: col) - start)).assumingMemoryBound(to: T.self)
   }
 
   /// Element (`row`, `col`), widened to `Double`.
@@ -77,8 +78,8 @@ public final class MappedRegion: @unchecked Sendable {
     func copy<T>(_: T.Type, zero: T) -> [T] {
       var out = [T](repeating: zero, count: rows * cols)
       out.withUnsafeMutableBufferPointer { o in
-        for i in 0..<rows where cols > 0 {
-          (o.baseAddress! + i * cols).update(from: pointer(T.self, row: rowStart + i, col: colStart), count: cols)
+        region.forEachRun(rowStart: rowStart, colStart: colStart, rows: rows, cols: cols) { _, i, j, n in
+          (o.baseAddress! + i * cols + j).update(from: pointer(T.self, row: rowStart + i, col: colStart + j), count: n)
         }
       }
       return out
@@ -92,11 +93,11 @@ public final class MappedRegion: @unchecked Sendable {
   /// True when no value of the block is NaN or infinite (`StoredValues.allFinite`'s test, in place).
   public func allFinite(rowStart: Int, colStart: Int, rows: Int, cols: Int) -> Bool {
     guard rows > 0, cols > 0 else { return true }
-    let rowBytes = cols * region.scalarType.byteCount
+    let size = region.scalarType.byteCount
     func scan<T>(_ s: FiniteScan<T>) -> Bool {
       var s = s
-      for i in 0..<rows {
-        s.add(UnsafeRawBufferPointer(start: pointer(T.self, row: rowStart + i, col: colStart), count: rowBytes))
+      region.forEachRun(rowStart: rowStart, colStart: colStart, rows: rows, cols: cols) { _, i, j, n in
+        s.add(UnsafeRawBufferPointer(start: pointer(T.self, row: rowStart + i, col: colStart + j), count: n * size))
       }
       return s.allFinite
     }

@@ -42,4 +42,26 @@ public enum MappedFootprint {
     }
     return windows * window
   }
+
+  /// The same for a tiled file (`KernelRegion` with chunks of `tile`, clamped to `n`): a tile is
+  /// its chunk, one contiguous range, and the windows are those its bytes cross, counted from
+  /// the first chunk (the file aligns it to 64 KiB). A chunk whose size is a whole number of
+  /// windows maps exactly its bytes.
+  public static func bytes(ofTiles tiles: [Tile], chunkedBy tile: Int, columns n: Int, bytesPerValue: Int,
+                           window: Int = faultAroundBytes) -> Int {
+    precondition(window > 0 && bytesPerValue > 0 && tile > 0, "MappedFootprint.bytes: bad window, value size or tile")
+    let edge = min(tile, n), across = (n + min(tile, n) - 1) / min(tile, n)
+    let chunkBytes = edge * edge * bytesPerValue
+    func index(_ t: Tile) -> Int { (t.rows.lowerBound / edge) * across + t.cols.lowerBound / edge }
+    var windows = 0
+    var last = -1
+    for t in tiles.sorted(by: { index($0) < index($1) }) where !t.rows.isEmpty && !t.cols.isEmpty {
+      let start = index(t) * chunkBytes
+      let end = start + ((t.rows.count - 1) * edge + t.cols.count) * bytesPerValue
+      let (first, final) = (start / window, (end - 1) / window)
+      windows += max(0, final - max(first, last + 1) + 1)
+      last = max(last, final)
+    }
+    return windows * window
+  }
 }

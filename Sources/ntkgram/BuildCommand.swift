@@ -121,6 +121,8 @@ struct BuildCommand: ParsableCommand {
   @Option(help: "A training kernel file: compute only K(test, train) for --test against it, with its network, preprocessing and training data (checked by content; --train if it moved).")
   var against: String?
   @Option(help: "Kernels to write: ntk, nngp, or ntk,nngp (the default: every kernel of the network).") var kernels: String?
+  @Option(help: "Kernel layout in a new file: contiguous (row-major, one offset: memory-mappable by any reader), tiles (HDF5 chunks of one tile each, written to the disk directly), or auto (the default: tiles for kernels of 256 MiB or more).")
+  var layout: String?
   @Flag(help: "No progress output.") var quiet = false
   @Option(name: .customLong("log-json"), help: "Write one JSON object per event to this file.") var logJSON: String?
 
@@ -138,6 +140,7 @@ struct BuildCommand: ParsableCommand {
     f.threads = threads
     f.against = against
     f.kernels = kernels
+    f.layout = layout
     return try Settings.build(job: job, flags: f)
   }
 

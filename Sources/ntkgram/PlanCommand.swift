@@ -20,6 +20,7 @@ struct PlanCommand: ParsableCommand {
   @Option(help: "Tile edge (default: the job's, or 1024).") var tile: Int?
   @Option(help: "float32 or float64 (default: the job's, or float32).") var dtype: String?
   @Option(help: "The kernels the build writes: ntk, nngp or ntk,nngp (default: the job's, or every output).") var kernels: String?
+  @Option(help: "The build's --layout: auto, contiguous or tiles (default: the job's, or auto).") var layout: String?
   @OptionGroup var kernel: KernelOptions
   @Option(name: .customLong("memory-budget"), help: "The solve's --memory-budget per rank, for its line (default 4GiB).") var memoryBudget: String = "4GiB"
   @Option(help: "The solve's preconditioner rank, for its line.") var rank: Int = 1000
@@ -38,6 +39,7 @@ struct PlanCommand: ParsableCommand {
     f.tile = tile
     f.dtype = dtype
     f.kernels = kernels
+    f.layout = layout
     f.kernel = kernel.flags
     let report = try PlanReport(job: job, flags: f)
     for line in report.lines { print(line) }
@@ -50,7 +52,7 @@ struct PlanCommand: ParsableCommand {
     let p = report.plan
     guard p.trainCount > 0 else { return }
     let m = SolveMemory(n: p.trainCount, tile: p.tileSize, bytesPerValue: p.bytesPerValue, ranks: ranks, budget: budget,
-                        preconditioner: kind, rank: rank, columns: columns)
+                        preconditioner: kind, rank: rank, columns: columns, tiled: p.tiled)
     func size(_ b: Double) -> String { b >= Double(1 << 30) ? String(format: "%.1f GiB", b / Double(1 << 30)) : String(format: "%.1f MiB", b / Double(1 << 20)) }
     let streamed = m.share > m.tiles ? String(format: ", %.0f%% read from the file on every pass", 100 * (1 - m.tiles / m.share)) : ""
     let mapped = m.mappedBytes()
