@@ -47,13 +47,44 @@ struct MPIBuildTests {
     }
   }
 
-  @Test("a rank killed mid-build: rerun resumes (1 rank, then 2) and gives the same bytes")
-  func killAndResume() throws {
+  @Test("tiled kernels: 1, 2 and 3 ranks give the contiguous kernels' values and byte-identical files; direct and cached writes alike",
+        arguments: [64, 40])
+  func tiledRankIndependence(tile: Int) throws {
+    let d = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try writeRandomNPY(d + "/x.npy", rows: 530, cols: 11, seed: 23)
+    try writeRandomNPY(d + "/t.npy", rows: 75, cols: 11, seed: 24)
+    let common = ["build", "--train", d + "/x.npy", "--test", d + "/t.npy", "--tile", "\(tile)", "--dtype", "float64", "--quiet"]
+    let contiguous = try runMPI(1, common + ["--layout", "contiguous", "--out", d + "/c.h5"])
+    #expect(contiguous.status == 0, "\(contiguous.stderr)")
+    var first: Data? = nil
+    for ranks in [1, 2, 3] {
+      let out = d + "/t\(ranks).h5"
+      let r = try runMPI(ranks, common + ["--layout", "tiles", "--out", out])
+      #expect(r.status == 0, "ranks \(ranks): \(r.stderr)")
+      #expect(try kernelBits(out) == kernelBits(d + "/c.h5"), "ranks \(ranks): the tiled kernels differ from the contiguous ones")
+      let f = try H5File.open(out)
+      #expect(try f.attribute("layout") == .string("tiles") && f.attribute("format_version") == .int(3))
+      let region = KernelRegion.of(try f.dataset("/train/ntk"))
+      #expect(region?.isTiled == true && region?.chunkRows == tile)
+      // 64² float64 chunks of 32 KiB, allocated together past 1 MiB: aligned, so written directly.
+      #expect(try (region.map { try RegionFile(path: out, writable: true).writesDirectly($0) }) == (tile == 64))
+      let bytes = try Data(contentsOf: URL(fileURLWithPath: out))
+      if let first { #expect(bytes == first, "ranks \(ranks): the file's bytes differ from 1 rank's") } else { first = bytes }
+    }
+    let v = try runNTKGram(["verify", d + "/t3.h5"])
+    #expect(v.status == 0, "\(v.stderr)")
+  }
+
+  @Test("a rank killed mid-build: rerun resumes (1 rank, then 2) and gives the same bytes", arguments: ["contiguous", "tiles"])
+  func killAndResume(layout: String) throws {
     let d = try temporaryFolder()
     defer { try? FileManager.default.removeItem(atPath: d) }
     try writeRandomNPY(d + "/x.npy", rows: 900, cols: 64, seed: 31)
     try writeRandomNPY(d + "/t.npy", rows: 100, cols: 64, seed: 32)
-    let common = ["build", "--train", d + "/x.npy", "--test", d + "/t.npy", "--tile", "40", "--dtype", "float64", "--quiet"]
+    // Tiled: chunks of 64² float64 values, 32 KiB, written directly to the disk.
+    let common = ["build", "--train", d + "/x.npy", "--test", d + "/t.npy", "--tile", layout == "tiles" ? "64" : "40", "--dtype", "float64",
+                  "--layout", layout, "--quiet"]
     let clean = try runMPI(1, common + ["--out", d + "/clean.h5"])
     #expect(clean.status == 0, "\(clean.stderr)")
 

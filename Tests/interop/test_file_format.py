@@ -58,6 +58,8 @@ def files(tmp_path_factory):
     # A concrete network: /params and /initial_outputs too, float64.
     ntkgram("build", *common, "--depth", 2, "--width", 5, "--empirical", "--seed", 3, "--readout-width", 2,
             "--dtype", "float64", "--tile", 16, "--out", d / "empirical.h5", "--quiet")
+    # The tiled layout (HDF5 1.10 format, chunks of one tile with padded edges), float32.
+    ntkgram("build", *common, "--tile", 8, "--layout", "tiles", "--out", d / "tiled.h5", "--quiet")
     return d
 
 
@@ -106,19 +108,19 @@ def c_reader(tmp_path_factory):
     return exe
 
 
-@pytest.mark.parametrize("name", ["analytic.h5", "empirical.h5"])
+@pytest.mark.parametrize("name", ["analytic.h5", "empirical.h5", "tiled.h5"])
 def test_c_reads_every_dataset_and_attribute_exactly(files, c_reader, name):
     expected = h5py_lines(files / name)
     assert any(line.startswith("D /tiles/checksums") for line in expected)
     assert reader_lines([c_reader, files / name]) == expected
 
 
-@pytest.mark.parametrize("name", ["analytic.h5", "empirical.h5"])
+@pytest.mark.parametrize("name", ["analytic.h5", "empirical.h5", "tiled.h5"])
 def test_r_hdf5r_reads_every_dataset_and_attribute_exactly(files, name):
     assert reader_lines(["Rscript", READERS / "dump.R", files / name]) == h5py_lines(files / name)
 
 
-@pytest.mark.parametrize("name", ["analytic.h5", "empirical.h5"])
+@pytest.mark.parametrize("name", ["analytic.h5", "empirical.h5", "tiled.h5"])
 def test_stored_checksums_are_the_tiles_checksums(files, name):
     with h5py.File(files / name, "r") as f:
         n, m, tile = int(f.attrs["N"]), int(f.attrs["M"]), int(f.attrs["tile"])
@@ -138,7 +140,7 @@ def test_stored_checksums_are_the_tiles_checksums(files, name):
 def test_file_format_doc_names_every_dataset_and_attribute(files):
     doc = (ROOT / "docs" / "file-format.md").read_text()
     named = set(re.findall(r"`([^`]+)`", doc))
-    for name in ("analytic.h5", "empirical.h5"):
+    for name in ("analytic.h5", "empirical.h5", "tiled.h5"):
         with h5py.File(files / name, "r") as f:
             items = set(f.attrs.keys())
 
@@ -160,24 +162,46 @@ def wchar_of(args):
     return int(r.stdout.split()[-1]), r.returncode
 
 
+def test_the_tiled_layout_holds_the_contiguous_values(files):
+    """Same job, both layouts: every kernel value identical; the tiled kernels are HDF5 chunks of
+    one tile (clamped to the matrix) that h5py reads like any dataset."""
+    common = {}
+    with h5py.File(files / "tiled.h5", "r") as t:
+        assert t.attrs["layout"] == "tiles" and int(t.attrs["format_version"]) == 3
+        for name in ("/train/ntk", "/train/nngp", "/test/ntk", "/test/nngp"):
+            assert t[name].chunks == (8, 8) and t[name].compression is None
+            common[name] = t[name][...]
+    ntkgram("build", "--train", files / "x.npy", "--test", files / "t.npy", "--train-labels", files / "y.npy",
+            "--test-labels", files / "ty.npy", "--tile", 8, "--layout", "contiguous", "--out", files / "contiguous.h5", "--quiet")
+    with h5py.File(files / "contiguous.h5", "r") as c:
+        assert c.attrs["layout"] == "contiguous" and c["/train/ntk"].chunks is None
+        for name, values in common.items():
+            assert np.array_equal(c[name][...], values), name
+    subprocess.run([binary(), "verify", files / "tiled.h5"], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "tiles"])
 @pytest.mark.parametrize("ranks", [1, 2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_a_build_writes_each_kernel_byte_once(tmp_path, ranks, dtype):
+def test_a_build_writes_each_kernel_byte_once(tmp_path, ranks, dtype, layout):
     np.save(tmp_path / "x.npy", np.random.default_rng(ranks).normal(size=(900, 20)))
     np.save(tmp_path / "t.npy", np.random.default_rng(9).normal(size=(150, 20)))
     out = tmp_path / "k.h5"
     written, rc = wchar_of(["mpirun", "--oversubscribe", "-np", ranks, binary(), "build", "--train", tmp_path / "x.npy",
-                            "--test", tmp_path / "t.npy", "--dtype", dtype, "--tile", 100, "--out", out, "--quiet"])
+                            "--test", tmp_path / "t.npy", "--dtype", dtype, "--tile", 100, "--layout", layout,
+                            "--out", out, "--quiet"])
     assert rc == 0
     size = out.stat().st_size
     assert written <= 1.05 * size, f"{written} bytes written for a {size}-byte file ({written / size:.3f}x)"
     assert written >= 0.9 * size  # the measurement sees the ranks' writes
 
 
-def test_a_resume_writes_only_the_missing_tiles(tmp_path):
+@pytest.mark.parametrize("layout", ["contiguous", "tiles"])
+def test_a_resume_writes_only_the_missing_tiles(tmp_path, layout):
     np.save(tmp_path / "x.npy", np.random.default_rng(3).normal(size=(1500, 400)))
     out, tiles = tmp_path / "k.h5", tmp_path / "k.tiles"
-    args = [binary(), "build", "--train", tmp_path / "x.npy", "--dtype", "float64", "--tile", 50, "--out", out, "--quiet"]
+    args = [binary(), "build", "--train", tmp_path / "x.npy", "--dtype", "float64", "--tile", 50, "--layout", layout,
+            "--out", out, "--quiet"]
     p = subprocess.Popen(list(map(str, args)))
     deadline = time.time() + 120
     while p.poll() is None and time.time() < deadline:
@@ -198,6 +222,33 @@ def test_a_resume_writes_only_the_missing_tiles(tmp_path):
     clean = tmp_path / "clean.h5"
     ntkgram(*args[1:-3], "--out", clean, "--quiet")
     assert clean.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.parametrize("where", ["value", "padding"])
+def test_a_flipped_byte_in_a_tiled_kernel_is_found_by_verify_and_mended_by_repair(tmp_path, where):
+    """In a tiled file, a byte is a value's or an edge chunk's padding (which no value covers,
+    but which the build wrote as zeros): either flipped, verify fails naming the tile, and
+    build --repair rewrites that tile alone, back to the original bytes."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(12).normal(size=(150, 5)))
+    out = tmp_path / "k.h5"
+    args = ["build", "--train", tmp_path / "x.npy", "--tile", 64, "--layout", "tiles", "--out", out]
+    ntkgram(*args, "--quiet")
+    original = out.read_bytes()
+    with h5py.File(out, "r") as f:
+        chunk = f["/train/ntk"].id.get_chunk_info_by_coord((128, 0))  # rows 128..149 (22 of 64), a mirror
+        itemsize = f["/train/ntk"].dtype.itemsize
+    row = 3 if where == "value" else 40
+    at = chunk.byte_offset + (row * 64 + 5) * itemsize + 1
+    data = bytearray(original)
+    data[at] ^= 0x08
+    out.write_bytes(bytes(data))
+    r = subprocess.run([binary(), "verify", out], capture_output=True, text=True)
+    assert r.returncode != 0 and "[0..<64] × [128..<150]" in r.stderr, r.stderr  # the mirror of this upper tile
+    r = subprocess.run([binary(), *map(str, args), "--repair"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "1 damaged tiles to recompute" in r.stderr, r.stderr
+    assert out.read_bytes() == original
+    subprocess.run([binary(), "verify", out], check=True, capture_output=True)
 
 
 def test_verify_names_data_that_moved_and_records_paths_as_given(tmp_path):
