@@ -243,15 +243,17 @@ public final class H5File: H5Object {
   ///
   /// `tiles`: the HDF5 1.10 format instead (every reader since 1.10, 2016), whose implicit chunk
   /// index lets a chunked dataset's chunks sit side by side in one allocation
-  /// (`createTiledDataset`), and objects of 1 MiB or more start on a 64 KiB boundary (so
-  /// whole chunks can be written to the disk directly, and mapped one window at a time).
+  /// (`createTiledDataset`), and objects of 1 MiB or more start on a 2 MiB boundary: page-aligned
+  /// chunks can be written to the disk directly, and a mapping of a chunk whose size is a
+  /// multiple of 2 MiB (tiles of 1024 in float32) takes in no neighbouring chunk's pages (the
+  /// kernel maps whole page-cache folios, up to 2 MiB, aligned in the file).
   public static func create(_ path: String, tiles: Bool = false) throws -> H5File {
     try HDF5Library.locked {
       let fapl = H5Pcreate(ch5_p_file_access())
       defer { H5Pclose(fapl) }
       if tiles {
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110)
-        H5Pset_alignment(fapl, 1 << 20, 1 << 16)
+        H5Pset_alignment(fapl, 1 << 20, 2 << 20)
       } else {
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18)
       }

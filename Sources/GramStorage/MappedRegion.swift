@@ -30,9 +30,25 @@ public final class MappedRegion: @unchecked Sendable {
     let page = Int(sysconf(Int32(_SC_PAGESIZE)))
     let start = region.offset / page * page
     mappedLength = max(1, end - start)
-    guard let p = mmap(nil, mappedLength, PROT_READ, MAP_SHARED, fd, off_t(start)), p != MAP_FAILED else {
+    // At an address congruent to the file offset modulo 2 MiB: the kernel maps a read fault's
+    // neighbours in windows aligned in the address space (fault-around), and whole folios of the
+    // page cache, which are aligned in the file (up to 2 MiB); with both alignments agreeing, a
+    // tiled kernel's chunk (2 MiB-aligned, `H5File.create`) maps no page of its neighbours.
+    let align = 2 << 20
+    guard let reserved = mmap(nil, mappedLength + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), reserved != MAP_FAILED else {
       throw StorageError(path, "cannot map \(region.name): \(String(cString: strerror(errno)))")
     }
+    let low = Int(bitPattern: reserved)
+    let at = low + ((start % align) - low % align + align) % align
+    guard let p = mmap(UnsafeMutableRawPointer(bitPattern: at), mappedLength, PROT_READ, MAP_SHARED | MAP_FIXED, fd, off_t(start)),
+          p != MAP_FAILED else {
+      munmap(reserved, mappedLength + align)
+      throw StorageError(path, "cannot map \(region.name): \(String(cString: strerror(errno)))")
+    }
+    // The reservation around the mapping goes back.
+    if at > low { munmap(reserved, at - low) }
+    let tail = low + mappedLength + align - (at + mappedLength)
+    if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: at + mappedLength), tail) }
     mapping = p
     self.start = start
   }
