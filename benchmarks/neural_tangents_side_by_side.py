@@ -2,14 +2,15 @@
 
     bash benchmarks/side-by-side.sh           (creates the venv, builds, runs this)
 
-The job: FC ReLU, depth 3, W_std √2, b_std 0.1, the first 4,096 Fashion-MNIST images
-(pixels / 255, d = 784), the train kernel NTK + NNGP (an entry = one (i, j) of the N×N matrix
+The job: FC ReLU, depth 3, W_std √2, b_std 0.1, the first 10,000 Fashion-MNIST images
+(`BENCH_N` to change the count; pixels / 255, d = 784), the train kernel NTK + NNGP (an entry = one (i, j) of the N×N matrix
 giving both), and again the NTK alone on both sides (`get="ntk"`; `build --kernels ntk`).
 neural-tangents 0.6.5 runs `jax.jit(kernel_fn)` on CPU, in float32 and in float64 (x64 enabled
 in its own process), best of 3 after a warm-up. ntkgram runs `ntkgram bench --json --threads
 <cores>` (dot products in the storage precision, as neural-tangents computes everything in it;
 the recursion is float64 in both), and the whole `ntkgram build`, best of 3 as well (each a new
-process writing a new file).
+process writing a new file, in the layout `--layout auto` picks for it: tiles from 256 MiB per
+kernel, so at N = 10,000 in both precisions).
 """
 import json
 import os
@@ -20,7 +21,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("NTKGRAM_BIN", os.path.join(ROOT, ".build", "release", "ntkgram"))
-N = int(os.environ.get("BENCH_N", "4096"))
+N = int(os.environ.get("BENCH_N", "10000"))
 FASHION = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
 NT = r"""

@@ -69,7 +69,12 @@ public final class TiledKernelOperator: KernelOperator {
     var failure: Error? = nil
     var mapping: MappedRegion? = nil
     do {
-      if let region { mapping = try MappedRegion(path: path, region: region.region) }
+      if let region {
+        mapping = try MappedRegion(path: path, region: region.region)
+        for index in mine where keep.contains(index) {
+          region.file.readAhead(region.region, row: plan.tile(index).rows.lowerBound, col: plan.tile(index).cols.lowerBound)
+        }
+      }
       for index in mine {
         let t = plan.tile(index)
         let fits = keep.contains(index)

@@ -333,6 +333,18 @@ public final class RegionFile: @unchecked Sendable {
     }
   }
 
+  /// Asks for the chunk of a tiled region that holds element (`row`, `col`) to be read into the
+  /// page cache now, without waiting (`POSIX_FADV_WILLNEED`): asked for every chunk a reader
+  /// will use, the disk reads them with many requests in flight while the reader works through
+  /// the first ones (a cold tiled kernel is read by faults otherwise, one readahead window at a
+  /// time). The pages come in the size the range allows, never past the chunk. Advisory;
+  /// nothing for a contiguous region.
+  public func readAhead(_ region: KernelRegion, row: Int, col: Int) {
+    guard region.isTiled else { return }
+    let chunk = (row / region.chunkRows) * region.chunksAcross + col / region.chunkCols
+    _ = cfio_will_need(fd, Int64(region.offset + chunk * region.chunkBytes), Int64(region.chunkBytes))
+  }
+
   /// Starts writing rows [`rowStart`, `rowStart + rows`) of `region` to disk without waiting
   /// (one contiguous range: whole rows, or whole rows of chunks). Called for a band of rows
   /// this process has finished, so the disk writes sequentially while the next tiles compute,
