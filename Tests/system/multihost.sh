@@ -5,7 +5,8 @@
 #
 #   Tests/system/multihost.sh NTKGRAM_BINARY PYTHON
 #
-# 1. 2 hosts × 1 rank and 2 hosts × 2 ranks: byte-identical to a single-process build.
+# 1. 2 hosts × 1 rank and 2 hosts × 2 ranks: byte-identical to a single-process build; and
+#    2 hosts × 2 ranks writing tiled kernels (whole chunks, directly to the disk): the same values.
 # 2. Host failure: every process of one host is killed mid-build; the job stops within a
 #    timeout with a message naming the lost host; rerun on the remaining host resumes and ends
 #    with the same bytes.
@@ -82,6 +83,12 @@ for per in 1 2; do
     cat "run$per.log" >&2; failed=$((failed + 1))
   fi
 done
+if across hosts-2 4 build --train x.npy --test t.npy --tile 64 --dtype float64 --layout tiles --out tiled.h5 > tiled.log 2>&1; then
+  check same_kernels ref.h5 tiled.h5
+  check "$bin" verify tiled.h5 --quiet
+else
+  cat tiled.log >&2; failed=$((failed + 1))
+fi
 
 # 2. Host failure: kill every process of host 2 once tiles exist.
 across hosts-1 2 build --train bx.npy --test bt.npy --tile 96 --dtype float32 --out big.h5 > fail.log 2>&1 &
