@@ -453,7 +453,7 @@ public struct BuildDriver {
     let tiled = Self.tiles(settings, plan: plan)
     // The HDF5 part in a closure: the file is closed when it returns, and HDF5 writes nothing more.
     let layout = try { () throws -> KernelLayout in
-    let root = try H5File.create(path, tiles: tiled)
+    let root = try H5File.create(path, chunkBytes: tiled ? min(plan.tileSize, n) * min(plan.tileSize, n) * settings.dtype.byteCount : nil)
     var regions: [KernelRegion] = []
     for kernel in names {
       for (name, rows, axes) in [(KernelFileLayout.train(kernel), plan.includesTrain ? n : 0, "train sample, train sample"),
@@ -502,7 +502,7 @@ public struct BuildDriver {
     }
     for (k, v) in inputs.spec.attributes { try root.setAttribute(k, v) }
     var attributes: [(String, AttributeValue)] = [
-      ("format_version", .int(Int64(KernelFileLayout.formatVersion))),
+      ("format_version", .int(Int64(KernelFileLayout.formatVersion(tiled: tiled)))),
       ("dtype", .string(settings.dtype.rawValue)),
       ("N", .int(Int64(n))),
       ("M", .int(Int64(m))),
@@ -562,7 +562,7 @@ public struct BuildDriver {
   func existingLayout(_ path: String, plan: TilePlan, inputs: Inputs, fingerprint: String, tiled: Bool?) -> KernelLayout? {
     guard let f = try? H5File.open(path), (try? f.attribute("fingerprint")) == .string(fingerprint),
           case .int(let version)? = try? f.attribute("format_version"),
-          version == Int64(KernelFileLayout.formatVersion) || (tiled == nil && version == 2) else { return nil }
+          tiled.map({ version == KernelFileLayout.formatVersion(tiled: $0) }) ?? (version == 2 || version == 3) else { return nil }
     let names = inputs.outputs.map(\.name)
     var regions: [KernelRegion] = []
     for kernel in names {

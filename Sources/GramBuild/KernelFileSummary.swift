@@ -13,7 +13,8 @@ public struct KernelFileSummary: Sendable {
     for name in ["/train/ntk", "/train/nngp", "/test/ntk", "/test/nngp", "/train/labels", "/test/labels"] where f.exists(name) {
       let d = try f.dataset(name)
       let type = d.scalarType?.rawValue ?? (d.isInteger ? "int64" : "?")
-      lines.append("  \(name): \(d.shape.map(String.init).joined(separator: "×")) \(type)")
+      let tiles = KernelRegion.of(d).flatMap { $0.isTiled ? ", in chunks of \($0.chunkRows)×\($0.chunkCols)" : nil } ?? ""
+      lines.append("  \(name): \(d.shape.map(String.init).joined(separator: "×")) \(type)\(tiles)")
     }
     if let spec = try? KernelSpec.read(from: f) {
       lines.append("input shape: \(spec.inputShape.map(String.init).joined(separator: "×")) (preprocess \(spec.preprocess.rawValue), dot products \(spec.gramPrecision.rawValue))")

@@ -241,19 +241,18 @@ public final class H5File: H5Object {
   /// instead of a crash inside the library (found by `Tests/interop/test_fuzz.py`). Every HDF5
   /// reader since 1.8 (2008) opens it.
   ///
-  /// `tiles`: the HDF5 1.10 format instead (every reader since 1.10, 2016), whose implicit chunk
-  /// index lets a chunked dataset's chunks sit side by side in one allocation
-  /// (`createTiledDataset`), and objects of 1 MiB or more start on a 2 MiB boundary: page-aligned
-  /// chunks can be written to the disk directly, and a mapping of a chunk whose size is a
-  /// multiple of 2 MiB (tiles of 1024 in float32) takes in no neighbouring chunk's pages (the
-  /// kernel maps whole page-cache folios, up to 2 MiB, aligned in the file).
-  public static func create(_ path: String, tiles: Bool = false) throws -> H5File {
+  /// `chunkBytes` (for tiled kernels): the HDF5 1.10 format instead (every reader since 1.10,
+  /// 2016), whose implicit chunk index lets a chunked dataset's chunks sit side by side in one
+  /// allocation (`createTiledDataset`), and objects of 1 MiB or more start on a boundary
+  /// (`tileAlignment`): page-aligned chunks can be written to the disk directly, and a mapped
+  /// chunk takes in none of its neighbours' pages.
+  public static func create(_ path: String, chunkBytes: Int? = nil) throws -> H5File {
     try HDF5Library.locked {
       let fapl = H5Pcreate(ch5_p_file_access())
       defer { H5Pclose(fapl) }
-      if tiles {
+      if let chunkBytes {
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110)
-        H5Pset_alignment(fapl, 1 << 20, 2 << 20)
+        H5Pset_alignment(fapl, 1 << 20, hsize_t(tileAlignment(chunkBytes: chunkBytes)))
       } else {
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18)
       }
@@ -272,6 +271,13 @@ public final class H5File: H5Object {
       return H5File(id: id, path: path, close: H5Fclose)
     }
   }
+
+  /// Where tiled kernels' chunks start in the file: on 2 MiB for chunks of 2 MiB or more, so
+  /// that a chunk whose size is a multiple of 2 MiB (tiles of 1024 in float32) maps none of its
+  /// neighbours' pages (the kernel maps whole page-cache folios, up to 2 MiB, aligned in the
+  /// file); on 64 KiB (the fault-around window) for smaller ones, whose folios may straddle
+  /// chunks anyway. What is skipped to get there is at most that much per kernel dataset.
+  public static func tileAlignment(chunkBytes: Int) -> Int { chunkBytes >= 2 << 20 ? 2 << 20 : 64 << 10 }
 
   /// Opens an existing file. `chunkCacheBytes` sizes the raw-data chunk cache of the datasets
   /// opened through it (the library default of 1 MiB holds less than one kernel tile).

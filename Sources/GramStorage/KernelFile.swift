@@ -17,10 +17,11 @@ public enum KernelFileLayout {
   /// two unsigned 32-bit words, high then low (format 1: `tiles × kernels` uint64).
   public static let tileChecksums = "/tiles/checksums"
   public static let checksumAlgorithm = "checksum64 (FNV-1a over little-endian 8-byte words, final mix) of the upper tile's stored bytes, row-major; tiles in TilePlan order"
-  /// 2: contiguous kernels, checksums as 32-bit word pairs, variable-length UTF-8 strings, axes.
-  /// 3: as 2, and kernels of 256 MiB or more (`--layout`) in chunks of one tile, side by side
-  /// (HDF5 1.10 format, implicit chunk index; the `layout` attribute says which).
-  public static let formatVersion = 3
+  /// 2: contiguous kernels, checksums as 32-bit word pairs, variable-length UTF-8 strings, axes
+  /// (and, since tiled files, a `layout` attribute saying `contiguous`: a format-2 reader reads
+  /// them as before). 3: as 2 with the kernels in chunks of one tile, side by side (HDF5 1.10
+  /// format, implicit chunk index; `layout` = `tiles`): kernels of 256 MiB or more by default.
+  public static func formatVersion(tiled: Bool) -> Int { tiled ? 3 : 2 }
 }
 
 extension H5Dataset {

@@ -5,9 +5,9 @@ import Foundation
 /// (`pwrite`/`pread`, `mmap`), which only lays the file out and names the regions: `rows × cols`
 /// elements of `type` from byte `offset`, in one of two layouts.
 ///
-/// - Contiguous (`chunkRows == 0`; format 2, and small kernels of format 3): row-major, at
+/// - Contiguous (`chunkRows == 0`; format 2): row-major, at
 ///   `H5Dget_offset`. A tile's rows are `cols` apart, each a separate piece of the file.
-/// - Tiles (format 3, large kernels): an HDF5 chunked dataset whose chunks are the build's
+/// - Tiles (format 3; large kernels by default): an HDF5 chunked dataset whose chunks are the build's
 ///   tiles, `chunkRows × chunkCols` each (row-major inside, edge chunks padded with zeros to
 ///   full size), allocated at once with HDF5's implicit index: chunk (a, b) starts at
 ///   `offset + (a·chunksAcross + b)·chunkBytes`. A tile is then one contiguous, aligned write

@@ -2,9 +2,9 @@ import Foundation
 
 /// A kernel region mapped read-only into memory (`mmap`, shared): tiles are read in place, at
 /// the region's row stride (its width, or a tiled region's chunk width), with no copy and no
-/// allocation. The pages are
-/// the page cache's, so a solve right after its build finds them there, and ranks on one host
-/// share them instead of each holding a copy. The file's size is checked against the region
+/// allocation. The pages are the page cache's, so ranks on one host share them instead of each
+/// holding a copy (a contiguous kernel is there right after its build; a tiled one, written
+/// directly to the disk, is read in). The file's size is checked against the region
 /// when it is mapped; a file truncated while mapped would fault (the solve's input must not be
 /// rewritten under it, as with every reader).
 public final class MappedRegion: @unchecked Sendable {
@@ -33,7 +33,8 @@ public final class MappedRegion: @unchecked Sendable {
     // At an address congruent to the file offset modulo 2 MiB: the kernel maps a read fault's
     // neighbours in windows aligned in the address space (fault-around), and whole folios of the
     // page cache, which are aligned in the file (up to 2 MiB); with both alignments agreeing, a
-    // tiled kernel's chunk (2 MiB-aligned, `H5File.create`) maps no page of its neighbours.
+    // tiled kernel's chunk (aligned in the file, `H5File.tileAlignment`) maps no page of its
+    // neighbours.
     let align = 2 << 20
     guard let reserved = mmap(nil, mappedLength + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), reserved != MAP_FAILED else {
       throw StorageError(path, "cannot map \(region.name): \(String(cString: strerror(errno)))")

@@ -53,7 +53,7 @@ struct TiledRegionTests {
   /// transposes of the blocks above, as mirrors are).
   func build(_ path: String, rows: Int, cols: Int, tile: Int, type: ScalarType) throws -> KernelRegion {
     let region: KernelRegion = try {
-      let f = try H5File.create(path, tiles: true)
+      let f = try H5File.create(path, chunkBytes: tile * tile * type.byteCount)
       let d = try f.createTiledDataset("/train/ntk", shape: [rows, cols], type: type, chunk: [tile, tile])
       return KernelRegion.of(d)!
     }()

@@ -81,6 +81,9 @@ def seeds(tmp_path_factory):
                 f'[build]\ntile = 4\ndtype = "float64"\nout = "{d}/job.h5"\n')
     ntkgram("build", "--train", d / "x.npy", "--train-labels", d / "y.npy", "--test", d / "x.npy", "--test-labels", d / "y.npy",
             "--tile", 4, "--dtype", "float64", "--out", d / "k.h5", "--quiet")
+    # The same kernels tiled (HDF5 1.10 format, chunks side by side with padded edges).
+    ntkgram("build", "--train", d / "x.npy", "--train-labels", d / "y.npy", "--test", d / "x.npy", "--test-labels", d / "y.npy",
+            "--tile", 5, "--dtype", "float64", "--layout", "tiles", "--out", d / "kt.h5", "--quiet")
     # Data as h5py writes it by default: HDF5's earliest format, whose metadata has no checksums
     # (contiguous, chunked + gzip, float32 in a group, integer labels, a string attribute).
     with h5py.File(d / "x.h5", "w") as f:
@@ -183,9 +186,10 @@ def test_mutated_job_files(seeds, tmp_path):
         run(args)
 
 
-def test_mutated_kernel_files(seeds, tmp_path):
+@pytest.mark.parametrize("seed_file", ["k.h5", "kt.h5"])
+def test_mutated_kernel_files(seeds, tmp_path, seed_file):
     rng = random.Random(SEED + 2)
-    original = (seeds / "k.h5").read_bytes()
+    original = (seeds / seed_file).read_bytes()
     for case in range(max(1, CASES // 3)):
         path = tmp_path / f"k{case}.h5"
         data = bytearray(original)

@@ -90,7 +90,7 @@ def test_attributes_readable_by_h5py(data_2000):
         assert int(a["N"]) == 2000 and int(a["M"]) == 300
         # Variable-length UTF-8 strings: h5py gives str.
         assert a["dtype"] == "float64" and a["architecture"] == "fully_connected"
-        assert int(a["format_version"]) == 2
+        assert int(a["format_version"]) == 2 and a["layout"] == "contiguous"
         layers = json.loads(a["network"])
         assert [layer["type"] for layer in layers] == ["dense", "relu"] * 3 + ["dense"]
         assert layers[0]["W_std"] == np.sqrt(2) and layers[0]["b_std"] == 0.1 and layers[-1]["width"] == 1
