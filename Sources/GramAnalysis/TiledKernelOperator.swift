@@ -71,9 +71,7 @@ public final class TiledKernelOperator: KernelOperator {
     do {
       if let region {
         mapping = try MappedRegion(path: path, region: region.region)
-        for index in mine where keep.contains(index) {
-          region.file.readAhead(region.region, row: plan.tile(index).rows.lowerBound, col: plan.tile(index).cols.lowerBound)
-        }
+        for t in mine.filter(keep.contains).map(plan.tile) { region.file.readAhead(region.region, row: t.rows.lowerBound, col: t.cols.lowerBound) }
       }
       for index in mine {
         let t = plan.tile(index)

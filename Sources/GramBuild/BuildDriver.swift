@@ -801,9 +801,7 @@ public struct BuildDriver {
       guard let region = regions[name] else { return "no region \(name)" }
       let upper = try file.read(region, rowStart: tile.rows.lowerBound, colStart: tile.cols.lowerBound, rows: r, cols: c)
       guard upper.checksum == record.checksums[k] else { return "\(name) does not match the recorded checksum" }
-      for (i, j) in [(tile.rows.lowerBound, tile.cols.lowerBound)] + (tile.isMirrored ? [(tile.cols.lowerBound, tile.rows.lowerBound)] : []) {
-        guard try file.paddingIsZero(region, row: i, col: j) else { return "the padding of \(name)'s tile at (\(i), \(j)) is not zeros" }
-      }
+      if let (i, j) = try file.firstDirtyPadding(of: tile, in: region) { return "the padding of \(name)'s tile at (\(i), \(j)) is not zeros" }
       if tile.isMirrored {
         let mirror = try file.read(region, rowStart: tile.cols.lowerBound, colStart: tile.rows.lowerBound, rows: c, cols: r)
         guard mirror.transposed(rows: c, cols: r) == upper else { return "the mirrored block of \(name) differs" }
@@ -1007,6 +1005,16 @@ public struct BuildDriver {
                                  scratch: scratch)
       }
     }
+  }
+}
+
+extension RegionFile {
+  /// The corner of the first block `tile` is stored in (its own, then its mirror's below the
+  /// diagonal) whose chunk padding in `region` is not all zeros; nil when none is (always, for
+  /// a contiguous region).
+  func firstDirtyPadding(of tile: Tile, in region: KernelRegion) throws -> (row: Int, col: Int)? {
+    let corners = [(tile.rows.lowerBound, tile.cols.lowerBound)] + (tile.isMirrored ? [(tile.cols.lowerBound, tile.rows.lowerBound)] : [])
+    return try corners.first { try !paddingIsZero(region, row: $0.0, col: $0.1) }
   }
 }
 

@@ -121,11 +121,8 @@ public struct KernelVerifier {
         guard block.checksum == stored[index * names.count + k] else {
           throw fail("\(tile): /\(tile.block.rawValue)/\(kernel) does not match its stored checksum")
         }
-        if let region = padded[d.name], let raw {
-          for (i, j) in [(tile.rows.lowerBound, tile.cols.lowerBound)] + (tile.isMirrored ? [(tile.cols.lowerBound, tile.rows.lowerBound)] : [])
-          where try !raw.paddingIsZero(region, row: i, col: j) {
-            throw fail("\(tile): the padding of the chunk of \(d.name) at (\(i), \(j)) is not zeros, as the build wrote it (changed since)")
-          }
+        if let region = padded[d.name], let raw, let (i, j) = try raw.firstDirtyPadding(of: tile, in: region) {
+          throw fail("\(tile): the padding of the chunk of \(d.name) at (\(i), \(j)) is not zeros, as the build wrote it (changed since)")
         }
         guard tile.block == .train else { continue }
         let mirror = try d.readStored(start: [tile.cols.lowerBound, tile.rows.lowerBound], count: [c, r])

@@ -323,17 +323,10 @@ public final class H5File: H5Object {
         let d = H5Dopen2(id, full, ch5_p_default())
         guard d >= 0 else { continue }
         defer { H5Dclose(d) }
-        var offset = H5Dget_offset(d)
+        // Contiguous data, or side-by-side chunks (implicit index): one range either way.
+        let contiguous = H5Dget_offset(d)
+        let offset = contiguous != ch5_haddr_undef() ? contiguous : H5Dataset.firstChunkAddress(d) ?? ch5_haddr_undef()
         let bytes = H5Dget_storage_size(d)
-        if offset == ch5_haddr_undef() {
-          // Side-by-side chunks (implicit index): one range from the first chunk.
-          var index = H5D_CHUNK_IDX_BTREE
-          var origin = [hsize_t](repeating: 0, count: 32)
-          var mask: UInt32 = 0, chunkBytes: hsize_t = 0
-          if H5Dget_chunk_index_type(d, &index) >= 0, index == H5D_CHUNK_IDX_NONE {
-            _ = H5Dget_chunk_info_by_coord(d, &origin, &mask, &offset, &chunkBytes)
-          }
-        }
         if offset != ch5_haddr_undef(), bytes > 0, UInt64(offset) < UInt64(size) {
           data.append((Int(offset), Int(min(UInt64(bytes), UInt64(size) - UInt64(offset)))))
         }
@@ -601,6 +594,19 @@ public final class H5Dataset: H5Object {
     }
   }
 
+  /// The file address of the first chunk of the open dataset `id` when its chunks sit side by
+  /// side (HDF5's implicit index); nil for any other layout. The caller holds the library lock.
+  static func firstChunkAddress(_ id: hid_t) -> haddr_t? {
+    var index = H5D_CHUNK_IDX_BTREE
+    guard H5Dget_chunk_index_type(id, &index) >= 0, index == H5D_CHUNK_IDX_NONE else { return nil }
+    var origin = [hsize_t](repeating: 0, count: 32)
+    var mask: UInt32 = 0
+    var address: haddr_t = 0
+    var bytes: hsize_t = 0
+    guard H5Dget_chunk_info_by_coord(id, &origin, &mask, &address, &bytes) >= 0, address != ch5_haddr_undef() else { return nil }
+    return address
+  }
+
   /// A chunked dataset whose chunks sit side by side in one allocation (HDF5's implicit index:
   /// allocated early, unfiltered, fixed shape): the byte offset of its first chunk and the
   /// chunk shape; chunk k in row-major chunk order starts k whole chunks further. Nil for
@@ -609,18 +615,11 @@ public final class H5Dataset: H5Object {
     HDF5Library.locked {
       let plist = H5Dget_create_plist(id)
       defer { H5Pclose(plist) }
-      guard H5Pget_layout(plist) == H5D_CHUNKED, H5Pget_nfilters(plist) == 0 else { return nil }
-      var index = H5D_CHUNK_IDX_BTREE
-      guard H5Dget_chunk_index_type(id, &index) >= 0, index == H5D_CHUNK_IDX_NONE else { return nil }
+      guard H5Pget_layout(plist) == H5D_CHUNKED, H5Pget_nfilters(plist) == 0, let address = Self.firstChunkAddress(id) else { return nil }
       let rank = Int(H5Pget_chunk(plist, 0, nil))
       guard rank == shape.count, rank > 0 else { return nil }
       var dims = [hsize_t](repeating: 0, count: rank)
       guard H5Pget_chunk(plist, Int32(rank), &dims) == rank, dims.allSatisfy({ $0 > 0 }) else { return nil }
-      var origin = [hsize_t](repeating: 0, count: rank)
-      var mask: UInt32 = 0
-      var address: haddr_t = 0
-      var bytes: hsize_t = 0
-      guard H5Dget_chunk_info_by_coord(id, &origin, &mask, &address, &bytes) >= 0, address != ch5_haddr_undef() else { return nil }
       return (Int(address), dims.map { Int($0) })
     }
   }

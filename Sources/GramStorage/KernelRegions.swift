@@ -57,8 +57,12 @@ public struct KernelRegion: Codable, Sendable, Equatable {
     guard isTiled else { return offset + (row * cols + col) * size }
     let (a, i) = row.quotientAndRemainder(dividingBy: chunkRows)
     let (b, j) = col.quotientAndRemainder(dividingBy: chunkCols)
-    return offset + (a * chunksAcross + b) * chunkBytes + (i * chunkCols + j) * size
+    return chunkOffset(a, b) + (i * chunkCols + j) * size
   }
+
+  /// The file offset of chunk (`a`, `b`) of a tiled region (row `a`, column `b` of chunks).
+  @inline(__always)
+  public func chunkOffset(_ a: Int, _ b: Int) -> Int { offset + (a * chunksAcross + b) * chunkBytes }
 
   /// Elements between the starts of two consecutive rows of a block (within one chunk when tiled).
   public var rowStride: Int { isTiled ? chunkCols : cols }
@@ -76,6 +80,15 @@ public struct KernelRegion: Codable, Sendable, Equatable {
     guard isTiled, rowStart % chunkRows == 0, colStart % chunkCols == 0,
           rows == min(chunkRows, self.rows - rowStart), cols == min(chunkCols, self.cols - colStart) else { return nil }
     return (rowStart / chunkRows, colStart / chunkCols)
+  }
+
+  /// The padding of a chunk holding a `rows × cols` block at its top left, as byte ranges
+  /// (offset in the chunk, count): each row's columns past the block, then the rows past it.
+  public func chunkPadding(rows: Int, cols: Int) -> [(offset: Int, count: Int)] {
+    let size = scalarType.byteCount, stride = chunkCols * size
+    var runs = cols < chunkCols ? (0..<rows).map { (offset: $0 * stride + cols * size, count: (chunkCols - cols) * size) } : []
+    if rows < chunkRows { runs.append((offset: rows * stride, count: (chunkRows - rows) * stride)) }
+    return runs
   }
 
   /// The block's bytes as contiguous runs of the file: `body(fileOffset, row, column, count)`
@@ -186,12 +199,9 @@ public final class RegionFile: @unchecked Sendable {
       let buffer = scratch.buffer(bytes: region.chunkBytes)
       let stride = region.chunkCols * size
       values.withUnsafeBytes { bytes in
-        for i in 0..<rows {
-          (buffer + i * stride).copyMemory(from: bytes.baseAddress! + i * cols * size, byteCount: cols * size)
-          if cols < region.chunkCols { (buffer + i * stride + cols * size).initializeMemory(as: UInt8.self, repeating: 0, count: stride - cols * size) }
-        }
-        if rows < region.chunkRows { (buffer + rows * stride).initializeMemory(as: UInt8.self, repeating: 0, count: (region.chunkRows - rows) * stride) }
+        for i in 0..<rows { (buffer + i * stride).copyMemory(from: bytes.baseAddress! + i * cols * size, byteCount: cols * size) }
       }
+      for run in region.chunkPadding(rows: rows, cols: cols) { (buffer + run.offset).initializeMemory(as: UInt8.self, repeating: 0, count: run.count) }
       try writeChunk(UnsafeRawBufferPointer(start: buffer, count: region.chunkBytes), region: region, chunk: chunk)
       return
     }
@@ -207,7 +217,7 @@ public final class RegionFile: @unchecked Sendable {
   /// through the page cache. A direct write the filesystem refuses turns direct writes off and
   /// goes through the cache.
   private func writeChunk(_ bytes: UnsafeRawBufferPointer, region: KernelRegion, chunk: (row: Int, col: Int)) throws {
-    let offset = region.offset + (chunk.row * region.chunksAcross + chunk.col) * region.chunkBytes
+    let offset = region.chunkOffset(chunk.row, chunk.col)
     if writesDirectly(region), Int(bitPattern: bytes.baseAddress) % Self.directAlignment == 0 {
       let direct = directLock.withLock { directFD }
       var done = 0
@@ -259,10 +269,9 @@ public final class RegionFile: @unchecked Sendable {
         }
       }
       guard let whole else { return }
-      // The chunk's padding: columns past the block in each row, rows past it.
-      func zero(_ p: UnsafeMutablePointer<T>, _ n: Int) { UnsafeMutableRawPointer(p).initializeMemory(as: UInt8.self, repeating: 0, count: n * size) }
-      for c in 0..<cols where rows < region.chunkCols { zero(dst + c * ld + rows, region.chunkCols - rows) }
-      if cols < region.chunkRows { zero(dst + cols * ld, (region.chunkRows - cols) * ld) }
+      for run in region.chunkPadding(rows: cols, cols: rows) {
+        (UnsafeMutableRawPointer(dst) + run.offset).initializeMemory(as: UInt8.self, repeating: 0, count: run.count)
+      }
       try writeChunk(UnsafeRawBufferPointer(start: dst, count: region.chunkBytes), region: region, chunk: whole)
     }
     switch values {
@@ -325,7 +334,7 @@ public final class RegionFile: @unchecked Sendable {
     guard isLocal, !writesDirectly(region) else { return }
     let size = region.scalarType.byteCount
     if let chunk = region.chunk(rowStart: rowStart, colStart: colStart, rows: rows, cols: cols) {
-      _ = cfio_will_need(fd, Int64(region.offset + (chunk.row * region.chunksAcross + chunk.col) * region.chunkBytes), Int64(region.chunkBytes))
+      _ = cfio_will_need(fd, Int64(region.chunkOffset(chunk.row, chunk.col)), Int64(region.chunkBytes))
       return
     }
     region.forEachRun(rowStart: rowStart, colStart: colStart, rows: rows, cols: cols) { offset, _, _, n in
@@ -341,8 +350,7 @@ public final class RegionFile: @unchecked Sendable {
   /// nothing for a contiguous region.
   public func readAhead(_ region: KernelRegion, row: Int, col: Int) {
     guard region.isTiled else { return }
-    let chunk = (row / region.chunkRows) * region.chunksAcross + col / region.chunkCols
-    _ = cfio_will_need(fd, Int64(region.offset + chunk * region.chunkBytes), Int64(region.chunkBytes))
+    _ = cfio_will_need(fd, Int64(region.chunkOffset(row / region.chunkRows, col / region.chunkCols)), Int64(region.chunkBytes))
   }
 
   /// Starts writing rows [`rowStart`, `rowStart + rows`) of `region` to disk without waiting
@@ -432,16 +440,11 @@ public final class RegionFile: @unchecked Sendable {
     let (a, b) = (row / region.chunkRows, col / region.chunkCols)
     let rows = min(region.chunkRows, region.rows - a * region.chunkRows), cols = min(region.chunkCols, region.cols - b * region.chunkCols)
     guard rows < region.chunkRows || cols < region.chunkCols else { return true }
-    let size = region.scalarType.byteCount
     let buffer = UnsafeMutableRawPointer.allocate(byteCount: region.chunkBytes, alignment: 64)
     defer { buffer.deallocate() }
-    try readFully(buffer, count: region.chunkBytes, at: region.offset + (a * region.chunksAcross + b) * region.chunkBytes, what: region.name)
+    try readFully(buffer, count: region.chunkBytes, at: region.chunkOffset(a, b), what: region.name)
     let bytes = UnsafeRawBufferPointer(start: buffer, count: region.chunkBytes)
-    let stride = region.chunkCols * size
-    for i in 0..<rows where cols < region.chunkCols {
-      guard bytes[(i * stride + cols * size)..<((i + 1) * stride)].allSatisfy({ $0 == 0 }) else { return false }
-    }
-    return bytes[(rows * stride)...].allSatisfy { $0 == 0 }
+    return region.chunkPadding(rows: rows, cols: cols).allSatisfy { bytes[$0.offset..<($0.offset + $0.count)].allSatisfy { $0 == 0 } }
   }
 
   /// Writes raw bytes at `offset` (the tile checksums' dataset).

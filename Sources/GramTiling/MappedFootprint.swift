@@ -50,7 +50,7 @@ public enum MappedFootprint {
   public static func bytes(ofTiles tiles: [Tile], chunkedBy tile: Int, columns n: Int, bytesPerValue: Int,
                            window: Int = faultAroundBytes) -> Int {
     precondition(window > 0 && bytesPerValue > 0 && tile > 0, "MappedFootprint.bytes: bad window, value size or tile")
-    let edge = min(tile, n), across = (n + min(tile, n) - 1) / min(tile, n)
+    let edge = min(tile, n), across = (n + edge - 1) / edge
     let chunkBytes = edge * edge * bytesPerValue
     func index(_ t: Tile) -> Int { (t.rows.lowerBound / edge) * across + t.cols.lowerBound / edge }
     var windows = 0
