@@ -33,6 +33,15 @@ public struct DynamicsSettings: Sendable {
     self.kernelFile = kernelFile
     self.out = out
   }
+
+  /// The files `dynamics` reads and writes, checked together before any work.
+  public var paths: CommandPaths {
+    var inputs: [(String, String)] = []
+    if let t = targets { inputs.append((t, "the targets")) }
+    if let t = testTargets { inputs.append((t, "the test targets")) }
+    if let t = initialOutputs { inputs.append((t, "the initial outputs")) }
+    return analysisPaths(kernelFile: kernelFile, inputs: inputs, out: out, outName: "the dynamics file", metrics: metrics, force: force)
+  }
 }
 
 /// Train and test metrics at one training time and ridge.
@@ -163,12 +172,7 @@ public struct DynamicsDriver {
     }
     guard s.tolerance > 0, s.tolerance.isFinite else { throw AnalysisError("--tol must be positive (got \(s.tolerance))") }
     guard s.maxIterations >= 1 else { throw AnalysisError("--max-iter must be at least 1") }
-    var inputs: [(String, String)] = []
-    if let t = s.targets { inputs.append((t, "the targets")) }
-    if let t = s.testTargets { inputs.append((t, "the test targets")) }
-    if let t = s.initialOutputs { inputs.append((t, "the initial outputs")) }
-    try checkAnalysisPaths(kernelFile: s.kernelFile, kernelName: s.kernelName, inputs: inputs, out: s.out,
-                           outName: "the dynamics file", metrics: s.metrics, force: s.force)
+    try checkAnalysis(kernelName: s.kernelName, paths: s.paths)
   }
 
   static func formatTime(_ t: Double) -> String { t.isInfinite ? "inf" : "\(t)" }
@@ -465,11 +469,11 @@ public struct DynamicsDriver {
   }
 }
 
-/// Writes a report as pretty JSON, atomically.
+/// Writes a report as pretty JSON (`writeOutputFile`: a file replaced whole, or a device or
+/// FIFO written in place).
 public func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
   let encoder = JSONEncoder()
   encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
   let data = try encoder.encode(value)
-  do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) }
-  catch { throw StorageError(path, "cannot write metrics: \(error.localizedDescription)") }
+  try writeOutputFile(Array(data) + [0x0a], to: path, what: "the metrics")
 }

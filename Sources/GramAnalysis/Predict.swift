@@ -21,11 +21,16 @@ public struct Predictor {
     self.comm = comm
   }
 
+  /// The files `predict` reads and writes, checked together before any work.
+  public var paths: CommandPaths {
+    CommandPaths(inputs: [(solution, "the solution file"), (kernelFile, "the kernel file")],
+                 outputs: [PlannedOutput(out, "the predictions file")], force: force)
+  }
+
   /// Accuracy per ridge value when the kernel file has test labels and the solution classes.
   public func run() throws -> [Double?] {
     let (alpha, shape, classes, kernel) = try comm.collectively { () -> (DenseBlock, [Int], [Int64]?, String) in
-      try refuseOverwritingInputs(output: out, inputs: [(solution, "the solution file"), (kernelFile, "the kernel file")])
-      if FileManager.default.fileExists(atPath: out) && !force { throw StorageError(out, "already exists (use --force to replace it)") }
+      try paths.check()
       let f = try H5File.open(solution)
       guard f.exists("/alpha") else { throw StorageError(solution, "has no /alpha: not a solution file") }
       let d = try f.dataset("/alpha")

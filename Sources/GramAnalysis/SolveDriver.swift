@@ -40,6 +40,21 @@ public struct SolveSettings: Sendable {
   var identity: String {
     "\(kernelName)|\(ridges)|\(ridgeAbsolute)|\(tolerance)|\(solver.rawValue)|\(preconditioner.rawValue)|\(rank)|\(encoding.rawValue)|\(targets ?? "labels")|\(baseline)|\(seed)"
   }
+
+  /// The solve's checkpoint, `OUT.solve-state.h5` beside the output (`derivedPath`: room for
+  /// the `.tmp-PID` of its writer).
+  public var statePath: String { derivedPath(of: out, prefix: "", suffix: ".solve-state.h5", reserve: 16) }
+
+  /// The files this solve reads and writes, checked together before any work.
+  public var paths: CommandPaths {
+    var inputs: [(String, String)] = []
+    if let t = targets { inputs.append((t, "the targets")) }
+    if let t = testTargets { inputs.append((t, "the test targets")) }
+    var paths = analysisPaths(kernelFile: kernelFile, inputs: inputs, out: out, outName: "the solution file", metrics: metrics,
+                              more: [PlannedOutput(statePath, "the solve's checkpoint", mayExist: true)], force: force)
+    paths.resuming = FileType.of(statePath) == .regular
+    return paths
+  }
 }
 
 /// One line of `metrics.json`.
@@ -109,11 +124,7 @@ public struct SolveDriver {
     guard settings.tolerance > 0 else { throw AnalysisError("--tol must be positive") }
     guard settings.maxIterations >= 1 else { throw AnalysisError("--max-iter must be at least 1") }
     guard settings.rank >= 1 else { throw AnalysisError("--rank must be at least 1") }
-    var inputs: [(String, String)] = []
-    if let t = settings.targets { inputs.append((t, "the targets")) }
-    if let t = settings.testTargets { inputs.append((t, "the test targets")) }
-    try checkAnalysisPaths(kernelFile: settings.kernelFile, kernelName: settings.kernelName, inputs: inputs, out: settings.out,
-                           outName: "the solution file", metrics: settings.metrics, force: settings.force)
+    try checkAnalysis(kernelName: settings.kernelName, paths: settings.paths)
   }
 
   func loadTargets(n: Int) throws -> Targets {
@@ -121,7 +132,7 @@ public struct SolveDriver {
                      encoding: settings.encoding, n: n)
   }
 
-  var statePath: String { settings.out + ".solve-state.h5" }
+  var statePath: String { settings.statePath }
 
   public func run() throws -> SolveReport {
     let start = Date()

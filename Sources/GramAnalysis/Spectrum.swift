@@ -30,6 +30,12 @@ public struct SpectrumSettings: Sendable {
     self.kernelFile = kernelFile
     self.out = out
   }
+
+  /// The files `spectrum` reads and writes, checked together before any work.
+  public var paths: CommandPaths {
+    analysisPaths(kernelFile: kernelFile, inputs: targets.map { [($0, "the targets")] } ?? [], out: out, outName: "the spectrum file",
+                  metrics: metrics, force: force)
+  }
 }
 
 /// The outcome of `ntkgram spectrum`, as written to the metrics JSON.
@@ -87,8 +93,7 @@ public struct SpectrumDriver {
     guard s.tolerance > 0, s.tolerance.isFinite else { throw AnalysisError("--tol must be positive (got \(s.tolerance))") }
     guard s.maxIterations >= 1 else { throw AnalysisError("--max-iter must be at least 1") }
     guard s.learningRate > 0, s.learningRate.isFinite else { throw AnalysisError("--learning-rate must be positive and finite (got \(s.learningRate))") }
-    try checkAnalysisPaths(kernelFile: s.kernelFile, kernelName: s.kernelName, inputs: s.targets.map { [($0, "the targets")] } ?? [],
-                           out: s.out, outName: "the spectrum file", metrics: s.metrics, force: s.force)
+    try checkAnalysis(kernelName: s.kernelName, paths: s.paths)
   }
 
   public func run() throws -> SpectrumReport {

@@ -14,19 +14,22 @@ public func classificationAccuracy(_ predictions: DenseBlock, classes: [Int64], 
   return Double(correct) / Double(predictions.rows)
 }
 
-/// The checks every analysis of a stored kernel makes before any work: a known kernel name, no
-/// output that is one of the inputs, and an existing output only with `--force`.
-func checkAnalysisPaths(kernelFile: String, kernelName: String, inputs extra: [(String, String)], out: String, outName: String,
-                        metrics: String?, force: Bool) throws {
+/// The paths of an analysis of a stored kernel: the kernel file and `extra` inputs; the output
+/// file, the metrics and `more` outputs (a checkpoint).
+func analysisPaths(kernelFile: String, inputs extra: [(String, String)], out: String, outName: String,
+                   metrics: String?, more: [PlannedOutput] = [], force: Bool) -> CommandPaths {
+  var outputs = [PlannedOutput(out, outName)]
+  if let metrics { outputs.append(PlannedOutput(metrics, "the metrics (--metrics)", kind: .text)) }
+  return CommandPaths(inputs: [(kernelFile, "the kernel file")] + extra, outputs: outputs + more, force: force)
+}
+
+/// The checks every analysis of a stored kernel makes before any work: a known kernel name and
+/// `paths.check()`.
+func checkAnalysis(kernelName: String, paths: CommandPaths) throws {
   guard KernelFileLayout.kernelNames.contains(kernelName) else {
     throw AnalysisError("unknown kernel '\(kernelName)' (valid: \(KernelFileLayout.kernelNames.joined(separator: ", ")))")
   }
-  let inputs = [(kernelFile, "the kernel file")] + extra
-  try refuseOverwritingInputs(output: out, inputs: inputs)
-  if let metrics { try refuseOverwritingInputs(output: metrics, inputs: inputs + [(out, outName)]) }
-  if FileManager.default.fileExists(atPath: out) && !force {
-    throw StorageError(out, "already exists (use --force to replace it)")
-  }
+  try paths.check()
 }
 
 /// Writes a float64 dataset of `shape` holding `values` (row-major).

@@ -359,25 +359,12 @@ public struct BuildDriver {
   }
 
   func checkOutputPath() throws {
-    var sources: [(String, String)] = [(settings.train.samples, "the training data")]
-    if let l = settings.train.labels { sources.append((l, "the training labels")) }
-    if let t = settings.test { sources.append((t.samples, "the test data")) }
-    if let l = settings.test?.labels { sources.append((l, "the test labels")) }
-    if let a = settings.against { sources.append((a.path, "the training kernel (--against)")) }
-    if case .file(let p)? = settings.empirical { sources.append((p, "the network's weights (--params)")) }
-    try refuseOverwritingInputs(output: settings.out, inputs: sources + [(settings.checkpointFolder, "the checkpoint folder")])
-    for (path, what) in sources where samePath(settings.checkpointFolder, path) {
-      throw StorageError(settings.checkpointFolder, "the checkpoint folder is also \(what); refusing to use it")
-    }
+    try settings.paths.check()
     // The checkpoint folder is removed after a successful build: it must not hold the output.
     if canonicalPath(settings.out).hasPrefix(canonicalPath(settings.checkpointFolder) + "/") {
       throw StorageError(settings.out, "is inside the checkpoint folder \(settings.checkpointFolder), which is removed after the build; choose another output or checkpoint folder")
     }
     var isDirectory: ObjCBool = false
-    if FileManager.default.fileExists(atPath: settings.out, isDirectory: &isDirectory) {
-      if isDirectory.boolValue { throw StorageError(settings.out, "is a directory") }
-      if !settings.force && !settings.repair { throw StorageError(settings.out, "already exists (use --force to replace it, or --repair to check and mend it)") }
-    }
     // The output folder is created (with the checkpoint folder) once the inputs are known good.
     var folder = URL(fileURLWithPath: settings.out).deletingLastPathComponent()
     while !FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory) { folder.deleteLastPathComponent() }
@@ -435,8 +422,7 @@ public struct BuildDriver {
   /// every tile is in (so the output never exists unfinished). Its name does not depend on
   /// the process: a rerun finds it and continues it.
   var partialPath: String {
-    let url = URL(fileURLWithPath: settings.out)
-    return url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".partial"
+    derivedPath(of: settings.out, suffix: ".partial")
   }
 
   /// Lays out a fresh kernel file at `partialPath`: every attribute and small dataset

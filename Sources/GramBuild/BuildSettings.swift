@@ -51,10 +51,29 @@ public struct BuildSettings: Sendable {
     self.out = out
   }
 
+  /// The files this build reads and writes, checked together before any work
+  /// (`CommandPaths.check`): the output may exist with `force`, or to be mended (`repair`).
+  public var paths: CommandPaths {
+    var inputs: [(String, String)] = [(train.samples, "the training data")]
+    if let l = train.labels { inputs.append((l, "the training labels")) }
+    if let t = test { inputs.append((t.samples, "the test data")) }
+    if let l = test?.labels { inputs.append((l, "the test labels")) }
+    if let a = against { inputs.append((a.path, "the training kernel (--against)")) }
+    if case .file(let p)? = empirical { inputs.append((p, "the network's weights (--params)")) }
+    if let job = specOrigin { inputs.append((job, "the job file")) }
+    var paths = CommandPaths(inputs: inputs,
+                             outputs: [PlannedOutput(out, "the kernel file", mayExist: repair,
+                                                     remedy: "use --force to replace it, or --repair to check and mend it"),
+                                       PlannedOutput(checkpointFolder, "the checkpoint folder", kind: .folder)],
+                             force: force)
+    paths.resuming = FileType.of(checkpointFolder) == .folder
+    return paths
+  }
+
   public var checkpointFolder: String {
     if let checkpoints { return checkpoints }
     let base = out.hasSuffix(".h5") ? String(out.dropLast(3)) : out
-    return base + ".tiles"
+    return derivedPath(of: base, prefix: "", suffix: ".tiles")
   }
 
   /// The sample shape the network sees: `inputShape` (its product must be the feature count),

@@ -47,15 +47,18 @@ public final class KernelFileWriter {
     self.destination = destination
     let url = URL(fileURLWithPath: destination)
     let folder = url.deletingLastPathComponent().path
-    var isDirectory: ObjCBool = false
-    if FileManager.default.fileExists(atPath: destination, isDirectory: &isDirectory) {
-      if isDirectory.boolValue { throw StorageError(destination, "is a directory") }
-      if !overwrite { throw StorageError(destination, "already exists (use --force to replace it)") }
+    switch FileType.of(destination) {
+    case .missing: break
+    case .regular: if !overwrite { throw StorageError(destination, "already exists (use --force to replace it)") }
+    case .folder: throw StorageError(destination, "is a directory")
+    case let type:
+      throw StorageError(destination, "is \(type.description), not a regular file: the output is written beside it and renamed over it, so it must be a regular file or absent (choose another path)")
     }
+    var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
       throw StorageError(destination, "output folder \(folder) does not exist")
     }
-    temporaryPath = folder + "/." + url.lastPathComponent + ".partial-\(getpid())"
+    temporaryPath = Self.partialPrefix(of: destination) + "\(getpid())"
     try? FileManager.default.removeItem(atPath: temporaryPath)
     file = try H5File.create(temporaryPath)
   }
@@ -109,14 +112,18 @@ public final class KernelFileWriter {
   /// is gone (killed by a signal, the OOM killer or a scheduler): a later success leaves no
   /// gigabytes behind. A file of a process still running on this host is left alone.
   public static func removeStalePartials(of destination: String) {
-    let url = URL(fileURLWithPath: destination)
-    let folder = url.deletingLastPathComponent().path
-    let prefix = "." + url.lastPathComponent + ".partial-"
+    let folder = URL(fileURLWithPath: destination).deletingLastPathComponent().path
+    let prefix = URL(fileURLWithPath: partialPrefix(of: destination)).lastPathComponent
     guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
     for name in names where name.hasPrefix(prefix) {
       guard let pid = Int32(name.dropFirst(prefix.count)), pid > 0, pid != getpid() else { continue }
       if kill(pid, 0) != 0 && errno == ESRCH { unlink(folder + "/" + name) }
     }
+  }
+
+  /// The temporary files' path before the process id: `.<name>.partial-` beside `destination`.
+  static func partialPrefix(of destination: String) -> String {
+    derivedPath(of: destination, suffix: ".partial-", reserve: 10)
   }
 
   /// Drops the temporary file (idempotent).

@@ -13,10 +13,10 @@ public final class RunLock {
     self.fd = fd
   }
 
-  /// The lock file guarding `target`: `.<name>.lock` in the same folder.
+  /// The lock file guarding `target`: `.<name>.lock` in the same folder (`derivedPath`: a
+  /// shortened name when the target's is near the 255-byte limit).
   public static func lockPath(for target: String) -> String {
-    let url = URL(fileURLWithPath: target)
-    return url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".lock"
+    derivedPath(of: target, suffix: ".lock")
   }
 
   /// Takes the lock guarding `target` (`what` names it in the message) or throws at once.

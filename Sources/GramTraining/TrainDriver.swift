@@ -40,6 +40,21 @@ public struct TrainSettings: Sendable {
   }
 
   public var out: String { build.out }
+
+  /// The files `train` reads and writes, checked together before any work.
+  public var paths: CommandPaths {
+    var inputs: [(String, String)] = [(build.train.samples, "the training data")]
+    if let l = build.train.labels { inputs.append((l, "the training labels")) }
+    if let t = build.test { inputs.append((t.samples, "the test data")) }
+    if let l = build.test?.labels { inputs.append((l, "the test labels")) }
+    if let t = targets { inputs.append((t, "the targets")) }
+    if let t = testTargets { inputs.append((t, "the test targets")) }
+    if case .file(let p)? = build.empirical { inputs.append((p, "the initial weights (--params)")) }
+    if let job = build.specOrigin { inputs.append((job, "the job file")) }
+    var outputs = [PlannedOutput(out, "the training output")]
+    if let m = metrics { outputs.append(PlannedOutput(m, "the metrics (--metrics)", kind: .text)) }
+    return CommandPaths(inputs: inputs, outputs: outputs, force: build.force)
+  }
 }
 
 /// One recorded step.
@@ -109,13 +124,7 @@ public struct TrainDriver {
     if s.testTargets != nil && s.targets == nil {
       throw TrainError("--test-targets needs --targets (without them the targets are the labels, and so are the test targets)")
     }
-    var inputs: [(String, String)] = [(s.build.train.samples, "the training data")]
-    if let t = s.build.test { inputs.append((t.samples, "the test data")) }
-    if let t = s.targets { inputs.append((t, "the targets")) }
-    if let t = s.testTargets { inputs.append((t, "the test targets")) }
-    if case .file(let p)? = s.build.empirical { inputs.append((p, "the initial weights (--params)")) }
-    try refuseOverwritingInputs(output: s.out, inputs: inputs)
-    if let m = s.metrics { try refuseOverwritingInputs(output: m, inputs: inputs + [(s.out, "the training output")]) }
+    try s.paths.check()
   }
 
   public func run() throws -> TrainReport {

@@ -146,7 +146,7 @@ struct BuildCommand: ParsableCommand {
 
   func run() throws {
     let s = try settings()
-    let outcome = try withProgress(quiet: quiet, logJSON: logJSON) { comm, sink in
+    let outcome = try withProgress(quiet: quiet, logJSON: logJSON, paths: s.paths) { comm, sink in
       try BuildDriver(settings: s, comm: comm, events: sink).run()
     }
     if !quiet && launcherRank == 0 {

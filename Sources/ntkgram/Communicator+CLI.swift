@@ -1,4 +1,5 @@
 import GramEvents
+import GramStorage
 import GramTransport
 
 /// The communicator of this process: MPI when a launcher started it, else a singleton.
@@ -10,9 +11,20 @@ func withCommunicator<T>(_ body: (Communicator) throws -> T) throws -> T {
 }
 
 /// `withCommunicator` with the progress renderer every driver reports to (rank 0 renders).
-func withProgress<T>(quiet: Bool, logJSON: String?, _ body: (Communicator, EventSink) throws -> T) throws -> T {
-  try withCommunicator { comm in
-    let sink = try comm.collectively { try ProgressRenderer(options: ProgressOptions(quiet: quiet, jsonLog: logJSON), rank: comm.rank) }
-    return try body(comm, sink)
+/// `paths` (the command's inputs and outputs) and the JSON log are checked together first, so
+/// the log is opened only once it is known not to be an input or another output; a log that
+/// could not be written whole fails the command after its other outputs are written. A rerun
+/// of an interrupted command (`paths.resuming`) continues its existing log.
+func withProgress<T>(quiet: Bool, logJSON: String?, paths: CommandPaths, _ body: (Communicator, EventSink) throws -> T) throws -> T {
+  var paths = paths
+  if let logJSON { paths.outputs.append(PlannedOutput(logJSON, "the JSON log (--log-json)", kind: .text, mayExist: paths.resuming)) }
+  return try withCommunicator { comm in
+    let sink = try comm.collectively { () -> ProgressRenderer in
+      try paths.check()
+      return try ProgressRenderer(options: ProgressOptions(quiet: quiet, jsonLog: logJSON, appendLog: paths.resuming), rank: comm.rank)
+    }
+    let result = try body(comm, sink)
+    if let failure = sink.logFailure { throw failure }
+    return result
   }
 }

@@ -97,7 +97,7 @@ struct DynamicsCommand: ParsableCommand {
 
   func run() throws {
     let s = try settings()
-    let report = try withProgress(quiet: quiet, logJSON: logJSON) { comm, sink in
+    let report = try withProgress(quiet: quiet, logJSON: logJSON, paths: s.paths) { comm, sink in
       try DynamicsDriver(settings: s, comm: comm, events: sink).run()
     }
     guard launcherRank == 0 else { return }
@@ -157,7 +157,7 @@ struct SpectrumCommand: ParsableCommand {
 
   func run() throws {
     let s = try settings()
-    let report = try withProgress(quiet: quiet, logJSON: logJSON) { comm, sink in
+    let report = try withProgress(quiet: quiet, logJSON: logJSON, paths: s.paths) { comm, sink in
       try SpectrumDriver(settings: s, comm: comm, events: sink).run()
     }
     guard launcherRank == 0 else { return }

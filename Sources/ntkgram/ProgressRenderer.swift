@@ -1,17 +1,21 @@
 import Foundation
 import GramEvents
+import GramStorage
 
 /// How a command reports: a live bar on a terminal, plain periodic lines otherwise, nothing
 /// with `quiet`; and, with `jsonLog`, one JSON object per event in that file.
 struct ProgressOptions: Sendable {
   var quiet: Bool
   var jsonLog: String?
+  /// Append to an existing log (a resumed run) instead of replacing it.
+  var appendLog: Bool
   /// Seconds between plain lines when stderr is not a terminal.
   var plainInterval: Double
 
-  init(quiet: Bool = false, jsonLog: String? = nil, plainInterval: Double = 10) {
+  init(quiet: Bool = false, jsonLog: String? = nil, appendLog: Bool = false, plainInterval: Double = 10) {
     self.quiet = quiet
     self.jsonLog = jsonLog
+    self.appendLog = appendLog
     self.plainInterval = plainInterval
   }
 }
@@ -22,7 +26,9 @@ final class ProgressRenderer: EventSink, @unchecked Sendable {
   private let options: ProgressOptions
   private let rank: Int
   private let isTerminal: Bool
-  private let log: FileHandle?
+  private let log: OutputWriter?
+  /// Why the JSON log stopped (a full disk): reported once as a warning, and by `logFailure`.
+  private var logProblem: String?
   private let start = Date()
   private let lock = NSLock()
   private var lastDraw = Date.distantPast
@@ -33,10 +39,7 @@ final class ProgressRenderer: EventSink, @unchecked Sendable {
     self.rank = rank
     isTerminal = isatty(STDERR_FILENO) != 0
     if rank == 0, let path = options.jsonLog {
-      guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
-        throw CommandError("\(path): cannot create the JSON log")
-      }
-      log = h
+      log = try OutputWriter(path: path, what: "the JSON log (--log-json)", append: options.appendLog)
     } else {
       log = nil
     }
@@ -91,9 +94,18 @@ final class ProgressRenderer: EventSink, @unchecked Sendable {
     }
     object["event"] = name
     object["elapsed_s"] = (elapsed * 1000).rounded() / 1000
-    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
-      log.write(data + Data("\n".utf8))
+    guard logProblem == nil, let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+    if let problem = log.write(Array(data) + [0x0a]) {
+      logProblem = problem
+      clearBar()
+      write("ntkgram: warning: \(log.path): the JSON log stopped: \(problem); the command goes on\n")
     }
+  }
+
+  /// The error to end the command with when the JSON log could not be written whole (its
+  /// other outputs are written): nil when it was.
+  var logFailure: StorageError? {
+    lock.withLock { logProblem.map { StorageError(log?.path ?? "", "the JSON log (--log-json) is incomplete: \($0); every other output was written") } }
   }
 
   func progress(_ progress: WorkProgress, force: Bool) {

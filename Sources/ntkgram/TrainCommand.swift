@@ -55,7 +55,7 @@ struct TrainCommand: ParsableCommand {
 
   func run() throws {
     let s = try settings()
-    let report = try withProgress(quiet: quiet, logJSON: logJSON) { comm, sink in
+    let report = try withProgress(quiet: quiet, logJSON: logJSON, paths: s.paths) { comm, sink in
       try TrainDriver(settings: s, comm: comm, events: sink).run()
     }
     guard launcherRank == 0 else { return }
