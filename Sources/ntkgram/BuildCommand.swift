@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GramBuild
 import GramJobs
+import GramStorage
 
 /// The kernel spec flags, shared by every command that needs a network. Each overrides the
 /// job file's `[kernel]` key of the same name.
@@ -37,6 +38,14 @@ struct KernelOptions: ParsableArguments {
   var seed: Int?
   @Option(help: "Empirical kernels: take the weights from this HDF5 file's /params (a kernel file, a train output, or /params/<k>/W and b written by another program) instead of drawing them.")
   var params: String?
+
+  /// `paths` with the `--layers` file among the inputs, when the list is given as a file.
+  func withLayersFile(_ paths: CommandPaths) -> CommandPaths {
+    guard let layers, !layers.trimmingCharacters(in: .whitespaces).hasPrefix("[") else { return paths }
+    var paths = paths
+    paths.inputs.append((layers, "the layer list (--layers)"))
+    return paths
+  }
 
   var flags: KernelFlags {
     var f = KernelFlags()
@@ -146,7 +155,7 @@ struct BuildCommand: ParsableCommand {
 
   func run() throws {
     let s = try settings()
-    let outcome = try withProgress(quiet: quiet, logJSON: logJSON, paths: s.paths) { comm, sink in
+    let outcome = try withProgress(quiet: quiet, logJSON: logJSON, paths: kernel.withLayersFile(s.paths)) { comm, sink in
       try BuildDriver(settings: s, comm: comm, events: sink).run()
     }
     if !quiet && launcherRank == 0 {

@@ -3,6 +3,7 @@ import Foundation
 import GramAnalysis
 import GramBuild
 import GramJobs
+import GramStorage
 import GramTraining
 
 struct TrainCommand: ParsableCommand {
@@ -55,7 +56,7 @@ struct TrainCommand: ParsableCommand {
 
   func run() throws {
     let s = try settings()
-    let report = try withProgress(quiet: quiet, logJSON: logJSON, paths: s.paths) { comm, sink in
+    let report = try withProgress(quiet: quiet, logJSON: logJSON, paths: kernel.withLayersFile(s.paths)) { comm, sink in
       try TrainDriver(settings: s, comm: comm, events: sink).run()
     }
     guard launcherRank == 0 else { return }
