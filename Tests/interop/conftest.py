@@ -1,4 +1,6 @@
 """Shared helpers: the ntkgram binary, neural-tangents networks in float64."""
+import contextlib
+import errno
 import os
 import subprocess
 
@@ -26,6 +28,36 @@ def ntkgram(*args, check=True):
     if check and r.returncode != 0:
         raise AssertionError(f"ntkgram {' '.join(map(str, args))} failed: {r.stderr}")
     return r
+
+
+@contextlib.contextmanager
+def tmpfs(folder, size):
+    """A filesystem of a fixed size at `folder` (tmpfs without huge pages, so each record takes
+    one page; the tests run as root), unmounted afterwards."""
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},huge=never", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def fill_up(folder):
+    """Writes a file until the filesystem is full, to its last byte. Unbuffered: a buffered file
+    would raise ENOSPC again when closed, flushing what its last write left behind."""
+    fd = os.open(folder / "fill", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        block = 65536
+        while block > 0:
+            try:
+                if os.write(fd, b"\0" * block) < block:
+                    block //= 2
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                block //= 2
+    finally:
+        os.close(fd)
 
 
 def nt_kernel_fn(depth, activation, W_std, b_std, parameterization="ntk", width=512):

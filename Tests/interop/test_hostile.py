@@ -3,7 +3,6 @@
 Each bad input gets one line naming the file or flag and a non-zero exit; each fault in a
 checkpoint is reported and recovered from, never trusted.
 """
-import errno
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import binary, ntkgram
+from conftest import binary, fill_up, ntkgram, tmpfs
 
 ROWS = np.array([[0.5, -1.25, 2.0], [3.0, 0.0, -0.75], [1.5, 2.5, -3.5], [0.25, -0.5, 1.0]])
 
@@ -301,31 +300,10 @@ def test_verify_shows_its_progress(tmp_path):
     assert q.stderr == "" and "k.h5: verified" in q.stdout
 
 
-def fill_up(folder):
-    """Writes a file until the filesystem is full, to its last byte. Unbuffered: a buffered file
-    would raise ENOSPC again when closed, flushing what its last write left behind."""
-    fd = os.open(folder / "fill", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        block = 65536
-        while block > 0:
-            try:
-                if os.write(fd, b"\0" * block) < block:
-                    block //= 2
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-                block //= 2
-    finally:
-        os.close(fd)
-
-
 @pytest.fixture
 def small_disk(tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60M,huge=never", "tmpfs", str(small)], check=True)
-    yield small
-    subprocess.run(["umount", str(small)], check=True)
+    with tmpfs(tmp_path / "small", "60M") as small:
+        yield small
 
 
 def test_a_disk_that_fills_during_a_build_is_one_line_and_resumes(tmp_path, small_disk):

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import binary, ntkgram
+from conftest import binary, fill_up, ntkgram, tmpfs
 
 
 def digest(path):
@@ -188,29 +188,13 @@ def test_legal_long_names_are_taken(small, length):
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M,huge=never", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
-
-
-def fill(folder):
-    fd = os.open(folder / "fill", os.O_WRONLY | os.O_CREAT)
-    block = 1 << 16
-    try:
-        while block >= 1:
-            try:
-                os.write(fd, b"\0" * block)
-            except OSError:
-                block //= 2
-    finally:
-        os.close(fd)
+    with tmpfs(tmp_path / "tiny", "1M") as tiny:
+        yield tiny
 
 
 def test_a_log_or_metrics_on_a_full_disk_is_one_line_not_a_trap(small, tiny_disk):
     d = small
-    fill(tiny_disk)
+    fill_up(tiny_disk)
     for name, args in commands(d).items():
         r = ntkgram(*args, "--out", d / f"full-{name}.h5", "--log-json", tiny_disk / f"{name}.jsonl", check=False)
         assert r.returncode == 1, (name, r.returncode, r.stderr)
