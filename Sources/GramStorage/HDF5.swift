@@ -633,6 +633,32 @@ public final class H5Dataset: H5Object {
     }
   }
 
+  /// The stored element type in a user's words: `float32`, `float64`, `int64`, `uint8`, …,
+  /// `string`, or the HDF5 class of anything else (`compound`, `enum`, …).
+  public var typeDescription: String {
+    HDF5Library.locked {
+      let type = H5Dget_type(id)
+      defer { H5Tclose(type) }
+      let bits = 8 * H5Tget_size(type)
+      switch H5Tget_class(type) {
+      case H5T_FLOAT: return "float\(bits)"
+      case H5T_INTEGER: return (H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int") + "\(bits)"
+      case H5T_STRING: return "string"
+      case H5T_COMPOUND: return "compound"
+      case H5T_ENUM: return "enum"
+      case H5T_ARRAY: return "array"
+      case H5T_VLEN: return "variable-length"
+      case H5T_OPAQUE: return "opaque"
+      case H5T_BITFIELD: return "bitfield"
+      case H5T_REFERENCE: return "reference"
+      default: return "unknown"
+      }
+    }
+  }
+
+  /// Whether the stored element type is a number (a float or an integer).
+  public var isNumeric: Bool { scalarType != nil || isInteger }
+
   /// Whether the stored element type is an integer.
   public var isInteger: Bool {
     HDF5Library.locked {
