@@ -875,7 +875,8 @@ public struct BuildDriver {
   /// A NaN or infinite kernel entry is an error naming the first one and its cause, never a
   /// kernel file: the inputs or the network's parameters overflow (or, in float32 storage, an
   /// entry beyond float32's range).
-  static func checkFinite(_ stored: [StoredValues], names: [String], tile: Tile, dtype: ScalarType) throws {
+  static func checkFinite(_ stored: [StoredValues], names: [String], tile: Tile, dtype: ScalarType,
+                          weights: EmpiricalWeights? = nil) throws {
     for (k, values) in stored.enumerated() where !values.allFinite {
       // In the stored precision (no widened copy); searched only when a value is not finite.
       let bad: Int?, value: Double
@@ -888,7 +889,8 @@ public struct BuildDriver {
       let i = tile.rows.lowerBound + r, j = tile.cols.lowerBound + c
       let which = tile.block == .train ? "K(train \(i), train \(j))" : "K(test \(i), train \(j))"
       throw BuildError("\(names[k]) entry \(which) is \(value.isNaN ? "NaN" : "infinite")" +
-                       ": the data or the network's parameters (W_std, b_std) overflow float64" +
+                       ": the data or the network's parameters (W_std, b_std" +
+                       (weights.flatMap { if case .file(let p) = $0 { ", the weights in \(p)" } else { nil } } ?? "") + ") overflow float64" +
                        (dtype == .float32 ? " or the entry exceeds float32's range (try --dtype float64)" : "") +
                        "; no kernel file was written")
     }
@@ -955,7 +957,7 @@ public struct BuildDriver {
           if lock.withLock({ failure != nil }) { return }
           do {
             let stored = outputs.map { StoredValues(values.values($0.index), as: driver.settings.dtype) }
-            try Self.checkFinite(stored, names: names, tile: tile, dtype: driver.settings.dtype)
+            try Self.checkFinite(stored, names: names, tile: tile, dtype: driver.settings.dtype, weights: driver.settings.empirical)
             // Direct writes hold no page-cache lock to take turns for.
             if direct {
               try Self.write(tile, stored, names: names, file: file, regions: regions, scratch: scratch)
