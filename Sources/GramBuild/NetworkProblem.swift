@@ -21,6 +21,13 @@ public enum NetworkProblem {
         (pools > 0 ? " (each of its \(pools) average pools halves them)" : "") +
         ", but \(data) has images of \(shape[0])×\(shape[1]) (\(shape[2]) channel\(shape[2] == 1 ? "" : "s")): use larger images, or write the network as a layer list with fewer pools (--layers, [[kernel.layers]])"
     }
-    return "\(prefix)preset \(preset): \(problem)"
+    return "\(prefix)preset \(preset): \(withoutPosition(problem))"
+  }
+
+  /// `problem` without its leading `kernel.layers[k] (type): ` (a preset's layers are not the
+  /// user's to find).
+  static func withoutPosition(_ problem: String) -> String {
+    guard problem.hasPrefix("kernel.layers["), let end = problem.range(of: ": ") else { return problem }
+    return String(problem[end.upperBound...])
   }
 }

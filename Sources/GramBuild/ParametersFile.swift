@@ -54,12 +54,18 @@ public enum ParametersFile {
       guard file.exists("\(group)/\(k)/W") else {
         throw StorageError(path, "\(group)/\(k) has no W (the layer's weights: a float32 or float64 array of shape \(wanted))")
       }
+      guard !file.isGroup("\(group)/\(k)/W") else {
+        throw StorageError(path, "\(group)/\(k)/W is a group, expected the layer's weights: a float32 or float64 array of shape \(wanted)")
+      }
       let w = try file.dataset("\(group)/\(k)/W")
       try checkNumeric(w, path: path, expected: "a float32 or float64 array of shape \(wanted)")
       guard w.shape.count == 2 else { throw StorageError(path, "\(group)/\(k)/W has shape \(w.shape), expected \(wanted)") }
       let W = try w.readAll()
       var b: [Double]? = nil
       if file.exists("\(group)/\(k)/b") {
+        guard !file.isGroup("\(group)/\(k)/b") else {
+          throw StorageError(path, "\(group)/\(k)/b is a group, expected the layer's bias: a float32 or float64 array of \(w.shape[1]) values")
+        }
         let d = try file.dataset("\(group)/\(k)/b")
         try checkNumeric(d, path: path, expected: "a float32 or float64 array of \(w.shape[1]) values")
         // stax keeps a dense bias as 1 × outputs: accept that too.

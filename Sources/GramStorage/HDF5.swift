@@ -408,6 +408,15 @@ public final class H5File: H5Object {
     }
   }
 
+  /// Whether `name` exists and is a group (not a dataset).
+  public func isGroup(_ name: String) -> Bool {
+    guard exists(name) else { return false }
+    return HDF5Library.locked {
+      var info = H5O_info_t()
+      return H5Oget_info_by_name2(id, name, &info, UInt32(H5O_INFO_BASIC), ch5_p_default()) >= 0 && info.type == H5O_TYPE_GROUP
+    }
+  }
+
   /// The names of the links inside the group `group` (`"/params"`), in name order; empty when
   /// there is no such group.
   public func members(of group: String) throws -> [String] {

@@ -115,6 +115,21 @@ def test_params_of_the_wrong_type_say_so(tmp_path, flat, name, value, expected):
     assert "float32 or float64" in line and expected in line and "shape []" not in line, line
 
 
+def test_params_that_are_groups_or_records_say_so(tmp_path, flat):
+    e = weights(tmp_path, flat)
+    cases = {
+        "group": (lambda f: (f.__delitem__("/params/0/W"), f.create_group("/params/0/W")), "/params/0/W is a group"),
+        "compound": (lambda f: replace(f, "/params/2/W", np.zeros((8, 8), dtype=[("a", "f8"), ("b", "i4")])),
+                     "/params/2/W has the wrong type: compound of shape [8, 8]"),
+    }
+    for name, (edit, expected) in cases.items():
+        p = edited(e, tmp_path / f"{name}.h5", edit)
+        r = ntkgram("build", "--train", flat, "--params", p, "--width", 8, "--readout-width", 3, "--out", tmp_path / "k.h5", check=False)
+        assert r.returncode == 1, r.stderr
+        line = one_line(r)
+        assert line.startswith(f"ntkgram: error: {p}: {expected}") and "float32 or float64" in line, line
+
+
 # --- presets on images too small for them ------------------------------------------------------
 
 @pytest.mark.parametrize("preset", ["myrtle5", "myrtle7", "myrtle10"])
@@ -144,6 +159,10 @@ def test_a_preset_takes_the_smallest_images_it_names(tmp_path):
     r = ntkgram("build", "--train", tmp_path / "flat.npy", "--preset", "myrtle5", "--out", tmp_path / "f.h5", check=False)
     line = one_line(r)
     assert r.returncode == 2 and "myrtle5" in line and "--input-shape" in line and "kernel.layers[" not in line, line
+    # What a preset cannot do on images of its size is said without the layers it never showed.
+    r = ntkgram("build", "--train", tmp_path / "img.npy", "--preset", "myrtle7", "--empirical", "--out", tmp_path / "f.h5", check=False)
+    line = one_line(r)
+    assert r.returncode == 2 and "myrtle7" in line and "not implemented" in line and "kernel.layers[" not in line, line
 
 
 # --- a layer list without a readout ------------------------------------------------------------
