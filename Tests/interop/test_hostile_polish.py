@@ -246,16 +246,20 @@ def test_an_invalid_layer_list_exits_2_under_mpirun(tmp_path, flat):
 
 def test_verify_does_not_call_data_at_its_recorded_place_moved(tmp_path):
     np.save(tmp_path / "x.npy", np.random.default_rng(6).normal(size=(10, 4)))
+    np.save(tmp_path / "t.npy", np.random.default_rng(7).normal(size=(3, 4)))
     sub = tmp_path / "sub"
     sub.mkdir()
-    build = subprocess.run([binary(), "build", "--train", "x.npy", "--out", "k.h5", "--quiet"], cwd=tmp_path, capture_output=True, text=True)
+    build = subprocess.run([binary(), "build", "--train", "x.npy", "--test", "t.npy", "--out", "k.h5", "--quiet"], cwd=tmp_path,
+                           capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     os.symlink(tmp_path / "x.npy", sub / "link.npy")
     for cwd, given in [(tmp_path, "x.npy"), (tmp_path, "./x.npy"), (sub, "../x.npy"), (sub, "link.npy"), (sub, str(tmp_path / "x.npy"))]:
-        r = subprocess.run([binary(), "verify", os.path.relpath(tmp_path / "k.h5", cwd), "--train", given, "--samples", "5", "--quiet"],
-                           cwd=cwd, capture_output=True, text=True)
+        test = os.path.relpath(tmp_path / "t.npy", cwd)
+        r = subprocess.run([binary(), "verify", os.path.relpath(tmp_path / "k.h5", cwd), "--train", given, "--test", test,
+                            "--samples", "5", "--quiet"], cwd=cwd, capture_output=True, text=True)
         assert r.returncode == 0 and "verified" in r.stdout, r.stderr
         assert "moved" not in r.stdout and "not from the recorded" not in r.stdout, (given, r.stdout)
+        assert "test data matches the recorded checksum" in r.stdout, r.stdout
     # A copy elsewhere, the original still in place: read from the copy, not "moved".
     shutil.copy(tmp_path / "x.npy", sub / "copy.npy")
     r = ntkgram("verify", tmp_path / "k.h5", "--train", sub / "copy.npy", "--samples", 5, "--quiet")
