@@ -77,7 +77,7 @@ let package = Package(
     .testTarget(name: "GramStorageTests", dependencies: ["GramStorage"]),
     .testTarget(name: "GramTilingTests", dependencies: ["GramTiling"]),
     .testTarget(name: "GramTransportTests", dependencies: ["GramTransport"]),
-    .testTarget(name: "GramBuildTests", dependencies: ["GramAnalysis", "GramBuild", "GramData", "GramEvents", "GramNetwork", "GramSolver", "GramStorage", "GramTransport", "GramTiling"]),
+    .testTarget(name: "GramBuildTests", dependencies: ["GramAnalysis", "GramBuild", "GramData", "GramEvents", "GramNetwork", "GramSolver", "GramStorage", "GramTraining", "GramTransport", "GramTiling"]),
     .testTarget(name: "NTKGramCLITests", dependencies: ["ntkgram", "GramStorage", "GramTiling"]),
   ]
 )

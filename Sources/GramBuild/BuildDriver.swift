@@ -159,7 +159,6 @@ public struct BuildDriver {
   /// With `shapesOnly`, a concrete network is checked from its shapes without drawing or
   /// reading its weights (the early check against the files' headers).
   static func kernel(for settings: BuildSettings, sampleShape: [Int], features: Int, shapesOnly: Bool = false) throws -> (KernelSpec, any GramKernel) {
-    let origin = settings.specOrigin.map { "\($0): " } ?? ""
     let shape = try settings.resolvedInputShape(fileShape: sampleShape, features: features)
     var spec = KernelSpec(network: settings.network, inputShape: shape, preprocess: settings.preprocess,
                           gramPrecision: settings.gramPrecision)
@@ -182,10 +181,20 @@ public struct BuildDriver {
       }
       return (spec, try spec.makeKernel())
     } catch let e as NetworkError {
-      throw BuildError(origin + e.description)
+      throw networkProblem(e.description, settings: settings, shape: shape)
     } catch let e as KernelSpecError {
-      throw BuildError(origin + e.description)
+      throw networkProblem(e.description, settings: settings, shape: shape)
     }
+  }
+
+  /// A layer list that cannot make a kernel of the data. One the user gave (job file,
+  /// `--layers`, `--preset`, the shorthand) is an invalid value (exit status 2), as when its own
+  /// problems are found on reading it; a stored kernel's (`--against`) is that file's content.
+  static func networkProblem(_ problem: String, settings: BuildSettings, shape: [Int]) -> Error {
+    if let against = settings.against { return StorageError(against.path, problem) }
+    let data = settings.train.samples + (settings.inputShape == nil ? "" : " (given the shape \(shape.map(String.init).joined(separator: ",")) by --input-shape)")
+    return InvalidNetworkError(NetworkProblem.describe(problem, network: settings.network, preset: settings.preset,
+                                                       origin: settings.networkOrigin ?? settings.specOrigin, data: data, shape: shape))
   }
 
   func loadInputs() throws -> Inputs {
@@ -236,11 +245,11 @@ public struct BuildDriver {
     let b = test.map { preprocessed($0.samples, isInteger: $0.isInteger, settings.preprocess, statistics: statistics) }
     var largest = LargestRow()
     largest.scan(a, first: 0)
-    try largest.check(kernel, source: train.source.samples, dtype: settings.dtype)
+    try largest.check(kernel, source: train.source.samples, dtype: settings.dtype, spec: spec)
     if let b, let test {
       var largestTest = LargestRow()
       largestTest.scan(b, first: 0)
-      try largestTest.check(kernel, source: test.source.samples, dtype: settings.dtype)
+      try largestTest.check(kernel, source: test.source.samples, dtype: settings.dtype, spec: spec)
     }
     return Inputs(train: train, test: test, trainMatrix: a, testMatrix: b, trainStream: nil, testStream: nil,
                   trainRows: a.rows, testRows: b?.rows ?? 0, cols: a.cols, spec: spec, kernel: kernel, outputs: outputs,
@@ -283,7 +292,7 @@ public struct BuildDriver {
         largest.scan(m, first: first)
         if keep { kept += m.values }
       }
-      try largest.check(kernel, source: split.source.samples, dtype: settings.dtype)
+      try largest.check(kernel, source: split.source.samples, dtype: settings.dtype, spec: spec)
       return (raw ? dataChecksum(valuesChecksum: rawSum.finish(), rows: split.rows, cols: split.cols) : nil, sum.finish(),
               keep ? Matrix(rows: split.rows, cols: split.cols, values: kept) : nil)
     }
@@ -335,15 +344,24 @@ public struct BuildDriver {
       }
     }
 
-    func check(_ kernel: some GramKernel, source: String, dtype: ScalarType) throws {
+    /// Fails when the largest self-pair is out of range, naming the cause (`OverflowCause`):
+    /// the data, a weights file (`--params`) or a layer's `W_std` / `b_std`.
+    func check(_ kernel: some GramKernel, source: String, dtype: ScalarType, spec: KernelSpec) throws {
       guard row >= 0 else { return }
       let entry = kernel.referenceEntry(values, values)
       if let k = entry.firstIndex(where: { !$0.isFinite }) {
-        throw BuildError("\(source): the \(kernel.outputNames[k]) of row \(row) with itself is \(entry[k].isNaN ? "NaN" : "infinite"): the data (squared norm \(norm)) or the network's parameters (W_std, b_std) overflow float64")
+        let cause = OverflowCause.find(kernel: kernel, row: values, spec: spec) { !$0.isFinite }
+        throw cause.error(output: kernel.outputNames[k], row: row, source: source, problem: entry[k].isNaN ? "NaN" : "infinite",
+                          dataRemedy: "the data (squared norm \(norm)) and this network overflow float64: scale the data (--preprocess standardize or unit_norm)",
+                          parametersRemedy: "every entry would overflow float64; use smaller parameters")
       }
       // Kernels are positive semi-definite, |K(x, y)| ≤ max K(x, x): the largest self-pair bounds them all.
-      if dtype == .float32, let k = entry.firstIndex(where: { abs($0) > Double(Float.greatestFiniteMagnitude) }) {
-        throw BuildError("\(source): the \(kernel.outputNames[k]) of row \(row) with itself is \(entry[k]), beyond float32's range: store float64 (--dtype float64) or scale the data")
+      let float32Limit = Double(Float.greatestFiniteMagnitude)
+      if dtype == .float32, let k = entry.firstIndex(where: { abs($0) > float32Limit }) {
+        let cause = OverflowCause.find(kernel: kernel, row: values, spec: spec) { abs($0) > float32Limit }
+        throw cause.error(output: kernel.outputNames[k], row: row, source: source, problem: "\(entry[k]), beyond float32's range",
+                          dataRemedy: "store float64 (--dtype float64) or scale the data",
+                          parametersRemedy: "store float64 (--dtype float64) or use smaller parameters")
       }
     }
   }
@@ -843,7 +861,8 @@ public struct BuildDriver {
   /// A NaN or infinite kernel entry is an error naming the first one and its cause, never a
   /// kernel file: the inputs or the network's parameters overflow (or, in float32 storage, an
   /// entry beyond float32's range).
-  static func checkFinite(_ stored: [StoredValues], names: [String], tile: Tile, dtype: ScalarType) throws {
+  static func checkFinite(_ stored: [StoredValues], names: [String], tile: Tile, dtype: ScalarType,
+                          weights: EmpiricalWeights? = nil) throws {
     for (k, values) in stored.enumerated() where !values.allFinite {
       // In the stored precision (no widened copy); searched only when a value is not finite.
       let bad: Int?, value: Double
@@ -856,7 +875,8 @@ public struct BuildDriver {
       let i = tile.rows.lowerBound + r, j = tile.cols.lowerBound + c
       let which = tile.block == .train ? "K(train \(i), train \(j))" : "K(test \(i), train \(j))"
       throw BuildError("\(names[k]) entry \(which) is \(value.isNaN ? "NaN" : "infinite")" +
-                       ": the data or the network's parameters (W_std, b_std) overflow float64" +
+                       ": the data or the network's parameters (W_std, b_std" +
+                       (weights.flatMap { if case .file(let p) = $0 { ", the weights in \(p)" } else { nil } } ?? "") + ") overflow float64" +
                        (dtype == .float32 ? " or the entry exceeds float32's range (try --dtype float64)" : "") +
                        "; no kernel file was written")
     }
@@ -923,7 +943,7 @@ public struct BuildDriver {
           if lock.withLock({ failure != nil }) { return }
           do {
             let stored = outputs.map { StoredValues(values.values($0.index), as: driver.settings.dtype) }
-            try Self.checkFinite(stored, names: names, tile: tile, dtype: driver.settings.dtype)
+            try Self.checkFinite(stored, names: names, tile: tile, dtype: driver.settings.dtype, weights: driver.settings.empirical)
             // Direct writes hold no page-cache lock to take turns for.
             if direct {
               try Self.write(tile, stored, names: names, file: file, regions: regions, scratch: scratch)

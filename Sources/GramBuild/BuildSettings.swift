@@ -2,6 +2,7 @@ import GramData
 import GramKernels
 import GramNetwork
 import GramStorage
+import GramTransport
 
 /// Everything `ntkgram build` needs, after the job file and the command-line flags are merged
 /// and validated (`GramJobs` makes them).
@@ -33,6 +34,12 @@ public struct BuildSettings: Sendable {
   public var threads = 1
   /// Where errors about the spec point: the job file, when there is one.
   public var specOrigin: String?
+  /// Where the layer list came from, for the problems found only against the data (a window
+  /// larger than the images): `--layers`, the JSON file it named, `--preset`, or the job file;
+  /// nil for the shorthand flags.
+  public var networkOrigin: String?
+  /// The preset the network is (`--preset`, `[kernel] preset`), if any.
+  public var preset: String?
   /// Build only K(test, train) against this stored training kernel (`--against`): its network,
   /// preprocessing (with its training statistics) and training data, checked by content.
   public var against: StoredTraining?
@@ -102,6 +109,14 @@ public enum EmpiricalWeights: Sendable, Equatable {
 
 /// A build failure that is not about one file (a bad spec, mismatched data, …).
 public struct BuildError: Error, CustomStringConvertible {
+  public let description: String
+  public init(_ description: String) { self.description = description }
+}
+
+/// A layer list the user gave (job file, `--layers`, `--preset`, the shorthand) that cannot
+/// make a kernel of the data: an invalid value (exit status 2), like the list's own problems
+/// found when it is read, wherever it is found.
+public struct InvalidNetworkError: Error, CustomStringConvertible, InvalidValue {
   public let description: String
   public init(_ description: String) { self.description = description }
 }

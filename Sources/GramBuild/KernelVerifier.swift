@@ -39,6 +39,22 @@ public struct KernelVerifier {
 
   private func fail(_ what: String) -> Mismatch { Mismatch(description: "\(path): \(what)") }
 
+  /// Where data given anew (`--train`, `--test`) was read from, beside the recorded place: nothing
+  /// when it is the recorded file (a relative path, `..`, a symbolic or hard link to it), "moved"
+  /// only when nothing is at the recorded place any more, else both places.
+  static func placeNote(_ given: String?, recorded: String) -> String {
+    func split(_ p: String) -> (file: String, dataset: String) {
+      guard let r = p.range(of: ":/") else { return (p, "") }
+      return (String(p[..<r.lowerBound]), String(p[r.upperBound...]))
+    }
+    guard let given else { return "" }
+    let (file, dataset) = split(recorded)
+    if samePath(given, recorded), split(given).dataset == dataset { return "" }
+    return FileManager.default.fileExists(atPath: file)
+      ? " (read from \(given), not from the recorded \(recorded))"
+      : " (moved: now at \(given))"
+  }
+
   /// Runs every check; `events` gets the progress of the two long passes (every tile read,
   /// then the entries recomputed).
   public func run(events: EventSink = SilentSink()) throws -> Report {
@@ -205,14 +221,14 @@ public struct KernelVerifier {
       guard now == recorded else {
         throw fail("the training data \(source) differs from the data the kernel was built from (data checksum \(now), recorded \(recorded))")
       }
-      report.checks.append("training data matches the recorded checksum \(recorded)" + (trainOverride.map { " (moved: now at \($0))" } ?? ""))
+      report.checks.append("training data matches the recorded checksum \(recorded)" + Self.placeNote(trainOverride, recorded: try string("train_source")))
     }
     if let test, !recordedTestChecksum.isEmpty {
       let now = hex(dataChecksum(test.samples))
       guard now == recordedTestChecksum else {
         throw fail("the test data \(testSource) differs from the data the kernel was built from (data checksum \(now), recorded \(recordedTestChecksum))")
       }
-      report.checks.append("test data matches the recorded checksum \(recordedTestChecksum)" + (testOverride.map { " (moved: now at \($0))" } ?? ""))
+      report.checks.append("test data matches the recorded checksum \(recordedTestChecksum)" + Self.placeNote(testOverride, recorded: try string("test_source")))
     }
     // (Files of other releases may hash differently: only this release's are held to it.)
     if case .string(let recorded)? = try f.attribute("fingerprint"), !isCross, try f.attribute("tool_version") == .string(toolVersion) {

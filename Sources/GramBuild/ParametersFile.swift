@@ -37,6 +37,9 @@ public enum ParametersFile {
         throw StorageError(path, "holds the parameters of a network on inputs of shape \(shape), this job's inputs have shape \(inputShape)")
       }
     }
+    // The shapes the layers need, for the messages (the network's own problems are said later).
+    let expected = Dictionary((try? NetworkParameters.shapes(of: network, inputShape: inputShape))?.map { ($0.position, $0) } ?? [],
+                              uniquingKeysWith: { a, _ in a })
     let members = try file.members(of: group)
     guard !members.isEmpty else { throw StorageError(path, "has no \(group) group (the weights /params/<k>/W and /params/<k>/b of the dense layer at position k)") }
     var dense: [DenseParameters] = []
@@ -47,12 +50,24 @@ public enum ParametersFile {
       guard k < network.layers.count, case .dense = network.layers[k] else {
         throw StorageError(path, "\(group)/\(k): layer \(k) of the network is \(k < network.layers.count ? network.layers[k].typeName : "missing (the network has \(network.layers.count) layers)"), not a dense layer: these parameters belong to another network")
       }
+      let wanted = expected[k].map { "\($0.inputs) × \($0.outputs)" } ?? "inputs × outputs"
+      guard file.exists("\(group)/\(k)/W") else {
+        throw StorageError(path, "\(group)/\(k) has no W (the layer's weights: a float32 or float64 array of shape \(wanted))")
+      }
+      guard !file.isGroup("\(group)/\(k)/W") else {
+        throw StorageError(path, "\(group)/\(k)/W is a group, expected the layer's weights: a float32 or float64 array of shape \(wanted)")
+      }
       let w = try file.dataset("\(group)/\(k)/W")
-      guard w.shape.count == 2 else { throw StorageError(path, "\(group)/\(k)/W has shape \(w.shape), expected inputs × outputs") }
+      try checkNumeric(w, path: path, expected: "a float32 or float64 array of shape \(wanted)")
+      guard w.shape.count == 2 else { throw StorageError(path, "\(group)/\(k)/W has shape \(w.shape), expected \(wanted)") }
       let W = try w.readAll()
       var b: [Double]? = nil
       if file.exists("\(group)/\(k)/b") {
+        guard !file.isGroup("\(group)/\(k)/b") else {
+          throw StorageError(path, "\(group)/\(k)/b is a group, expected the layer's bias: a float32 or float64 array of \(w.shape[1]) values")
+        }
         let d = try file.dataset("\(group)/\(k)/b")
+        try checkNumeric(d, path: path, expected: "a float32 or float64 array of \(w.shape[1]) values")
         // stax keeps a dense bias as 1 × outputs: accept that too.
         guard d.shape.count == 1 || (d.shape.count == 2 && d.shape[0] == 1) else {
           throw StorageError(path, "\(group)/\(k)/b has shape \(d.shape), expected \(w.shape[1]) values")
@@ -71,6 +86,13 @@ public enum ParametersFile {
       throw StorageError(path, "\(group) does not fit the network: \(e.description)")
     }
     return parameters
+  }
+
+  /// Weights are numbers: a string, compound or other dataset is refused naming its type and
+  /// what was expected (HDF5 would otherwise report a shapeless string as "shape []").
+  static func checkNumeric(_ d: H5Dataset, path: String, expected: String) throws {
+    guard !d.isNumeric else { return }
+    throw StorageError(path, "\(d.name) has the wrong type: \(d.typeDescription)\(d.shape.isEmpty ? " (a scalar)" : " of shape \(d.shape)"), expected \(expected)")
   }
 
   /// Reads the parameters of `network` from the file at `path`.

@@ -59,15 +59,21 @@ public struct PlanReport: Sendable {
       throw SettingsError("\(origin)unknown dtype (valid: float32, float64)")
     }
     let (network, precision) = try Settings.network(job: job, flags: flags.kernel)
+    do { try Network.checkInputShape(shape) } catch let e as NetworkError { throw SettingsError(origin + e.description) }
     let kernel: any GramKernel
     do {
-      try Network.checkInputShape(shape)
       if try Settings.empirical(job: job, flags: flags.kernel) != nil {
         kernel = try EmpiricalKernel.sizing(network: network, inputShape: shape)
       } else {
         kernel = try KernelFactory.make(network: network, inputShape: shape, gramPrecision: precision)
       }
     } catch let e as NetworkError {
+      let (networkOrigin, preset) = Settings.networkSource(job: job, flags: flags.kernel)
+      let data = flags.inputShape != nil ? "--input-shape \(flags.inputShape!)" : flags.features != nil ? "--features \(flags.features!)" : job?.string("train") ?? "the data"
+      throw SettingsError(NetworkProblem.describe(e.description, network: network, preset: preset,
+                                                  origin: networkOrigin,
+                                                  data: data, shape: shape))
+    } catch let e as KernelSpecError {
       throw SettingsError(origin + e.description)
     }
     let features = shape.reduce(1, *)

@@ -82,6 +82,17 @@ public enum Settings {
   /// The keys of the fully-connected shorthand (which a layer list replaces).
   static let shorthandKeys = ["architecture", "depth", "activation", "leaky_slope", "W_std", "b_std", "width", "readout_width"]
 
+  /// Where the network of `[kernel]` and the kernel flags comes from, for the problems found
+  /// only against the data: `--layers` (or the JSON file it names), `--preset`, else the job
+  /// file; and the preset's name, if it is one.
+  public static func networkSource(job: JobFile?, flags: KernelFlags) -> (origin: String?, preset: String?) {
+    if let text = flags.layers {
+      return (text.trimmingCharacters(in: .whitespaces).hasPrefix("[") ? "--layers" : text, nil)
+    }
+    if let name = flags.preset { return ("--preset", name) }
+    return (job?.path, job?.string("preset"))
+  }
+
   /// The network and the dot-product precision from `[kernel]` and the kernel flags.
   public static func network(job: JobFile?, flags: KernelFlags) throws -> (Network, GramPrecision) {
     let origin = job.map { "\($0.path): " } ?? ""
@@ -227,6 +238,7 @@ public enum Settings {
       network: network, out: outPath)
     s.gramPrecision = precision
     s.specOrigin = job?.path
+    (s.networkOrigin, s.preset) = networkSource(job: job, flags: flags.kernel)
     if let testPath = flags.test ?? job?.string("test") {
       s.test = DataSource(samples: testPath, labels: flags.testLabels ?? job?.string("test_labels"),
                           limit: flags.testLimit ?? job?.int("test_limit"),

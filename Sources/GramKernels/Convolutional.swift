@@ -212,7 +212,7 @@ public struct Convolutional: Sendable {
       lastKind = layer.typeName
     }
     guard let collapse else {
-      throw NetworkError(position: nil, "the network ends with images: end it with flatten, global_avg_pool or dense")
+      throw NetworkError(position: nil, "the layer list has no readout: it ends with images, not one vector per sample; \(Network.readoutAdvice)")
     }
     self.spatial = spatial
     self.grids = grids

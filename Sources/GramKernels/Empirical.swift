@@ -99,7 +99,9 @@ public struct ConcreteNetwork: Sendable {
                            "empirical kernels of convolutional networks are not implemented yet: dense, flatten and activation layers only")
       }
     }
-    guard !dense.isEmpty else { throw NetworkError(position: nil, "an empirical kernel needs at least one dense layer") }
+    guard !dense.isEmpty else {
+      throw NetworkError(position: nil, "the layer list has no dense layer: a concrete network (--empirical, --params, train) needs weights, so end it with a dense readout (width = its outputs per sample, e.g. the classes)")
+    }
     if previousWasActivation {
       throw NetworkError(position: network.layers.count - 1, layerType: network.layers.last!.typeName,
                          "an empirical kernel needs the network to end with its dense readout layer (its NNGP is the readout's feature Gram)")

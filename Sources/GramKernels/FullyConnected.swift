@@ -83,7 +83,9 @@ public struct FullyConnected: Sendable, Equatable {
                            "the fully-connected kernel takes no convolution or pooling (KernelFactory makes the convolutional one)")
       }
     }
-    guard let last = previous else { throw NetworkError(position: nil, "the network has no dense layer") }
+    guard let last = previous else {
+      throw NetworkError(position: nil, "the layer list has no dense layer, so no readout: end it with a dense layer (width = the outputs per sample, 1 for a kernel); over images, a flatten or global_avg_pool layer first")
+    }
     guard !last.isActivation else {
       throw NetworkError(position: last.position, layerType: network.layers[last.position].typeName,
                          "the network must end with a dense readout layer, not an activation")

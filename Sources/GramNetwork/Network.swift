@@ -200,9 +200,34 @@ public struct Network: Sendable, Equatable {
       out.append(shape)
     }
     if shape.count != 1 {
-      throw NetworkError(position: nil, "the network ends with \(shape.map(String.init).joined(separator: "×")) outputs per sample: end it with flatten, global_avg_pool or dense")
+      throw NetworkError(position: nil, "the layer list has no readout: it ends with images (\(shape.map(String.init).joined(separator: "×")) values per sample), not one vector per sample; \(Self.readoutAdvice)")
     }
     return out
+  }
+
+  /// What a layer list without a readout needs, in the terms of a layer list.
+  public static let readoutAdvice = "end it with a readout: a flatten or global_avg_pool layer (images to one vector), then a dense layer (width = the outputs per sample, 1 for a kernel)"
+
+  /// The smallest image (height, width) every window of the network fits: each VALID window of
+  /// size w and stride s needs (o − 1)·s + w input pixels for o output pixels, SAME and
+  /// CIRCULAR ones (o − 1)·s + 1; worked back from one pixel where the images end (the first
+  /// flatten, global_avg_pool or dense). (1, 1) for a network without windows.
+  public var smallestImage: (height: Int, width: Int) {
+    let end = layers.firstIndex { switch $0 { case .flatten, .globalAvgPool, .dense: true; default: false } } ?? layers.count
+    var size = [1, 1]
+    for layer in layers[..<end].reversed() {
+      let window: Window
+      switch layer {
+      case .conv(_, let w), .avgPool(let w, _): window = w
+      default: continue
+      }
+      for axis in 0..<2 {
+        let span = window.padding == .valid ? window.size[axis] : 1
+        let (scaled, overflow) = (size[axis] - 1).multipliedReportingOverflow(by: window.strides[axis])
+        size[axis] = overflow ? Int.max / 2 : min(scaled + span, Int.max / 2)
+      }
+    }
+    return (size[0], size[1])
   }
 
   /// An input shape is `[d]` or `[H, W, C]`, every size at least 1, at most 2⁴⁰ values.

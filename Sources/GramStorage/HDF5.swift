@@ -408,6 +408,15 @@ public final class H5File: H5Object {
     }
   }
 
+  /// Whether `name` exists and is a group (not a dataset).
+  public func isGroup(_ name: String) -> Bool {
+    guard exists(name) else { return false }
+    return HDF5Library.locked {
+      var info = H5O_info_t()
+      return H5Oget_info_by_name2(id, name, &info, UInt32(H5O_INFO_BASIC), ch5_p_default()) >= 0 && info.type == H5O_TYPE_GROUP
+    }
+  }
+
   /// The names of the links inside the group `group` (`"/params"`), in name order; empty when
   /// there is no such group.
   public func members(of group: String) throws -> [String] {
@@ -632,6 +641,32 @@ public final class H5Dataset: H5Object {
       return H5Tget_size(type)
     }
   }
+
+  /// The stored element type in a user's words: `float32`, `float64`, `int64`, `uint8`, …,
+  /// `string`, or the HDF5 class of anything else (`compound`, `enum`, …).
+  public var typeDescription: String {
+    HDF5Library.locked {
+      let type = H5Dget_type(id)
+      defer { H5Tclose(type) }
+      let bits = 8 * H5Tget_size(type)
+      switch H5Tget_class(type) {
+      case H5T_FLOAT: return "float\(bits)"
+      case H5T_INTEGER: return (H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int") + "\(bits)"
+      case H5T_STRING: return "string"
+      case H5T_COMPOUND: return "compound"
+      case H5T_ENUM: return "enum"
+      case H5T_ARRAY: return "array"
+      case H5T_VLEN: return "variable-length"
+      case H5T_OPAQUE: return "opaque"
+      case H5T_BITFIELD: return "bitfield"
+      case H5T_REFERENCE: return "reference"
+      default: return "unknown"
+      }
+    }
+  }
+
+  /// Whether the stored element type is a number (a float or an integer).
+  public var isNumeric: Bool { scalarType != nil || isInteger }
 
   /// Whether the stored element type is an integer.
   public var isInteger: Bool {

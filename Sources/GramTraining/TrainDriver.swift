@@ -218,7 +218,15 @@ public struct TrainDriver {
       guard step < steps.last! else { break }
       // ∂L/∂f = (f − y)/(N·C) on this rank's rows; the gradient summed over the ranks.
       var residual = pass.output
-      for i in 0..<rows { for j in 0..<k { residual[i * k + j] = (residual[i * k + j] - y[lo + i, j]) / normalization } }
+      var squares = 0.0
+      for i in 0..<rows {
+        for j in 0..<k {
+          let difference = residual[i * k + j] - y[lo + i, j]
+          squares += difference * difference
+          residual[i * k + j] = difference / normalization
+        }
+      }
+      if !record { try reportStep(step, of: steps.last!, squares: squares, normalization: normalization, since: t0, to: reporter) }
       var gradient = model.gradient(pass, residual: residual, rows: rows)
       if comm.size > 1 { try comm.allReduce(&gradient, .sum) }
       model.step(gradient, learningRate: settings.learningRate)
@@ -234,6 +242,17 @@ public struct TrainDriver {
                 classes: classes)
     }
     return report
+  }
+
+  /// The progress of a step that is not recorded: its training loss ½·Σ(f − y)²/(N·C) from
+  /// this step's forward pass (`squares`: this rank's Σ(f − y)², summed over the ranks), for the
+  /// sink to show at its own rate. Recorded steps report the loss of their recorded outputs.
+  func reportStep(_ step: Int, of steps: Int, squares: Double, normalization: Double, since t0: Date, to reporter: EventSink) throws {
+    var total = [squares]
+    if comm.size > 1 { try comm.allReduce(&total, .sum) }
+    let elapsed = Date().timeIntervalSince(t0)
+    reporter.progress(.training(step: step, steps: steps, loss: 0.5 * total[0] / normalization, elapsed: elapsed,
+                                eta: step > 0 ? elapsed / Double(step) * Double(steps - step) : .infinity), force: false)
   }
 
   /// Every rank's `rows × cols` block, in rank order (`total` rows), on every rank.

@@ -57,12 +57,21 @@ extension Communicator {
       throw failure
     }
     let message = failure.map { "\($0)" } ?? ""
-    let all = try allGather(Array((failure == nil ? "" : message.isEmpty ? "error" : message).utf8))
+    // An invalid value travels as a leading marker byte (no message starts with a control character).
+    let marker: [UInt8] = failure is InvalidValue ? [CollectiveFailure.invalidValueMarker] : []
+    let all = try allGather(failure == nil ? [] : marker + Array((message.isEmpty ? "error" : message).utf8))
     if let first = all.firstIndex(where: { !$0.isEmpty }) {
-      throw CollectiveFailure(rank: first, message: String(decoding: all[first], as: UTF8.self), isLocal: first == rank)
+      let bytes = all[first], invalid = bytes.first == CollectiveFailure.invalidValueMarker
+      throw CollectiveFailure(rank: first, message: String(decoding: invalid ? bytes.dropFirst() : bytes[...], as: UTF8.self),
+                              isLocal: first == rank, isInvalidValue: invalid)
     }
   }
 }
+
+/// An error about a value the user gave (a flag, a job file's key, a layer list) rather than a
+/// failure while running: the command line exits with status 2 for it, as for a usage error,
+/// also when it is raised inside a collective (`CollectiveFailure.isInvalidValue`).
+public protocol InvalidValue: Error {}
 
 /// An error some rank met inside `collectively`; every rank throws it, with the same message.
 public struct CollectiveFailure: Error, CustomStringConvertible {
@@ -71,5 +80,16 @@ public struct CollectiveFailure: Error, CustomStringConvertible {
   public let message: String
   /// Whether this rank is the one that failed.
   public let isLocal: Bool
+  /// Whether the failure is an `InvalidValue` (exit status 2).
+  public let isInvalidValue: Bool
   public var description: String { message }
+
+  public init(rank: Int, message: String, isLocal: Bool, isInvalidValue: Bool = false) {
+    self.rank = rank
+    self.message = message
+    self.isLocal = isLocal
+    self.isInvalidValue = isInvalidValue
+  }
+
+  static let invalidValueMarker: UInt8 = 1
 }

@@ -98,7 +98,12 @@ struct DynamicsCommand: ParsableCommand {
   func run() throws {
     let s = try settings()
     let report = try withProgress(quiet: quiet, logJSON: logJSON, paths: s.paths) { comm, sink in
-      try DynamicsDriver(settings: s, comm: comm, events: sink).run()
+      let notice = InterruptNotice(rank: comm.rank, output: s.out) { signal, written in
+        InterruptNotice.dynamicsLine(signal, written: written, progress: (sink as? ProgressRenderer)?.lastProgress, out: s.out,
+                                     tolerance: s.tolerance)
+      }
+      defer { notice.stop() }
+      return try DynamicsDriver(settings: s, comm: comm, events: sink).run()
     }
     guard launcherRank == 0 else { return }
     print("dynamics of \(report.trainCount) samples × \(report.columns) columns on \(report.ranks) rank(s): \(report.iterations) block Lanczos steps (basis \(report.basisDimension)), \(report.passes) passes over K in \(String(format: "%.1f", report.seconds)) s\(report.converged ? "" : " — NOT converged")")

@@ -33,6 +33,10 @@ final class ProgressRenderer: EventSink, @unchecked Sendable {
   private let lock = NSLock()
   private var lastDraw = Date.distantPast
   private var drewBar = false
+  private var latest: WorkProgress?
+
+  /// The last progress reported (drawn or not): how far an interrupted command got.
+  var lastProgress: WorkProgress? { lock.withLock { latest } }
 
   init(options: ProgressOptions, rank: Int) throws {
     self.options = options
@@ -111,6 +115,7 @@ final class ProgressRenderer: EventSink, @unchecked Sendable {
   func progress(_ progress: WorkProgress, force: Bool) {
     lock.withLock {
       guard rank == 0 else { return }
+      latest = progress
       let now = Date()
       let interval = isTerminal ? 0.25 : options.plainInterval
       guard force || now.timeIntervalSince(lastDraw) >= interval else { return }

@@ -57,7 +57,11 @@ struct TrainCommand: ParsableCommand {
   func run() throws {
     let s = try settings()
     let report = try withProgress(quiet: quiet, logJSON: logJSON, paths: kernel.withLayersFile(s.paths)) { comm, sink in
-      try TrainDriver(settings: s, comm: comm, events: sink).run()
+      let notice = InterruptNotice(rank: comm.rank, output: s.out) { signal, written in
+        InterruptNotice.trainLine(signal, written: written, progress: (sink as? ProgressRenderer)?.lastProgress, out: s.out)
+      }
+      defer { notice.stop() }
+      return try TrainDriver(settings: s, comm: comm, events: sink).run()
     }
     guard launcherRank == 0 else { return }
     print("trained \(report.parameters) parameters on \(report.trainCount) samples for \(report.steps) steps (η = \(report.learningRate)) on \(report.ranks) rank(s) in \(String(format: "%.1f", report.seconds)) s; wrote \(report.out)")

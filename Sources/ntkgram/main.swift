@@ -65,8 +65,11 @@ do {
   fail(error.description, status: 2)
 } catch let error as SettingsError {
   fail(error.description, status: 2)
+} catch let error as InvalidValue {
+  // An invalid value found while running (a layer list that cannot take the data): still a value.
+  fail("\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)", status: 2)
 } catch let error as CollectiveFailure {
-  fail(error.message.split(separator: "\n").first.map(String.init) ?? error.message, status: 1)
+  fail(error.message.split(separator: "\n").first.map(String.init) ?? error.message, status: error.isInvalidValue ? 2 : 1)
 } catch {
   let code = NTKGramCommand.exitCode(for: error)
   if code == .success { NTKGramCommand.exit(withError: error) }

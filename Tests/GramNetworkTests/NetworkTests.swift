@@ -122,6 +122,37 @@ struct NetworkTests {
     #expect(throws: NetworkError.self) { try Network.checkInputShape([1 << 30, 1 << 30, 1 << 30]) }
   }
 
+  @Test("the smallest image a network takes: every window fits, and one pixel smaller does not", arguments: ["myrtle5", "myrtle7", "myrtle10"])
+  func smallestImageOfPresets(_ name: String) throws {
+    let net = try #require(Network.preset(name))
+    #expect(net.smallestImage == (4, 4))
+    #expect(try net.shapes(input: [4, 4, 3]).last == [1])
+    #expect(throws: NetworkError.self) { try net.shapes(input: [3, 4, 3]) }
+    #expect(throws: NetworkError.self) { try net.shapes(input: [4, 3, 3]) }
+  }
+
+  @Test("the smallest image: VALID windows and strides per axis, SAME ones, and layers after the images end")
+  func smallestImage() throws {
+    func conv(_ h: Int, _ w: Int, stride: [Int] = [1, 1], padding: String = "VALID") -> [String: SpecValue] {
+      ["type": .string("conv"), "width": .int(2), "filter": .list([.int(h), .int(w)]), "strides": .list(stride.map { .int($0) }),
+       "padding": .string(padding)]
+    }
+    let cases: [([[String: SpecValue]], (Int, Int))] = [
+      ([conv(3, 5), ["type": .string("flatten")], Self.dense(1)], (3, 5)),
+      ([conv(3, 2, stride: [2, 3]), ["type": .string("relu")], conv(2, 2), ["type": .string("global_avg_pool")], Self.dense(1)], (5, 5)),
+      ([conv(7, 7, padding: "SAME"), ["type": .string("flatten")], Self.dense(1)], (1, 1)),
+      ([Self.dense(4), ["type": .string("relu")], Self.dense(1)], (1, 1)),
+    ]
+    for (tables, expected) in cases {
+      let net = try Network(tables: tables)
+      let smallest = net.smallestImage
+      #expect(smallest == expected, "\(net.lines)")
+      #expect(throws: Never.self) { try net.shapes(input: [smallest.height, smallest.width, 1]) }
+      if smallest.height > 1 { #expect(throws: NetworkError.self) { try net.shapes(input: [smallest.height - 1, smallest.width, 1]) } }
+      if smallest.width > 1 { #expect(throws: NetworkError.self) { try net.shapes(input: [smallest.height, smallest.width - 1, 1]) } }
+    }
+  }
+
   @Test("JSON reader: numbers, escapes, errors")
   func json() throws {
     #expect(try SpecValue(json: "[1, 2.5, -3e2, \"a\\\"b\\u00e9\", true, null, {}]") ==

@@ -70,4 +70,26 @@ struct LocalCommunicatorTests {
     }
     #expect(results == ["1:disk full on rank 1:false", "1:disk full on rank 1:true", "1:disk full on rank 1:false"])
   }
+
+  struct BadValue: Error, CustomStringConvertible, InvalidValue { var description: String }
+
+  @Test("an invalid value stays one (exit status 2) on every rank, with its message intact; other failures do not")
+  func invalidValueThroughACollective() throws {
+    for (failing, invalid) in [(0, true), (2, true), (1, false)] {
+      let results = try onRanks(3) { comm -> String in
+        do {
+          try comm.collectively {
+            guard comm.rank == failing else { return }
+            if invalid { throw BadValue(description: "--layers: kernel.layers[0] (conv): no images") }
+            throw TransportError("disk full")
+          }
+          return "no error"
+        } catch let f as CollectiveFailure {
+          return "\(f.rank):\(f.message):\(f.isInvalidValue)"
+        }
+      }
+      let message = invalid ? "--layers: kernel.layers[0] (conv): no images" : "disk full"
+      #expect(results == Array(repeating: "\(failing):\(message):\(invalid)", count: 3))
+    }
+  }
 }
