@@ -70,8 +70,11 @@ public struct Chart: Sendable {
                          (plot.x0, plot.y0, plot.x0, plot.y1), (plot.x1, plot.y0, plot.x1, plot.y1)] {
       image.line(Double(a), Double(b), Double(c), Double(d), .black, thickness: 1)
     }
-    image.text(xLabel, x: (plot.x0 + plot.x1 - Raster.textWidth(xLabel, scale: s)) / 2, y: plot.y1 + 5 * s + lineHeight + 2 * s, scale: s)
-    image.text(yLabel, x: left + s, y: (plot.y0 + plot.y1 + Raster.textWidth(yLabel, scale: s)) / 2, scale: s, vertical: true)
+    // Axis labels at the text scale when they fit along their axis, else at scale 1.
+    let xs1 = Raster.textWidth(xLabel, scale: s) <= plot.x1 - plot.x0 ? s : 1
+    image.text(xLabel, x: (plot.x0 + plot.x1 - Raster.textWidth(xLabel, scale: xs1)) / 2, y: plot.y1 + 5 * s + lineHeight + 2 * s, scale: xs1)
+    let ys1 = Raster.textWidth(yLabel, scale: s) <= plot.y1 - plot.y0 ? s : 1
+    image.text(yLabel, x: left + s, y: (plot.y0 + plot.y1 + Raster.textWidth(yLabel, scale: ys1)) / 2, scale: ys1, vertical: true)
 
     // Data, clipped to the plot area by construction of the axes (levels span it).
     for level in levels where Self.drawable(level.y, yScale) {
@@ -90,9 +93,14 @@ public struct Chart: Sendable {
   func drawLegend(on image: inout Raster, plot: (x0: Int, y0: Int, x1: Int, y1: Int), px: (Double) -> Double, py: (Double) -> Double) {
     let entries: [(String, Colour, Bool)] = series.map { ($0.name, $0.colour, false) } + levels.map { ($0.name, $0.colour, true) }
     guard !entries.isEmpty else { return }
-    let s = textScale, rowHeight = BitmapFont.glyphHeight * s + 2 * s, swatch = 8 * s
-    let boxWidth = swatch + 3 * s + (entries.map { Raster.textWidth($0.0, scale: s) }.max() ?? 0) + 4 * s
-    let boxHeight = rowHeight * entries.count + 2 * s
+    // The text scale, or 1 when the legend would take more than 60% of the plot's width or height.
+    func size(_ s: Int) -> (width: Int, height: Int) {
+      (8 * s + 7 * s + (entries.map { Raster.textWidth($0.0, scale: s) }.max() ?? 0), (BitmapFont.glyphHeight * s + 2 * s) * entries.count + 2 * s)
+    }
+    let fits = { (s: Int) in 10 * size(s).width <= 6 * (plot.x1 - plot.x0) && 10 * size(s).height <= 6 * (plot.y1 - plot.y0) }
+    let s = fits(textScale) ? textScale : 1
+    let rowHeight = BitmapFont.glyphHeight * s + 2 * s, swatch = 8 * s
+    let (boxWidth, boxHeight) = size(s)
     let inset = 4 * s
     let corners = [(plot.x1 - inset - boxWidth, plot.y0 + inset), (plot.x1 - inset - boxWidth, plot.y1 - inset - boxHeight),
                    (plot.x0 + inset, plot.y0 + inset), (plot.x0 + inset, plot.y1 - inset - boxHeight)]
