@@ -14,11 +14,35 @@
 # native one, and mpirun may run as root (OMPI_ALLOW_RUN_AS_ROOT). Every output of the README's
 # examples is under runs/quickstart/, which is removed first so that no example meets its own
 # earlier output.
+#
+# A ```sh block that installs, runs the quickstart or the test suite, or submits to Slurm
+# (scripts/install.sh, scripts/quickstart.sh, scripts/test.sh, sbatch) is refused before
+# anything runs: it must be fenced ```console. The test also refuses to start inside itself.
+#
+#   bash Tests/system/readme.sh [MARKDOWN]   (default README.md; another file checks the test itself)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD"
-rm -rf runs/quickstart
+readme="$(realpath "${1:-README.md}")"
+if [ -n "${NTKGRAM_README_TEST:-}" ]; then echo "readme test FAILED: started from inside a README test (a block runs the test suite?)" >&2; exit 1; fi
+export NTKGRAM_README_TEST=1
 log="$(mktemp -d)"; trap 'rm -rf "$log"' EXIT
+
+# 0. The blocks, and none that must not run here.
+awk -v dir="$log" '
+  /^```/ && inside { inside = 0; close(file); next }
+  /^```sh[ \t]*$/ { inside = 1; n++; file = sprintf("%s/block-%02d.sh", dir, n); printf "" > file; line[n] = NR; next }
+  inside { print > file }
+  END { for (i = 1; i <= n; i++) print i, line[i] > (dir "/blocks") }' "$readme"
+[ -s "$log/blocks" ] || { echo "readme test FAILED: $readme has no \`\`\`sh block" >&2; exit 1; }
+if bad="$(grep -lE 'scripts/(install|quickstart|test)\.sh|(^|[^[:alnum:]_])sbatch([^[:alnum:]_]|$)' "$log"/block-*.sh)"; then
+  for f in $bad; do
+    n="$(basename "$f" .sh)"; n="${n#block-}"; n=$((10#$n))
+    echo "readme test FAILED: the \`\`\`sh block at $(basename "$readme") line $(awk -v n="$n" '$1 == n { print $2 }' "$log/blocks") installs, runs the quickstart or the tests, or submits a job: fence it \`\`\`console" >&2
+  done
+  exit 1
+fi
+rm -rf runs/quickstart
 
 # 1. The quickstart and its last two lines.
 bash scripts/quickstart.sh > "$log/quickstart.out" 2> "$log/quickstart.err" || {
@@ -57,23 +81,17 @@ PLOT
 chmod +x "$log/bin/ntkgram-plot"
 export PATH="$log/bin:$root/.build/release:$PATH" NTKGRAM_BIN="$root/.build/release/ntkgram"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-awk -v dir="$log" '
-  /^```/ && inside { inside = 0; close(file); next }
-  /^```sh[ \t]*$/ { inside = 1; n++; file = sprintf("%s/block-%02d.sh", dir, n); printf "" > file; line[n] = NR; next }
-  inside { print > file }
-  END { for (i = 1; i <= n; i++) print i, line[i] > (dir "/blocks") }' README.md
-[ -s "$log/blocks" ] || { echo "readme test FAILED: README.md has no \`\`\`sh block" >&2; exit 1; }
 blocks=0
 while read -r n at; do
   script="$log/$(printf 'block-%02d.sh' "$n")"
   start=$SECONDS
   if ! bash -euo pipefail "$script" > "$log/out" 2>&1 < /dev/null; then
     tail -n 15 "$log/out" >&2
-    echo "readme test FAILED: the \`\`\`sh block at README.md line $at exited non-zero:" >&2
+    echo "readme test FAILED: the \`\`\`sh block at $(basename "$readme") line $at exited non-zero:" >&2
     sed 's/^/    /' "$script" >&2
     exit 1
   fi
   blocks=$((blocks + 1))
-  echo "README.md line $at: ok ($((SECONDS - start)) s)"
+  echo "$(basename "$readme") line $at: ok ($((SECONDS - start)) s)"
 done < "$log/blocks"
 echo "readme: the quickstart's last lines and $blocks sh blocks passed"
