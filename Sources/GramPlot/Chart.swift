@@ -135,7 +135,8 @@ struct Axis {
   init(values: [Double], scale: AxisScale) {
     self.scale = scale
     let mapped = values.map { scale == .log ? log10($0) : $0 }
-    var lo = mapped.min() ?? 0, hi = mapped.max() ?? 1
+    // Values whose spread overflows (±1e308) are drawn on the widest range that does not.
+    var lo = max(mapped.min() ?? 0, -1e300), hi = min(mapped.max() ?? 1, 1e300)
     if hi - lo < 1e-12 * max(1, abs(hi)) { (lo, hi) = scale == .log ? (lo - 0.5, hi + 0.5) : (lo - max(0.5, abs(lo) * 0.1), hi + max(0.5, abs(hi) * 0.1)) }
     let pad = (hi - lo) * 0.04
     (low, high) = (lo - pad, hi + pad)

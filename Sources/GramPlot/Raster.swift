@@ -52,6 +52,11 @@ public struct Raster: Sendable {
   public mutating func line(_ x0: Double, _ y0: Double, _ x1: Double, _ y1: Double, _ c: Colour, thickness: Double = 1.5,
                             dash: (on: Double, off: Double)? = nil) {
     guard [x0, y0, x1, y1].allSatisfy(\.isFinite) else { return }
+    // Far outside the picture only the direction matters: clip to a box around it (also keeps Int() in range).
+    if [x0, y0, x1, y1].contains(where: { abs($0) > Self.reach }) {
+      guard let (a, b) = clip(x0, y0, x1, y1) else { return }
+      return line(a.0, a.1, b.0, b.1, c, thickness: thickness, dash: dash)
+    }
     let (dx, dy) = (x1 - x0, y1 - y0), length2 = dx * dx + dy * dy, half = thickness / 2
     let pad = half + 1
     let (xa, xb) = (Int((min(x0, x1) - pad).rounded(.down)), Int((max(x0, x1) + pad).rounded(.up)))
@@ -69,6 +74,23 @@ public struct Raster: Sendable {
     }
   }
 
+  /// Coordinates beyond this distance from the origin are clipped before drawing.
+  static let reach = 1e6
+
+  /// The part of the segment inside the square of half-side `reach` (Liang–Barsky), nil if none.
+  func clip(_ x0: Double, _ y0: Double, _ x1: Double, _ y1: Double) -> ((Double, Double), (Double, Double))? {
+    let r = Self.reach * 0.99, (dx, dy) = (x1 - x0, y1 - y0)
+    guard dx.isFinite, dy.isFinite else { return nil }
+    var (t0, t1) = (0.0, 1.0)
+    for (p, q) in [(-dx, x0 + r), (dx, r - x0), (-dy, y0 + r), (dy, r - y0)] {
+      if p == 0 { if q < 0 { return nil } else { continue } }
+      let t = q / p
+      if p < 0 { t0 = max(t0, t) } else { t1 = min(t1, t) }
+      if t0 > t1 { return nil }
+    }
+    return ((x0 + t0 * dx, y0 + t0 * dy), (x0 + t1 * dx, y0 + t1 * dy))
+  }
+
   /// A polyline through `points` (consecutive pairs joined).
   public mutating func polyline(_ points: [(Double, Double)], _ c: Colour, thickness: Double = 1.5) {
     for (a, b) in zip(points, points.dropFirst()) { line(a.0, a.1, b.0, b.1, c, thickness: thickness) }
@@ -76,7 +98,7 @@ public struct Raster: Sendable {
 
   /// A filled disc of `radius` centred at (cx, cy), antialiased at its edge.
   public mutating func disc(_ cx: Double, _ cy: Double, radius: Double, _ c: Colour) {
-    guard cx.isFinite, cy.isFinite else { return }
+    guard cx.isFinite, cy.isFinite, abs(cx) < Self.reach, abs(cy) < Self.reach, radius.isFinite, radius < Self.reach else { return }
     for y in Int((cy - radius - 1).rounded(.down))...Int((cy + radius + 1).rounded(.up)) {
       for x in Int((cx - radius - 1).rounded(.down))...Int((cx + radius + 1).rounded(.up)) {
         let d = ((Double(x) + 0.5 - cx) * (Double(x) + 0.5 - cx) + (Double(y) + 0.5 - cy) * (Double(y) + 0.5 - cy)).squareRoot()

@@ -134,3 +134,38 @@ def test_bad_inputs_and_outputs_are_one_line_and_write_nothing(files, tmp_path):
     one_line_failure(ntkgram("plot", files / "one.h5", "--out", out, "--width", 10, check=False), "--width", status=2)
     one_line_failure(ntkgram("plot", files / "one.h5", "--out", out, "--height", 100000, check=False), "--height", status=2)
     assert not out.exists() and not leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("case", ["nan-loss", "huge-accuracy", "inf-loss", "zero-loss", "one-time", "wide-times", "tiny-spread"])
+def test_hostile_values_draw_or_fail_in_one_line(files, tmp_path, case):
+    """Values a damaged or edited file may hold never trap, hang or flood: a picture or one line."""
+    path = tmp_path / f"{case}.h5"
+    path.write_bytes((files / "two.h5").read_bytes())
+    with h5py.File(path, "r+") as f:
+        loss, accuracy, times = f["/dynamics/train/loss"], f["/dynamics/test/accuracy"], f["/dynamics/times"]
+        if case == "nan-loss":
+            loss[...] = np.nan
+        elif case == "huge-accuracy":
+            a = accuracy[...]
+            a[0, 1], a[1, 2] = 1.7e308, -1.7e308
+            accuracy[...] = a
+        elif case == "inf-loss":
+            loss[...] = np.where(np.arange(loss.shape[1]) % 2 == 0, np.inf, -np.inf)
+        elif case == "zero-loss":
+            loss[...] = 0
+        elif case == "one-time":
+            t = times[...]
+            t[2:] = np.inf
+            t[0] = 0
+            times[...] = t
+        elif case == "wide-times":
+            times[...] = np.concatenate([[0], np.logspace(-300, 300, times.shape[0] - 2), [np.inf]])
+        elif case == "tiny-spread":
+            accuracy[...] = 1e16 + np.arange(accuracy.size).reshape(accuracy.shape) * 2.0
+    r = ntkgram("plot", path, "--out", tmp_path / "p.png", check=False)
+    assert r.returncode in (0, 1), r.stderr
+    if r.returncode == 0:
+        assert colours(tmp_path / "p.png")[0] == (1400, 560)
+    else:
+        one_line_failure(r, path.name)
+    assert not leftovers(tmp_path)
