@@ -54,6 +54,7 @@ let package = Package(
       name: "GramTraining",
       dependencies: ["CLAPACK", "GramAnalysis", "GramBuild", "GramData", "GramEvents", "GramKernels", "GramNetwork", "GramSolver",
                      "GramStorage", "GramTransport"]),
+    .target(name: "GramPlot", dependencies: ["CZlib", "GramStorage"]),
     .target(
       name: "GramJobs",
       dependencies: ["GramBuild", "GramData", "GramKernels", "GramNetwork", "GramStorage",
@@ -65,7 +66,7 @@ let package = Package(
     .executableTarget(
       name: "ntkgram",
       dependencies: [
-        "GramAnalysis", "GramBuild", "GramEvents", "GramJobs", "GramStorage", "GramTraining", "GramTransport", "NTKGramBench",
+        "GramAnalysis", "GramBuild", "GramEvents", "GramJobs", "GramPlot", "GramStorage", "GramTraining", "GramTransport", "NTKGramBench",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -75,6 +76,7 @@ let package = Package(
     .testTarget(name: "GramNetworkTests", dependencies: ["GramNetwork"]),
     .testTarget(name: "GramSolverTests", dependencies: ["GramSolver", "GramMicroKernels", "GramTransport"], swiftSettings: vectorFlags),
     .testTarget(name: "GramStorageTests", dependencies: ["GramStorage"]),
+    .testTarget(name: "GramPlotTests", dependencies: ["GramPlot", "CZlib"]),
     .testTarget(name: "GramTilingTests", dependencies: ["GramTiling"]),
     .testTarget(name: "GramTransportTests", dependencies: ["GramTransport"]),
     .testTarget(name: "GramBuildTests", dependencies: ["GramAnalysis", "GramBuild", "GramData", "GramEvents", "GramNetwork", "GramSolver", "GramStorage", "GramTraining", "GramTransport", "GramTiling"]),

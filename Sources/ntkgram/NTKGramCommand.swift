@@ -12,5 +12,5 @@ struct NTKGramCommand: ParsableCommand {
     commandName: "ntkgram",
     abstract: "Neural Tangent Kernel Gram matrices: build them tile by tile into HDF5, inspect them.",
     version: ntkgramVersion,
-    subcommands: [BuildCommand.self, SolveCommand.self, PredictCommand.self, DynamicsCommand.self, SpectrumCommand.self, TrainCommand.self, PlanCommand.self, InfoCommand.self, VerifyCommand.self, BenchCommand.self])
+    subcommands: [BuildCommand.self, SolveCommand.self, PredictCommand.self, DynamicsCommand.self, SpectrumCommand.self, TrainCommand.self, PlotCommand.self, PlanCommand.self, InfoCommand.self, VerifyCommand.self, BenchCommand.self])
 }
