@@ -212,13 +212,17 @@ public struct BuildDriver {
     }
   }
 
-  /// `--against`: the training side must be the one the stored kernel was built from, bit for bit.
-  func checkAgainst(trainChecksum: UInt64, source: String, hasTest: Bool) throws -> PreprocessStatistics?? {
+  /// `--against`: the training side must be the one the stored kernel was built from, bit for
+  /// bit, and so must its stored statistics (`recompute`: those of the training data, computed
+  /// as its build computed them).
+  func checkAgainst(trainChecksum: UInt64, source: String, hasTest: Bool,
+                    recompute: () throws -> PreprocessStatistics?) throws -> PreprocessStatistics?? {
     guard let against = settings.against else { return nil }
     guard hex(trainChecksum) == against.dataChecksum else {
       throw StorageError(source, "is not the training data of \(against.path) (content checksum \(hex(trainChecksum)), recorded \(against.dataChecksum)): it changed since that build; give the original with --train")
     }
     guard hasTest else { throw BuildError("--against \(against.path) needs new data: give --test") }
+    try KernelIdentity.checkStatistics(against.statistics, recomputed: try recompute(), path: against.path, data: source)
     return .some(against.statistics)
   }
 
@@ -229,7 +233,8 @@ public struct BuildDriver {
                     testSource: test?.source.samples, testCols: test?.samples.cols, testShape: test?.sampleShape)
     let (spec, kernel) = try Self.kernel(for: settings, sampleShape: train.sampleShape, features: train.samples.cols)
     let trainChecksum = dataChecksum(train.samples)
-    let statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil)
+    let statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil,
+                                      recompute: { PreprocessStatistics.of(train.samples, for: settings.preprocess) })
       ?? PreprocessStatistics.of(train.samples, for: settings.preprocess)
     let outputs = try Self.outputs(kernel.outputNames, selected: settings.kernels)
     let a = preprocessed(train.samples, isInteger: train.isInteger, settings.preprocess, statistics: statistics)
@@ -294,8 +299,10 @@ public struct BuildDriver {
       trainChecksum = trainPass.raw!
     } else {
       trainChecksum = try rawChecksum(train)
-      // (A cross kernel takes the stored kernel's statistics: no passes for them.)
-      statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil)
+      // (A cross kernel takes the stored kernel's statistics, checked against those of the
+      // training data: the passes for them, as its build made them.)
+      statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil,
+                                    recompute: { try PreprocessStatistics.of(train, for: settings.preprocess) })
         ?? PreprocessStatistics.of(train, for: settings.preprocess)
       trainPass = try pass(train, statistics, raw: false)
     }
@@ -485,6 +492,8 @@ public struct BuildDriver {
         try values.withUnsafeBufferPointer { try d.write($0, start: [0], count: [values.count]) }
         try d.setAttribute("axes", .string("feature"))
       }
+      // What `build --against`, `verify`, `solve` and `predict` check them against.
+      try root.setAttribute("preprocess_checksum", .string(preprocessChecksum(mean: statistics.mean, std: statistics.std)))
     }
     if let empirical = inputs.spec.empirical {
       // The weights, and the network's outputs at them (f₀ for `dynamics --initial-outputs`).
