@@ -338,3 +338,21 @@ def test_a_solution_without_checksum_is_predicted_with_a_warning(data, tmp_path)
     ntkgram("predict", data / "s.h5", data / "c.h5", "--out", tmp_path / "q.h5")
     with h5py.File(tmp_path / "p.h5", "r") as p, h5py.File(tmp_path / "q.h5", "r") as q:
         assert p["/predictions"][...].tobytes() == q["/predictions"][...].tobytes()
+
+
+def test_recorded_checksums_follow_docs_file_format(data):
+    """preprocess_checksum and solution_checksum, recomputed from their description."""
+    def words(*values):
+        return np.array(values, dtype="<u8").tobytes()
+    with h5py.File(data / "k.h5", "r") as f:
+        mean, std = f["/preprocess/mean"][...], f["/preprocess/std"][...]
+        expected = checksum64(words(checksum64(mean.astype("<f8").tobytes()), len(mean), checksum64(std.astype("<f8").tobytes()), len(std)))
+        assert f.attrs["preprocess_checksum"] == f"{expected:016x}"
+    with h5py.File(data / "s.h5", "r") as s:
+        alpha, classes = s["/alpha"][...], s["/classes"][...]
+        text = (f"kernel={s.attrs['kernel']}|train_fingerprint={s.attrs['kernel_train_fingerprint']}"
+                f"|preprocess={s.attrs['kernel_preprocess_checksum']}")
+        parts = [checksum64(alpha.astype("<f8").tobytes()), alpha.ndim, *alpha.shape,
+                 1, checksum64(classes.astype("<i8").tobytes()), checksum64(text.encode())]
+        assert s.attrs["solution_checksum"] == f"{checksum64(words(*parts)):016x}"
+        assert s.attrs["kernel_preprocess_checksum"] == f"{expected:016x}"
