@@ -590,6 +590,22 @@ public struct BuildDriver {
     return KernelLayout(path: path, regions: regions, checksumsOffset: offset, tiles: plan.count, kernels: names)
   }
 
+  /// `--repair`: stored labels that no longer match their recorded checksum are written again
+  /// from the labels this job read, when those match it (the labels of the build).
+  func mendLabels(_ path: String, inputs: Inputs, reporter: EventSink) throws {
+    let f = try H5File.open(path, writable: true)
+    for (name, split, read) in [(KernelFileLayout.trainLabels, "train", inputs.train.labels),
+                                (KernelFileLayout.testLabels, "test", inputs.test?.labels)] {
+      guard let labels = read, f.exists(name), case .string(let recorded)? = try f.attribute("\(split)_labels_checksum"),
+            hex(checksum64(labels)) == recorded else { continue }
+      let d = try f.dataset(name)
+      guard d.shape == [labels.count], try d.readAllInt64() != labels else { continue }
+      try labels.withUnsafeBufferPointer { try d.write($0, start: [0], count: [labels.count]) }
+      reporter.message("repairing \(path): \(name) written again from its source (it no longer matched its recorded checksum)")
+    }
+    try f.flush()
+  }
+
   /// Rank 0: the kernel file to write into. With `--repair`, the finished output of this
   /// job becomes the partial file again (a rename), and its stored tile checksums become tile
   /// records, which the resume then checks against the bytes. Else an existing partial of this
@@ -604,6 +620,7 @@ public struct BuildDriver {
       guard let layout = existingLayout(settings.out, plan: plan, inputs: inputs, fingerprint: fingerprint, tiled: nil) else {
         throw StorageError(settings.out, "cannot be repaired: it was not built by this job (fingerprint, kernels, dtype or format differ) or its layout is damaged; rebuild it with --force")
       }
+      try mendLabels(settings.out, inputs: inputs, reporter: reporter)
       let f = try H5File.open(settings.out)
       let sums = try f.dataset(KernelFileLayout.tileChecksums).readAll(as: UInt32.self)
       dropRecords()

@@ -66,7 +66,7 @@ extension H5File {
     if case .string(let recorded)? = try attribute("\(split)_labels_checksum") {
       let now = hex(checksum64(labels))
       guard now == recorded else {
-        throw StorageError(path, "\(name) does not match its recorded checksum (\(now), recorded \(recorded)): the labels were modified after the build; rebuild the file (its build command with --force)")
+        throw StorageError(path, "\(name) does not match its recorded checksum (\(now), recorded \(recorded)): the labels were modified after the build; \(repairRemedy)")
       }
     }
     return labels

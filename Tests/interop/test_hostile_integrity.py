@@ -82,7 +82,7 @@ def data(tmp_path_factory):
     ntkgram("build", *train, "--out", d / "k.h5", "--quiet")
     ntkgram("build", "--against", d / "k.h5", *test, "--out", d / "c.h5", "--quiet")
     for layout in ("contiguous", "tiles"):
-        ntkgram("build", *train, *test, "--dtype", "float64", "--layout", layout, "--out", d / f"full-{layout}.h5", "--quiet")
+        ntkgram(*build_full(d, layout), "--out", d / f"full-{layout}.h5", "--quiet")
     ntkgram("solve", d / "k.h5", "--ridge", "1e-3", "--tol", "1e-10", "--out", d / "s.h5", "--quiet")
     ntkgram("solve", d / "full-contiguous.h5", "--ridge", "1e-3", "--tol", "1e-10", "--out", d / "sf.h5", "--quiet")
     return d
@@ -198,6 +198,13 @@ def exponent_flip(v):
     return bits.view(np.float64)
 
 
+def build_full(data, layout):
+    """The build command of full-<layout>.h5, without --out."""
+    return ["build", "--train", data / "x.npy", "--train-labels", data / "y.npy", "--preprocess", "standardize",
+            "--tile", TILE, "--test", data / "t.npy", "--test-labels", data / "ty.npy", "--dtype", "float64",
+            "--layout", layout]
+
+
 COMMANDS = {
     "solve": lambda k, out: ["solve", k, "--ridge", "1e-3", "--out", out],
     "solve-streamed": lambda k, out: ["solve", k, "--ridge", "1e-3", "--memory-budget", "200KiB", "--preconditioner", "jacobi", "--out", out],
@@ -216,9 +223,9 @@ def test_a_changed_kernel_entry_is_refused(data, tmp_path, layout, how, command)
                      contains=("k.h5", "/train/ntk", "tile 4 ", "does not match its stored checksum", "--repair"))
     assert not (tmp_path / "out.h5").exists()
     # The remedy works: --repair mends it, and the command runs.
-    ntkgram("build", "--train", data / "x.npy", "--train-labels", data / "y.npy", "--preprocess", "standardize",
-            "--tile", TILE, "--test", data / "t.npy", "--test-labels", data / "ty.npy", "--dtype", "float64",
-            "--layout", layout, "--out", k, "--repair", "--quiet")
+    ntkgram(*build_full(data, layout), "--out", k, "--repair", "--quiet")
+    with open(k, "rb") as a, open(data / f"full-{layout}.h5", "rb") as b:
+        assert a.read() == b.read()
     ntkgram(*COMMANDS[command](k, tmp_path / "out.h5"), "--quiet")
 
 
@@ -254,8 +261,13 @@ def test_a_flipped_label_bit_is_refused(data, tmp_path, command, split):
         labels = f[f"/{split}/labels"][...]
         labels[7] ^= 1 << 3
         f[f"/{split}/labels"][...] = labels
-    one_line_failure(*COMMANDS[command](k, tmp_path / "out.h5"), contains=("k.h5", f"/{split}/labels", "recorded checksum"))
+    one_line_failure(*COMMANDS[command](k, tmp_path / "out.h5"), contains=("k.h5", f"/{split}/labels", "recorded checksum", "--repair"))
     assert not (tmp_path / "out.h5").exists()
+    # The remedy: --repair writes the labels again from their source, the file as built.
+    ntkgram(*build_full(data, "contiguous"), "--out", k, "--repair", "--quiet")
+    with open(k, "rb") as a, open(data / "full-contiguous.h5", "rb") as b:
+        assert a.read() == b.read()
+    ntkgram(*COMMANDS[command](k, tmp_path / "out.h5"), "--quiet")
 
 
 def test_predict_refuses_flipped_test_labels(data, tmp_path):
