@@ -269,7 +269,7 @@ public struct DynamicsDriver {
     }
     let testY = targets.encodedTestTargets(encoding: settings.encoding)
 
-    let trainLabels = targets.classes == nil ? nil : try kernelFile.dataset(KernelFileLayout.trainLabels).readAllInt64()
+    let trainLabels = targets.classes == nil ? nil : try kernelFile.readCheckedLabels(KernelFileLayout.trainLabels)
     var points: [DynamicsPoint] = []
     for (r, lambda) in lambdas.enumerated() {
       for (ti, time) in settings.times.enumerated() {

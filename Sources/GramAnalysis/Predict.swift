@@ -1,4 +1,5 @@
 import Foundation
+import GramEvents
 import GramSolver
 import GramStorage
 import GramTransport
@@ -11,14 +12,18 @@ public struct Predictor {
   public let out: String
   public let force: Bool
   public let comm: Communicator
+  /// Where warnings go (a solution without a checksum).
+  public let events: EventSink
 
-  public init(solution: String, kernelFile: String, kernelName: String?, out: String, force: Bool, comm: Communicator) {
+  public init(solution: String, kernelFile: String, kernelName: String?, out: String, force: Bool, comm: Communicator,
+              events: EventSink = SilentSink()) {
     self.solution = solution
     self.kernelFile = kernelFile
     self.kernelName = kernelName
     self.out = out
     self.force = force
     self.comm = comm
+    self.events = events
   }
 
   /// The files `predict` reads and writes, checked together before any work.
@@ -49,6 +54,7 @@ public struct Predictor {
         }
         kernel = k
       }
+      try checkSolution(f, alpha: values, shape: shape, classes: classes)
       // The cross kernel must belong to the training kernel the solution was solved on.
       let kf = try H5File.open(kernelFile)
       if case .string(let solved)? = try f.attribute("kernel_train_fingerprint") {
@@ -67,7 +73,7 @@ public struct Predictor {
     try comm.collectively {
       guard comm.rank == 0 else { return }
       let kf = try H5File.open(kernelFile)
-      let labels = kf.exists(KernelFileLayout.testLabels) ? try kf.dataset(KernelFileLayout.testLabels).readAllInt64() : nil
+      let labels = kf.exists(KernelFileLayout.testLabels) ? try kf.readCheckedLabels(KernelFileLayout.testLabels) : nil
       let writer = try KernelFileWriter(destination: out, overwrite: force)
       defer { writer.discard() }
       var stacked: [Double] = []
@@ -85,5 +91,28 @@ public struct Predictor {
       try writer.commit()
     }
     return accuracies
+  }
+
+  /// α must be finite, and what predict reads must match the checksum solve recorded
+  /// (`solution_checksum`); a solution written before solutions had one gets a warning.
+  func checkSolution(_ f: H5File, alpha: [Double], shape: [Int], classes: [Int64]?) throws {
+    if let k = alpha.firstIndex(where: { !$0.isFinite }) {
+      throw StorageError(solution, "/alpha holds a non-finite value (\(alpha[k]) at flat index \(k)): not a usable solution; solve again")
+    }
+    func string(_ name: String) throws -> String? {
+      if case .string(let s)? = try f.attribute(name) { return s }
+      return nil
+    }
+    guard let recorded = try string("solution_checksum") else {
+      if comm.rank == 0 {
+        events.warning("\(solution) records no solution_checksum (written before solutions were checksummed): only the finiteness of /alpha is checked; solve again to have it checked whole")
+      }
+      return
+    }
+    let now = solutionChecksum(alpha: alpha, shape: shape, classes: classes, kernel: try string("kernel") ?? "ntk",
+                               trainFingerprint: try string("kernel_train_fingerprint"), preprocess: try string("kernel_preprocess_checksum"))
+    guard now == recorded else {
+      throw StorageError(solution, "/alpha, /classes or the attributes predict reads do not match the solution's recorded checksum (solution_checksum \(recorded), now \(now)): the file was modified after the solve; solve again")
+    }
   }
 }

@@ -295,11 +295,23 @@ public struct SolveDriver {
       ("ranks", .int(Int64(comm.size))), ("passes", .int(Int64(s.passes))), ("tool_version", .string(toolVersion)),
     ]
     for (k, v) in attributes { try f.setAttribute(k, v) }
-    // The training kernel it was solved on: `predict` refuses cross kernels of another.
+    // The training kernel it was solved on: `predict` refuses cross kernels of another, and
+    // of its training statistics modified (as the build recorded them, else as stored).
     let kernel = try H5File.open(settings.kernelFile)
+    var trainFingerprint: String? = nil
     for (from, to) in [("fingerprint", "kernel_fingerprint"), ("train_fingerprint", "kernel_train_fingerprint")] {
-      if case .string(let v)? = try kernel.attribute(from) { try f.setAttribute(to, .string(v)) }
+      if case .string(let v)? = try kernel.attribute(from) {
+        try f.setAttribute(to, .string(v))
+        if from == "train_fingerprint" { trainFingerprint = v }
+      }
     }
+    var preprocess: String? = nil
+    if case .string(let v)? = try kernel.attribute("preprocess_checksum") { preprocess = v } else { preprocess = try kernel.storedPreprocessChecksum() }
+    if let preprocess { try f.setAttribute("kernel_preprocess_checksum", .string(preprocess)) }
+    // Everything `predict` reads, checksummed: an edited α is refused there.
+    try f.setAttribute("solution_checksum", .string(solutionChecksum(
+      alpha: alpha, shape: count == 1 ? [n, c] : [count, n, c], classes: targets.classes, kernel: settings.kernelName,
+      trainFingerprint: trainFingerprint, preprocess: preprocess)))
     try writer.commit()
   }
 

@@ -89,11 +89,11 @@ public struct Targets {
     guard f.exists(KernelFileLayout.trainLabels) else {
       throw StorageError(kernelFile, "has no \(KernelFileLayout.trainLabels) and no --targets were given")
     }
-    let labels = try f.dataset(KernelFileLayout.trainLabels).readAllInt64()
+    let labels = try f.readCheckedLabels(KernelFileLayout.trainLabels)
     guard labels.count == n else { throw StorageError(kernelFile, "has \(labels.count) train labels for \(n) samples") }
     let classes = Array(Set(labels)).sorted()
     let y = encode(labels, classes: classes, encoding: encoding)!
-    let testLabels = f.exists(KernelFileLayout.testLabels) ? try f.dataset(KernelFileLayout.testLabels).readAllInt64() : nil
+    let testLabels = f.exists(KernelFileLayout.testLabels) ? try f.readCheckedLabels(KernelFileLayout.testLabels) : nil
     return Targets(y: y, classes: classes, testLabels: testLabels, testTargets: nil)
   }
 

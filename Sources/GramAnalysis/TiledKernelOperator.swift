@@ -20,6 +20,10 @@ import GramTransport
 /// or one chunk's width apart (tiled: a tile is its chunk). Nothing is read before the first
 /// pass but the check that every value is finite; the pages are the page cache's, and ranks on
 /// one host share them.
+///
+/// Every tile is checked once, at its first read (the finite check, in the same sweep), against
+/// the checksum the build stored for it (`/tiles/checksums`): a changed value is an error naming
+/// the file, the dataset and the tile, whichever rank reads it and whatever the layout.
 public final class TiledKernelOperator: KernelOperator {
   public let n: Int
   public let diagonal: [Double]
@@ -32,6 +36,10 @@ public final class TiledKernelOperator: KernelOperator {
   let plan: TilePlan
   let mine: [Int]
   var cache: [Int: StoredValues] = [:]
+  /// The stored tile checksums (nil: the file records none), and the tiles already checked.
+  let checksums: TileChecksums?
+  let kernel: String
+  var checkedTiles = Set<Int>()
   /// The dataset mapped, and the tiles used from the mapping.
   let mapped: MappedRegion?
   var mappedTiles = Set<Int>()
@@ -57,6 +65,8 @@ public final class TiledKernelOperator: KernelOperator {
     fileName = path
     let (dataset, tile) = try Self.stored(path: path, kernel: kernel)
     self.dataset = dataset
+    self.kernel = kernel
+    checksums = try TileChecksums.read(H5File.open(path))
     n = dataset.shape[0]
     region = try KernelRegion.of(dataset).map { (try RegionFile(path: path, writable: false), $0) }
     plan = TilePlan(trainCount: n, testCount: 0, tileSize: tile)
@@ -78,15 +88,17 @@ public final class TiledKernelOperator: KernelOperator {
         let fits = keep.contains(index)
         if let mapping, fits, mapping.region.isStrided(rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound,
                                                        rows: t.rows.count, cols: t.cols.count) {
-          guard mapping.allFinite(rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, rows: t.rows.count, cols: t.cols.count) else {
-            throw StorageError(path, "\(dataset.name) has NaN or infinite values in \(t)")
-          }
+          let (finite, sum) = mapping.scan(rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, rows: t.rows.count, cols: t.cols.count)
+          guard finite else { throw StorageError(path, "\(dataset.name) has NaN or infinite values in \(t)") }
+          try checksums?.check(sum, index: index, kernel: kernel, dataset: dataset.name, tile: t)
+          checkedTiles.insert(index)
           mappedTiles.insert(index)
           if t.isDiagonal { for i in t.rows { diag[i] = mapping.value(row: i, col: i) } }
           continue
         }
         guard fits || t.isDiagonal else { continue }  // streamed later; read now only for the diagonal
-        let values = try Self.readTile(dataset, t, path: path, region: region)
+        let values = try Self.read(dataset, index, t, path: path, region: region, checksums: checksums, kernel: kernel,
+                                   checked: &checkedTiles)
         if t.isDiagonal {
           let d = values.doubles
           for i in 0..<t.rows.count { diag[t.rows.lowerBound + i] = d[i * t.cols.count + i] }
@@ -109,6 +121,22 @@ public final class TiledKernelOperator: KernelOperator {
       ?? d.readStored(start: [t.rows.lowerBound, t.cols.lowerBound], count: [t.rows.count, t.cols.count])
     guard v.allFinite else { throw StorageError(path, "\(d.name) has NaN or infinite values in \(t)") }
     return v
+  }
+
+  /// Tile `index` (`t`) read from the file, checked against its stored checksum the first time.
+  func read(_ index: Int, _ t: Tile) throws -> StoredValues {
+    try Self.read(dataset, index, t, path: fileName, region: region, checksums: checksums, kernel: kernel, checked: &checkedTiles)
+  }
+
+  /// `readTile`, and the tile's checksum against the stored one unless `checked` holds it.
+  static func read(_ d: H5Dataset, _ index: Int, _ t: Tile, path: String, region: (file: RegionFile, region: KernelRegion)?,
+                   checksums: TileChecksums?, kernel: String, checked: inout Set<Int>) throws -> StoredValues {
+    let values = try readTile(d, t, path: path, region: region)
+    if !checked.contains(index) {
+      try checksums?.check(values.checksum, index: index, kernel: kernel, dataset: d.name, tile: t)
+      checked.insert(index)
+    }
+    return values
   }
 
   /// Columns of K: in a file of format 2 or later the whole symmetric matrix is stored, so
@@ -159,7 +187,7 @@ public final class TiledKernelOperator: KernelOperator {
     if c > 0 { do {
       for index in mine {
         let t = plan.tile(index)
-        let stored = mappedTiles.contains(index) ? nil : try cache[index] ?? Self.readTile(dataset, t, path: fileName, region: region)
+        let stored = mappedTiles.contains(index) ? nil : try cache[index] ?? read(index, t)
         xp.withUnsafeBufferPointer { xb in yp.withUnsafeMutableBufferPointer { yb in
           func product<T: BinaryFloatingPoint>(_ k: UnsafePointer<T>, ld: Int) {
             symmetricTileProduct(k, rows: t.rows.count, cols: t.cols.count, rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound,
@@ -193,7 +221,7 @@ public final class TiledKernelOperator: KernelOperator {
     if let mapped, mappedTiles.contains(index) {
       return mapped.read(rowStart: t.rows.lowerBound, colStart: t.cols.lowerBound, rows: t.rows.count, cols: t.cols.count)
     }
-    return try cache[index] ?? Self.readTile(dataset, t, path: fileName, region: region)
+    return try cache[index] ?? read(index, t)
   }
 
   /// Wide blocks (the Nyström sketch): widen each tile to float64 and use two dgemms.
@@ -252,6 +280,10 @@ public func crossKernelProduct(path: String, kernel: String, alpha: DenseBlock, 
   let plan = TilePlan(trainCount: n, testCount: m, tileSize: tile)
   let testTiles = Array(plan.trainTileCount ..< plan.count)
   let mine = TileAssignment(plan: plan, tiles: testTiles, ranks: comm.size).tiles(of: comm.rank)
+  // A cross kernel (`build --against`) records the test tiles only, from index 0.
+  let checksums = try TileChecksums.read(file)
+  let firstRecorded = checksums?.tiles == plan.testTileCount && !file.exists(KernelFileLayout.train(kernel)) ? plan.trainTileCount : 0
+  let recordedPlan = firstRecorded > 0 ? TilePlan(trainCount: n, testCount: m, tileSize: tile, includesTrain: false) : plan
   var out = DenseBlock(rows: m, cols: alpha.cols)
   let c = alpha.cols
   var failure: Error? = nil
@@ -259,7 +291,10 @@ public func crossKernelProduct(path: String, kernel: String, alpha: DenseBlock, 
   let region = try KernelRegion.of(d).map { (file: try RegionFile(path: path, writable: false), region: $0) }
   for index in mine {
     let t = plan.tile(index)
-    let k = try TiledKernelOperator.readTile(d, t, path: path, region: region).doubles
+    let stored = try TiledKernelOperator.readTile(d, t, path: path, region: region)
+    try checksums?.check(stored.checksum, index: index - firstRecorded, kernel: kernel, dataset: name,
+                         tile: recordedPlan.tile(index - firstRecorded))
+    let k = stored.doubles
     k.withUnsafeBufferPointer { kp in alpha.values.withUnsafeBufferPointer { ap in out.values.withUnsafeMutableBufferPointer { op in
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t.rows.count), Int32(c), Int32(t.cols.count), 1,
                   kp.baseAddress, Int32(t.cols.count), ap.baseAddress! + t.cols.lowerBound * c, Int32(c),

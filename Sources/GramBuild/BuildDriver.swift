@@ -221,13 +221,17 @@ public struct BuildDriver {
     }
   }
 
-  /// `--against`: the training side must be the one the stored kernel was built from, bit for bit.
-  func checkAgainst(trainChecksum: UInt64, source: String, hasTest: Bool) throws -> PreprocessStatistics?? {
+  /// `--against`: the training side must be the one the stored kernel was built from, bit for
+  /// bit, and so must its stored statistics (`recompute`: those of the training data, computed
+  /// as its build computed them).
+  func checkAgainst(trainChecksum: UInt64, source: String, hasTest: Bool,
+                    recompute: () throws -> PreprocessStatistics?) throws -> PreprocessStatistics?? {
     guard let against = settings.against else { return nil }
     guard hex(trainChecksum) == against.dataChecksum else {
       throw StorageError(source, "is not the training data of \(against.path) (content checksum \(hex(trainChecksum)), recorded \(against.dataChecksum)): it changed since that build; give the original with --train")
     }
     guard hasTest else { throw BuildError("--against \(against.path) needs new data: give --test") }
+    try KernelIdentity.checkStatistics(against.statistics, recomputed: try recompute(), path: against.path, data: source)
     return .some(against.statistics)
   }
 
@@ -238,7 +242,8 @@ public struct BuildDriver {
                     testSource: test?.source.samples, testCols: test?.samples.cols, testShape: test?.sampleShape)
     let (spec, kernel) = try Self.kernel(for: settings, sampleShape: train.sampleShape, features: train.samples.cols)
     let trainChecksum = dataChecksum(train.samples)
-    let statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil)
+    let statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil,
+                                      recompute: { PreprocessStatistics.of(train.samples, for: settings.preprocess) })
       ?? PreprocessStatistics.of(train.samples, for: settings.preprocess)
     let outputs = try Self.outputs(kernel.outputNames, selected: settings.kernels)
     let a = preprocessed(train.samples, isInteger: train.isInteger, settings.preprocess, statistics: statistics)
@@ -303,8 +308,10 @@ public struct BuildDriver {
       trainChecksum = trainPass.raw!
     } else {
       trainChecksum = try rawChecksum(train)
-      // (A cross kernel takes the stored kernel's statistics: no passes for them.)
-      statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil)
+      // (A cross kernel takes the stored kernel's statistics, checked against those of the
+      // training data: the passes for them, as its build made them.)
+      statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil,
+                                    recompute: { try PreprocessStatistics.of(train, for: settings.preprocess) })
         ?? PreprocessStatistics.of(train, for: settings.preprocess)
       trainPass = try pass(train, statistics, raw: false)
     }
@@ -489,6 +496,8 @@ public struct BuildDriver {
         try values.withUnsafeBufferPointer { try d.write($0, start: [0], count: [values.count]) }
         try d.setAttribute("axes", .string("feature"))
       }
+      // What `build --against`, `verify`, `solve` and `predict` check them against.
+      try root.setAttribute("preprocess_checksum", .string(preprocessChecksum(mean: statistics.mean, std: statistics.std)))
     }
     if let empirical = inputs.spec.empirical {
       // The weights, and the network's outputs at them (f₀ for `dynamics --initial-outputs`).
@@ -585,6 +594,22 @@ public struct BuildDriver {
     return KernelLayout(path: path, regions: regions, checksumsOffset: offset, tiles: plan.count, kernels: names)
   }
 
+  /// `--repair`: stored labels that no longer match their recorded checksum are written again
+  /// from the labels this job read, when those match it (the labels of the build).
+  func mendLabels(_ path: String, inputs: Inputs, reporter: EventSink) throws {
+    let f = try H5File.open(path, writable: true)
+    for (name, split, read) in [(KernelFileLayout.trainLabels, "train", inputs.train.labels),
+                                (KernelFileLayout.testLabels, "test", inputs.test?.labels)] {
+      guard let labels = read, f.exists(name), case .string(let recorded)? = try f.attribute("\(split)_labels_checksum"),
+            hex(checksum64(labels)) == recorded else { continue }
+      let d = try f.dataset(name)
+      guard d.shape == [labels.count], try d.readAllInt64() != labels else { continue }
+      try labels.withUnsafeBufferPointer { try d.write($0, start: [0], count: [labels.count]) }
+      reporter.message("repairing \(path): \(name) written again from its source (it no longer matched its recorded checksum)")
+    }
+    try f.flush()
+  }
+
   /// Rank 0: the kernel file to write into. With `--repair`, the finished output of this
   /// job becomes the partial file again (a rename), and its stored tile checksums become tile
   /// records, which the resume then checks against the bytes. Else an existing partial of this
@@ -599,6 +624,7 @@ public struct BuildDriver {
       guard let layout = existingLayout(settings.out, plan: plan, inputs: inputs, fingerprint: fingerprint, tiled: nil) else {
         throw StorageError(settings.out, "cannot be repaired: it was not built by this job (fingerprint, kernels, dtype or format differ) or its layout is damaged; rebuild it with --force")
       }
+      try mendLabels(settings.out, inputs: inputs, reporter: reporter)
       let f = try H5File.open(settings.out)
       let sums = try f.dataset(KernelFileLayout.tileChecksums).readAll(as: UInt32.self)
       dropRecords()

@@ -85,6 +85,12 @@ public struct KernelVerifier {
       spec = try KernelSpec.read(from: f)
       network = try spec.makeKernel()
     } catch { throw fail("kernel spec attributes: \(error)") }
+    // The spec attributes against the recorded identity, the statistics against their checksum.
+    do {
+      try KernelIdentity.checkTrainFingerprint(f, spec: spec)
+      _ = try f.checkedPreprocessChecksum()
+    } catch let e as StorageError { throw fail(e.message) }
+    report.checks.append("the spec attributes give the recorded train_fingerprint")
     // A cross kernel built against a stored training kernel holds only /test/*; a build may
     // have written a subset of the kernel's outputs (`kernels`).
     let isCross = try f.attribute("against_fingerprint") != nil
@@ -204,8 +210,11 @@ public struct KernelVerifier {
       }
       report.checks.append("\(split) labels read from their source match the stored ones")
     }
-    // The training statistics the build stored (`standardize`), else computed from the train data.
-    var statistics = PreprocessStatistics.of(train.samples, for: preprocess)
+    // The training statistics the build stored (`standardize`), else computed from the train
+    // data; stored ones must be those of the train data (a cross kernel copies its training
+    // kernel's: recomputing with modified ones would agree with its wrong values).
+    let trainStatistics = PreprocessStatistics.of(train.samples, for: preprocess)
+    var statistics = trainStatistics
     if f.exists(KernelFileLayout.preprocessMean), f.exists(KernelFileLayout.preprocessStd) {
       statistics = PreprocessStatistics(mean: try f.dataset(KernelFileLayout.preprocessMean).readAll(),
                                         std: try f.dataset(KernelFileLayout.preprocessStd).readAll())
@@ -222,6 +231,12 @@ public struct KernelVerifier {
         throw fail("the training data \(source) differs from the data the kernel was built from (data checksum \(now), recorded \(recorded))")
       }
       report.checks.append("training data matches the recorded checksum \(recorded)" + Self.placeNote(trainOverride, recorded: try string("train_source")))
+    }
+    if f.exists(KernelFileLayout.preprocessMean) {
+      do {
+        try KernelIdentity.checkStatistics(statistics, recomputed: trainStatistics, path: path, data: try trainOverride ?? string("train_source"))
+      } catch let e as StorageError { throw fail(e.message) }
+      report.checks.append("\(KernelFileLayout.preprocessMean) and \(KernelFileLayout.preprocessStd) are the statistics of the training data")
     }
     if let test, !recordedTestChecksum.isEmpty {
       let now = hex(dataChecksum(test.samples))

@@ -45,6 +45,8 @@ public struct StoredTraining: Sendable {
     do { spec = try KernelSpec.read(from: f) } catch {
       throw StorageError(path, "kernel spec attributes: \(error)")
     }
+    // The spec attributes must be those the training kernel was built with.
+    try KernelIdentity.checkTrainFingerprint(f, spec: spec)
     let limit = try int("train_limit")
     let labelColumn = (try? int("train_label_column")) ?? -1
     guard let dtype = ScalarType(rawValue: try string("dtype")) else { throw StorageError(path, "attribute dtype is not float32 or float64") }
@@ -53,8 +55,13 @@ public struct StoredTraining: Sendable {
       guard f.exists(KernelFileLayout.preprocessMean), f.exists(KernelFileLayout.preprocessStd) else {
         throw StorageError(path, "uses standardize but stores no training statistics (\(KernelFileLayout.preprocessMean))")
       }
+      // Against the checksum the build recorded (files since it); `checkAgainst` also compares
+      // them with the statistics of the training data, recomputed (every file).
+      _ = try f.checkedPreprocessChecksum()
       statistics = PreprocessStatistics(mean: try f.dataset(KernelFileLayout.preprocessMean).readAll(),
                                         std: try f.dataset(KernelFileLayout.preprocessStd).readAll())
+    } else if f.exists(KernelFileLayout.preprocessMean) || f.exists(KernelFileLayout.preprocessStd) {
+      throw StorageError(path, "stores training statistics (\(KernelFileLayout.preprocessMean)) although its preprocess is \(spec.preprocess.rawValue): the file was modified; rebuild it")
     }
     let kernels = (try? string("kernels")).map { $0.split(separator: ",").map(String.init) } ?? KernelFileLayout.kernelNames
     return StoredTraining(path: path, spec: spec, trainCount: try int("N"),

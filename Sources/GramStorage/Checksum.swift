@@ -47,3 +47,39 @@ public struct StreamingChecksum64: Sendable {
     return h
   }
 }
+
+/// `checksum64` of bytes given a piece at a time (the rows of a tile, each read in place): the
+/// same value as `checksum64` of all of them at once, whatever the pieces' lengths.
+public struct ByteChecksum64: Sendable {
+  var h: UInt64 = 0xcbf2_9ce4_8422_2325
+  var bytes = 0
+  /// The bytes of an incomplete word carried to the next piece, little-endian.
+  var carry: UInt64 = 0
+  var carried = 0
+
+  public init() {}
+
+  public mutating func add(_ piece: UnsafeRawBufferPointer) {
+    let prime: UInt64 = 0x0000_0100_0000_01b3
+    var k = 0
+    while carried > 0 && carried < 8 && k < piece.count {
+      carry |= UInt64(piece[k]) << (8 * UInt64(carried))
+      carried += 1; k += 1
+    }
+    if carried == 8 { h = (h ^ carry) &* prime; carry = 0; carried = 0 }
+    let words = (piece.count - k) / 8
+    for w in 0..<words { h = (h ^ piece.loadUnaligned(fromByteOffset: k + 8 * w, as: UInt64.self)) &* prime }
+    k += 8 * words
+    while k < piece.count {
+      carry |= UInt64(piece[k]) << (8 * UInt64(carried))
+      carried += 1; k += 1
+    }
+    bytes += piece.count
+  }
+
+  public func finish() -> UInt64 {
+    var h = (self.h ^ carry ^ UInt64(truncatingIfNeeded: bytes) << 56) &* 0x0000_0100_0000_01b3
+    h ^= h >> 33; h &*= 0xff51_afd7_ed55_8ccd; h ^= h >> 33
+    return h
+  }
+}

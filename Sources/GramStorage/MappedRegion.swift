@@ -125,6 +125,31 @@ public final class MappedRegion: @unchecked Sendable {
   }
 }
 
+extension MappedRegion {
+  /// `allFinite` and the `checksum64` of the block's values (row-major, as stored) in one
+  /// sweep over the mapping: what a tile's first use checks (`TileChecksums`).
+  public func scan(rowStart: Int, colStart: Int, rows: Int, cols: Int) -> (allFinite: Bool, checksum: UInt64) {
+    let size = region.scalarType.byteCount
+    var sum = ByteChecksum64()
+    func run<T>(_ s: FiniteScan<T>) -> Bool {
+      var s = s
+      region.forEachRun(rowStart: rowStart, colStart: colStart, rows: rows, cols: cols) { _, i, j, n in
+        let bytes = UnsafeRawBufferPointer(start: pointer(T.self, row: rowStart + i, col: colStart + j), count: n * size)
+        s.add(bytes)
+        sum.add(bytes)
+      }
+      return s.allFinite
+    }
+    guard rows > 0, cols > 0 else { return (true, sum.finish()) }
+    let finite: Bool
+    switch region.scalarType {
+    case .float32: finite = run(FiniteScan<UInt32>.float32)
+    case .float64: finite = run(FiniteScan<UInt64>.float64)
+    }
+    return (finite, sum.finish())
+  }
+}
+
 /// The whole text of a kernel pseudo-file (`/proc/self/…`), read to its end: such files report
 /// a size of 0, and a read sized from it stops after the first page. Nil when it cannot be read.
 public func procText(_ path: String) -> String? {

@@ -53,6 +53,12 @@ public struct BenchmarkReport: Codable, Sendable {
   public var solverStreamSeconds: Double
   public var solverStreamGigabytesPerSecond: Double
   public var solverPassOverStream: Double
+  /// What a reader checks of each tile at its first read (`solve`, `dynamics`, `spectrum`,
+  /// `predict`): the finite check alone (before tile checksums were checked), and the finite
+  /// check with the tile's `checksum64` (now), over the same tiles; the check over one product.
+  public var solverFiniteSeconds: Double
+  public var solverCheckSeconds: Double
+  public var solverCheckOverPass: Double
 
   enum CodingKeys: String, CodingKey {
     case samples, features, tile, dtype, data, threads
@@ -63,6 +69,7 @@ public struct BenchmarkReport: Codable, Sendable {
     case buildOverBlas = "build_over_blas", peakRSSMegabytes = "peak_rss_MB"
     case solverSamples = "solver_samples", solverPassSeconds = "solver_pass_s", solverStreamSeconds = "solver_stream_s"
     case solverStreamGigabytesPerSecond = "solver_stream_GB_per_s", solverPassOverStream = "solver_pass_over_stream"
+    case solverFiniteSeconds = "solver_finite_s", solverCheckSeconds = "solver_check_s", solverCheckOverPass = "solver_check_over_pass"
   }
 }
 
@@ -251,7 +258,7 @@ public struct Benchmark {
         } }
       }
     }
-    let solver = solverSamples > 0 ? solverPass(n: solverSamples) : (pass: 0, stream: 0, bytes: 0)
+    let solver = solverSamples > 0 ? solverPass(n: solverSamples) : (pass: 0, stream: 0, bytes: 0, finite: 0, check: 0)
 
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -266,12 +273,15 @@ public struct Benchmark {
       buildOverBlas: (compute + io) / min(blas, syrk), peakRSSMegabytes: Double(usage.ru_maxrss) / 1024,
       solverSamples: solverSamples, solverPassSeconds: solver.pass, solverStreamSeconds: solver.stream,
       solverStreamGigabytesPerSecond: solver.stream > 0 ? solver.bytes / solver.stream / 1e9 : 0,
-      solverPassOverStream: solver.stream > 0 ? solver.pass / solver.stream : 0)
+      solverPassOverStream: solver.stream > 0 ? solver.pass / solver.stream : 0,
+      solverFiniteSeconds: solver.finite, solverCheckSeconds: solver.check,
+      solverCheckOverPass: solver.pass > 0 ? solver.check / solver.pass : 0)
   }
 
   /// One solver product over the upper tiles of an `n × n` kernel (random values: the time does
-  /// not depend on them) in the storage precision, and one read-only pass over the same bytes.
-  func solverPass(n: Int) -> (pass: Double, stream: Double, bytes: Double) {
+  /// not depend on them) in the storage precision, one read-only pass over the same bytes, and
+  /// the first-read check of the same tiles (finite alone; finite and checksum).
+  func solverPass(n: Int) -> (pass: Double, stream: Double, bytes: Double, finite: Double, check: Double) {
     let plan = TilePlan(trainCount: n, testCount: 0, tileSize: 1024)
     var g = SplitMix64(seed: 1)
     let tiles = (0..<plan.count).map { plan.tile($0) }
@@ -279,7 +289,7 @@ public struct Benchmark {
     var x = [SIMD4<Double>](repeating: SIMD4(), count: n * lanes)
     for i in 0..<n { for j in 0..<columns { x[i * lanes + j / 4][j % 4] = g.unit() - 0.5 } }
     var y = x
-    func timed<T: BinaryFloatingPoint & SIMDScalar>(_ values: [[T]]) -> (Double, Double, Double) {
+    func timed<T: BinaryFloatingPoint & SIMDScalar>(_ values: [[T]], _ stored: ([T]) -> StoredValues) -> (Double, Double, Double, Double, Double) {
       let pass = best {
         for i in y.indices { y[i] = SIMD4() }
         x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { yb in
@@ -312,14 +322,22 @@ public struct Benchmark {
         }
       }
       benchmarkSink = Double(sink.sum())
-      return (pass, stream, Double(values.reduce(0) { $0 + $1.count } * MemoryLayout<T>.size))
+      var finiteCount = 0, sums: UInt64 = 0
+      let finite = best { for v in values where stored(v).allFinite { finiteCount += 1 } }
+      let check = best {
+        for v in values {
+          let s = stored(v)
+          if s.allFinite { finiteCount += 1 }
+          sums ^= s.checksum
+        }
+      }
+      benchmarkSink += Double(finiteCount) + Double(sums & 1)
+      return (pass, stream, Double(values.reduce(0) { $0 + $1.count } * MemoryLayout<T>.size), finite, check)
     }
-    let result: (Double, Double, Double)
     switch dtype {
-    case .float32: result = timed(tiles.map { t in (0..<(t.rows.count * t.cols.count)).map { _ in Float(g.unit()) } })
-    case .float64: result = timed(tiles.map { t in (0..<(t.rows.count * t.cols.count)).map { _ in g.unit() } })
+    case .float32: return timed(tiles.map { t in (0..<(t.rows.count * t.cols.count)).map { _ in Float(g.unit()) } }, { .float32($0) })
+    case .float64: return timed(tiles.map { t in (0..<(t.rows.count * t.cols.count)).map { _ in g.unit() } }, { .float64($0) })
     }
-    return (result.0, result.1, result.2)
   }
 
   /// Sequential write throughput of `dd if=/dev/zero bs=1M conv=fsync` into `folder` (MB/s).

@@ -47,6 +47,7 @@ struct BenchCommand: ParsableCommand {
     print("build / BLAS:        \(f(r.buildOverBlas)) (compute + I/O over the faster BLAS call)")
     if r.solverSamples > 0 {
       print("solver K·X (N = \(r.solverSamples), 10 columns, 1 thread): \(f(r.solverPassSeconds)) s per iteration; streaming the same \(r.dtype) tiles: \(f(r.solverStreamSeconds)) s (\(f(r.solverStreamGigabytesPerSecond)) GB/s); ratio \(f(r.solverPassOverStream))")
+      print("first-read tile check (solve, dynamics, spectrum, predict; once per command): finite + checksum \(f(r.solverCheckSeconds)) s, finite alone \(f(r.solverFiniteSeconds)) s; \(f(r.solverCheckOverPass)) of one K·X")
     }
     print("peak RSS:            \(f(r.peakRSSMegabytes)) MB")
   }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GramAnalysis
+import GramBuild
 
 struct PredictCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -14,8 +15,11 @@ struct PredictCommand: ParsableCommand {
   @Flag(help: "Replace an existing predictions file.") var force = false
 
   func run() throws {
-    let accuracies = try withCommunicator { comm in
-      try Predictor(solution: solution, kernelFile: kernelFile, kernelName: kernelName, out: out, force: force, comm: comm).run()
+    let accuracies = try withProgress(quiet: false, logJSON: nil) { comm, sink in
+      // The cross kernel's own records (spec, statistics) against its identity and the solution's.
+      try comm.collectively { try KernelIdentity.checkPredictionKernel(kernelFile, solution: solution) }
+      return try Predictor(solution: solution, kernelFile: kernelFile, kernelName: kernelName, out: out, force: force,
+                           comm: comm, events: sink).run()
     }
     guard launcherRank == 0 else { return }
     print("wrote \(out)")

@@ -122,7 +122,7 @@ struct BuildCommandTests {
     }
     for key in ["entries_per_s", "compute_s", "gram_s", "gram_gflops", "io_s", "io_MB_per_s",
                 "blas_gram_s", "blas_syrk_s", "build_over_blas", "peak_rss_MB", "solver_pass_s", "solver_stream_s",
-                "solver_pass_over_stream"] {
+                "solver_pass_over_stream", "solver_finite_s", "solver_check_s", "solver_check_over_pass"] {
       let v = try #require(json[key] as? Double, "\(key) missing")
       #expect(v > 0 && v.isFinite, "\(key) = \(v)")
     }
