@@ -27,7 +27,9 @@ public struct Predictor {
   }
 
   /// The files `predict` reads and writes, checked together before any work.
-  public var paths: CommandPaths {
+  public var paths: CommandPaths { Self.paths(solution: solution, kernelFile: kernelFile, out: out, force: force) }
+
+  public static func paths(solution: String, kernelFile: String, out: String, force: Bool) -> CommandPaths {
     CommandPaths(inputs: [(solution, "the solution file"), (kernelFile, "the kernel file")],
                  outputs: [PlannedOutput(out, "the predictions file")], force: force)
   }

@@ -15,7 +15,8 @@ struct PredictCommand: ParsableCommand {
   @Flag(help: "Replace an existing predictions file.") var force = false
 
   func run() throws {
-    let accuracies = try withProgress(quiet: false, logJSON: nil) { comm, sink in
+    let accuracies = try withProgress(quiet: false, logJSON: nil,
+                                                paths: Predictor.paths(solution: solution, kernelFile: kernelFile, out: out, force: force)) { comm, sink in
       // The cross kernel's own records (spec, statistics) against its identity and the solution's.
       try comm.collectively { try KernelIdentity.checkPredictionKernel(kernelFile, solution: solution) }
       return try Predictor(solution: solution, kernelFile: kernelFile, kernelName: kernelName, out: out, force: force,
