@@ -85,22 +85,32 @@ public struct TrainDriver {
     self.events = events
   }
 
-  /// The recorded steps: the times rounded to whole steps, duplicates dropped.
+  /// The recorded steps: the times, strictly increasing as given (a time given twice is an
+  /// error, as in `dynamics`), rounded to whole steps; times that round to the same step (the
+  /// small times of a `log:` range) are recorded once.
   public static func steps(_ times: [Double]) throws -> [Int] {
     guard !times.isEmpty else { throw TrainError("--times: no training times given") }
     var steps: [Int] = []
+    var previous: Double? = nil
     for t in times {
       guard t.isFinite, t >= 0 else { throw TrainError("--times: \(t) is not a number of steps (train takes whole numbers ≥ 0; inf is for dynamics)") }
       guard t <= 1e9 else { throw TrainError("--times: \(t) steps is absurdly many (at most 1e9)") }
-      let s = Int(t.rounded())
-      if let last = steps.last {
-        guard s >= last else { throw TrainError("--times must be increasing (\(t) comes after \(last))") }
-        if s == last { continue }
+      if let previous, t == previous {
+        throw TrainError("--times must be increasing: \(t) is given twice (each step is recorded once: give it once)")
       }
+      if let previous, t < previous { throw TrainError("--times must be increasing (\(t) comes after \(previous))") }
+      previous = t
+      let s = Int(t.rounded())
+      if let last = steps.last, s == last { continue }
       steps.append(s)
     }
     return steps
   }
+
+  /// Copies of the weights training holds at its peak: the network as read or drawn (its
+  /// weights and transposed rows), the model, the gradient (and its parts), and a recorded
+  /// step's network (its transposed rows).
+  static let weightCopies = 6.0
 
   public static func validate(_ s: TrainSettings) throws {
     _ = try steps(s.times)
@@ -127,7 +137,9 @@ public struct TrainDriver {
     var build = settings.build
     if build.empirical == nil { build.empirical = .seed(0) }
     let data = try comm.collectively { () -> NetworkData in
-      let data = try BuildDriver(settings: build, comm: comm).loadNetworkData()
+      var loader = BuildDriver(settings: build, comm: comm)
+      loader.weightCopies = Self.weightCopies
+      let data = try loader.loadNetworkData()
       // The output's folder now, not after the last step.
       if isRoot {
         let folder = URL(fileURLWithPath: settings.out).deletingLastPathComponent().path
@@ -194,6 +206,9 @@ public struct TrainDriver {
         testRecords += test ?? []
         let f = DenseBlock(rows: n, cols: k, values: train)
         var p = TrainPoint(step: step, trainLoss: DynamicsDriver.halfMeanSquare(f - y))
+        // Every rank holds the same gathered outputs, so every rank agrees on this.
+        let finite = p.trainLoss.isFinite && train.allSatisfy(\.isFinite) && (test ?? []).allSatisfy(\.isFinite)
+        try comm.collectively { try stopIfDiverged(finite, step: step, cause: p.trainLoss.isFinite ? "the outputs are not finite" : "the loss is \(p.trainLoss)") }
         if let classes, let labels = data.trainLabels { p.trainAccuracy = classificationAccuracy(f, classes: classes, labels: labels) }
         if let test {
           let ft = DenseBlock(rows: m, cols: k, values: test)
@@ -211,9 +226,17 @@ public struct TrainDriver {
       var residual = pass.output
       for i in 0..<rows { for j in 0..<k { residual[i * k + j] = (residual[i * k + j] - y[lo + i, j]) / normalization } }
       var gradient = model.gradient(pass, residual: residual, rows: rows)
+      // A last entry counts the ranks whose outputs are not finite: summed with the gradient,
+      // so every rank learns of a divergence in the same collective and stops at the same step.
+      gradient.append(pass.output.allSatisfy(\.isFinite) ? 0 : 1)
       if comm.size > 1 { try comm.allReduce(&gradient, .sum) }
+      let diverged = gradient.removeLast() > 0
+      let finite = !diverged && gradient.allSatisfy(\.isFinite)
+      try comm.collectively { try stopIfDiverged(finite, step: step, cause: diverged ? "the outputs are not finite" : "the gradient is not finite") }
       model.step(gradient, learningRate: settings.learningRate)
     }
+    let finalWeightsFinite = model.W.allSatisfy { $0.allSatisfy(\.isFinite) } && model.b.allSatisfy { $0?.allSatisfy(\.isFinite) ?? true }
+    try comm.collectively { try stopIfDiverged(finalWeightsFinite, step: steps.last!, cause: "the weights are not finite") }
     reporter.finishProgress()
     let report = TrainReport(out: settings.out, trainCount: n, testCount: m, outputs: k, parameters: network.parameters.count,
                              learningRate: settings.learningRate, steps: steps.last!, ranks: comm.size,
@@ -225,6 +248,13 @@ public struct TrainDriver {
                 classes: classes)
     }
     return report
+  }
+
+  /// Stops a diverging training: a non-finite loss, outputs, gradient or weights at `step` is
+  /// one line naming the step and the remedy, before anything is written.
+  func stopIfDiverged(_ finite: Bool, step: Int, cause: @autoclosure () -> String) throws {
+    guard !finite else { return }
+    throw TrainError("--learning-rate \(settings.learningRate): training diverged at step \(step) (\(cause())): use a smaller --learning-rate (gradient descent is stable below 2·N·C/λ_max of the network's NTK; `ntkgram spectrum` of its empirical kernel gives that rate); nothing was written")
   }
 
   /// Every rank's `rows × cols` block, in rank order (`total` rows), on every rank.
