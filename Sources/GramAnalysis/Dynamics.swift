@@ -259,7 +259,7 @@ public struct DynamicsDriver {
     try comm.collectively { try Self.validate(settings) }
     // The targets and the size of the outputs are checked against the file's shapes before any
     // tile is read.
-    let targets = try comm.collectively { () -> Targets in
+    let (targets, size) = try comm.collectively { () -> (Targets, DynamicsOutputSize) in
       let n = try TiledKernelOperator.stored(path: settings.kernelFile, kernel: settings.kernelName).dataset.shape[0]
       let targets = try Targets.load(kernelFile: settings.kernelFile, kernel: settings.kernelName, targets: settings.targets,
                                      testTargets: settings.testTargets, encoding: settings.encoding, n: n)
@@ -269,8 +269,7 @@ public struct DynamicsDriver {
       let size = DynamicsOutputSize(trainCount: n, testCount: m, columns: targets.y.cols, times: settings.times.count, ridges: settings.ridges.count,
                                     maxIterations: settings.maxIterations)
       try size.check(settings)
-      reporter.message(size.summary)
-      return targets
+      return (targets, size)
     }
     let op = try comm.collectively {
       try TiledKernelOperator(path: settings.kernelFile, kernel: settings.kernelName, comm: comm, memoryBudget: settings.memoryBudget)
@@ -293,6 +292,7 @@ public struct DynamicsDriver {
     let lambdas = settings.ridges.map { $0 * scale }
     let normalization = Double(n) * Double(c)
     let filters = settings.times.map { GradientFlowFilter(time: $0, learningRate: settings.learningRate, normalization: normalization) }
+    reporter.message(size.summary)
     reporter.message("dynamics: \(n) samples, \(c) columns, \(filters.count) time(s) × \(lambdas.count) ridge value(s); \(op.cachedTiles) tiles in memory, \(op.streamedTiles) streamed per pass")
 
     guard residual0.columnNorms().contains(where: { $0 > 0 }) else {

@@ -57,9 +57,13 @@ func parseEncoding(_ name: String) throws -> TargetEncoding {
 func parseRidges(_ text: String, allowZero: Bool) throws -> [Double] {
   let ridges = try text.split(separator: ",", omittingEmptySubsequences: false).map {
     let item = $0.trimmingCharacters(in: .whitespaces)
-    guard let v = parseDecimal(item) else { throw CommandError("--ridge: '\(item)' is not a decimal number") }
+    // inf and nan are read (and refused below as not finite); hexadecimal is not a ridge.
+    let words = ["inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan"]
+    guard let v = parseDecimal(item) ?? (words.contains(item.lowercased()) ? Double(item.lowercased()) : nil) else {
+      throw CommandError("--ridge: '\(item)' is not a decimal number")
+    }
     guard v.isFinite, allowZero ? v >= 0 : v > 0 else {
-      throw CommandError("--ridge must be a \(allowZero ? "non-negative" : "positive") finite number (got \(item))")
+      throw CommandError("--ridge must be a \(allowZero ? "non-negative" : "positive") finite number (got \(v))")
     }
     return v
   }
