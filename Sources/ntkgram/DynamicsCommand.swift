@@ -99,10 +99,10 @@ struct DynamicsCommand: ParsableCommand {
       """)
 
   @Argument(help: "A kernel file written by `ntkgram build`.") var kernelFile: String
-  @Option(parsing: .unconditional, help: "Training times, comma-separated, strictly increasing: numbers ≥ 0, inf, or log:START:STOP:COUNT (log-spaced).") var times: String
+  @Option(parsing: .unconditional, help: "Training times, comma-separated, strictly increasing (each once): decimal numbers ≥ 0, inf, or log:START:STOP:COUNT (log-spaced). More than 50 (time, ridge) points print the first and last five; --quiet prints none.") var times: String
   @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "η (neural-tangents' learning_rate).") var learningRate: Double = 1
   @Option(name: .customLong("kernel-name"), help: "ntk or nngp.") var kernelName: String = "ntk"
-  @Option(parsing: .unconditional, help: "Ridge value(s) ρ ≥ 0, comma-separated; relative to trace(K)/N unless --ridge-absolute (neural-tangents' diag_reg).") var ridge: String = "0"
+  @Option(parsing: .unconditional, help: "Ridge value(s) ρ ≥ 0, comma-separated decimals, each once; relative to trace(K)/N unless --ridge-absolute (neural-tangents' diag_reg).") var ridge: String = "0"
   @Flag(name: .customLong("ridge-absolute"), help: "Ridge values are absolute.") var ridgeAbsolute = false
   @Option(help: "Stop when every output's error estimate is ≤ tol (relative to the targets' norm, per column).") var tol: Double = 1e-6
   @Option(name: .customLong("max-iter"), help: "Block Lanczos step limit (one pass over K each).") var maxIter: Int = 1000

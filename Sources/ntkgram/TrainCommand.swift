@@ -23,7 +23,7 @@ struct TrainCommand: ParsableCommand {
   @OptionGroup var data: DataOptions
   @OptionGroup var kernel: KernelOptions
   @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "Learning rate η. Default 1.") var learningRate: Double = 1
-  @Option(parsing: .unconditional, help: "Steps at which the outputs are recorded: whole numbers, or log:START:STOP:COUNT (rounded to whole steps); the last is the number of steps.")
+  @Option(parsing: .unconditional, help: "Steps at which the outputs are recorded, increasing (each once): whole numbers, or log:START:STOP:COUNT (rounded to whole steps; a step reached twice is recorded once); the last is the number of steps. Training stops at the first non-finite loss.")
   var times: String
   @Option(help: "Regression targets (N rows): .npy, file.h5:/dataset or .csv. Default: the labels, one column per class.") var targets: String?
   @Option(name: .customLong("test-targets"), help: "Regression targets of the test set, for the test loss.") var testTargets: String?
