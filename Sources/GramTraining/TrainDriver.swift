@@ -158,10 +158,13 @@ public struct TrainDriver {
       if let path = settings.targets {
         let y = try Targets.readRealMatrix(path)
         guard y.rows == n else { throw StorageError(path, "has \(y.rows) target rows but the training data has \(n) samples") }
+        // Targets whose squares overflow would make the loss infinite at step 0: not a divergence.
+        try Targets.checkMagnitude(y, path: path)
         let test = try settings.testTargets.map(Targets.readRealMatrix)
         if let test, test.rows != m || test.cols != y.cols {
-          throw StorageError(settings.testTargets!, "has \(test.rows)×\(test.cols) targets, expected \(m)×\(y.cols)")
+          throw StorageError(settings.testTargets!, "has \(test.rows)×\(test.cols) targets, expected \(m)×\(y.cols)" + (m == 0 ? " (there is no test data: give --test)" : ""))
         }
+        if let test { try Targets.checkMagnitude(test, path: settings.testTargets!) }
         return (y, nil, test)
       }
       guard let labels = data.trainLabels else {

@@ -314,3 +314,12 @@ def test_train_times_are_decimals_given_once(data, tmp_path, times, needle):
                 "--out", tmp_path / "t.h5", check=False)
     assert r.returncode == 2 and one_line(r) and needle in r.stderr and "Missing value" not in r.stderr, r.stderr
     assert not (tmp_path / "t.h5").exists()
+
+
+def test_train_targets_too_large_to_square_are_not_called_a_divergence(data, tmp_path):
+    y = tmp_path / "huge.npy"
+    np.save(y, np.random.default_rng(2).normal(size=(60, 2)) * 1e200)
+    r = ntkgram("train", "--train", data / "x.npy", "--targets", y, *TRAIN, "--times", "0,5", "--out", tmp_path / "t.h5",
+                check=False)
+    assert r.returncode == 1 and one_line(r) and "huge.npy" in r.stderr and "scale" in r.stderr, r.stderr
+    assert "diverged" not in r.stderr and not (tmp_path / "t.h5").exists()
