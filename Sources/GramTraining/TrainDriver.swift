@@ -255,8 +255,13 @@ public struct TrainDriver {
 
   /// Stops a diverging training: a non-finite loss, outputs, gradient or weights at `step` is
   /// one line naming the step and the remedy, before anything is written.
+  /// At step 0 nothing has been learned yet: non-finite outputs there come from the network's
+  /// initial weights or the data, not from the learning rate.
   func stopIfDiverged(_ finite: Bool, step: Int, cause: @autoclosure () -> String) throws {
     guard !finite else { return }
+    if step == 0 {
+      throw TrainError("\(settings.build.train.samples): the network's outputs at initialisation are not finite (\(cause())): its weights (--params, W_std) or the data overflow float64; nothing was written")
+    }
     throw TrainError("--learning-rate \(settings.learningRate): training diverged at step \(step) (\(cause())): use a smaller --learning-rate (gradient descent is stable below 2·N·C/λ_max of the network's NTK; `ntkgram spectrum` of its empirical kernel gives that rate); nothing was written")
   }
 
