@@ -179,6 +179,8 @@ public struct TrainDriver {
       throw TrainError("the network has \(k) output(s) per sample (its readout width) but the targets have \(y.cols) column(s): set readout_width (--readout-width \(y.cols)) or the last dense layer's width")
     }
 
+    try comm.collectively { try Self.checkRecordedSize(steps: steps.count, rows: n + m, outputs: k) }
+
     // This rank's share of the training rows.
     let lo = n * comm.rank / comm.size, hi = n * (comm.rank + 1) / comm.size
     let rows = hi - lo
@@ -251,6 +253,15 @@ public struct TrainDriver {
                 classes: classes)
     }
     return report
+  }
+
+  /// The recorded outputs (every recorded step's train and test outputs, held until written,
+  /// and their copy in the file's writer) must fit in half the machine's memory, as for
+  /// `dynamics` (`DynamicsOutputSize.memoryShare`): else one line before the first step.
+  static func checkRecordedSize(steps: Int, rows: Int, outputs: Int) throws {
+    let bytes = 2 * 8 * Double(steps) * Double(rows) * Double(outputs)
+    guard let memory = physicalMemoryBytes(), bytes > DynamicsOutputSize.memoryShare * memory else { return }
+    throw TrainError("--times: \(steps) recorded steps of \(rows) samples × \(outputs) outputs need about \(byteSize(bytes)) in memory, more than half this machine's \(byteSize(memory)); record fewer steps (a smaller COUNT in log:START:STOP:COUNT)")
   }
 
   /// Stops a diverging training: a non-finite loss, outputs, gradient or weights at `step` is

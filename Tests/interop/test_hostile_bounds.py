@@ -323,3 +323,15 @@ def test_train_targets_too_large_to_square_are_not_called_a_divergence(data, tmp
                 check=False)
     assert r.returncode == 1 and one_line(r) and "huge.npy" in r.stderr and "scale" in r.stderr, r.stderr
     assert "diverged" not in r.stderr and not (tmp_path / "t.h5").exists()
+
+
+def test_train_records_beyond_the_machine_are_refused_before_the_first_step(data, tmp_path):
+    memory = next(int(l.split()[1]) * 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal:"))
+    # Every recorded step holds 60 × k outputs twice (8 bytes each): choose k beyond the memory.
+    k = int(memory / (2 * 8 * 60 * 50000)) + 1  # at least ~58,000 distinct steps below
+    np.save(tmp_path / "wide.npy", np.random.default_rng(4).normal(size=(60, k)))
+    start = time.time()
+    r = ntkgram("train", "--train", data / "x.npy", "--targets", tmp_path / "wide.npy", "--depth", 1, "--width", 4,
+                "--readout-width", k, "--times", "log:1:1e8:100000", "--out", tmp_path / "t.h5", check=False)
+    assert r.returncode == 1 and one_line(r) and "recorded steps" in r.stderr and "--times" in r.stderr, r.stderr
+    assert time.time() - start < 60 and not (tmp_path / "t.h5").exists()
