@@ -148,6 +148,73 @@ public struct GradientFlowFilter: Sendable, Equatable {
   }
 }
 
+/// What the outputs of a dynamics job cost, known before any tile is read: every time and ridge
+/// gives N + M outputs of C values, held in memory (train and test outputs, the test-side
+/// weights, the basis's coefficients, the copies written) and written to the output file; each
+/// convergence check and the final combination are dense products as wide as R·T·C.
+public struct DynamicsOutputSize: Sendable {
+  public let trainCount: Int, testCount: Int, columns: Int, times: Int, ridges: Int, maxIterations: Int
+
+  public init(trainCount: Int, testCount: Int, columns: Int, times: Int, ridges: Int, maxIterations: Int) {
+    (self.trainCount, self.testCount, self.columns, self.times, self.ridges) = (trainCount, testCount, columns, times, ridges)
+    self.maxIterations = maxIterations
+  }
+
+  /// R·T·C: the columns of every output block (Double, so that nothing overflows).
+  public var width: Double { Double(ridges) * Double(times) * Double(columns) }
+  /// The outputs' file: train and test predictions, float64.
+  public var fileBytes: Double { 8 * width * (Double(trainCount) + Double(testCount)) + Double(1 << 20) }
+  /// Held at the end: train outputs, test-side weights, their copies as written, the test
+  /// outputs and theirs, and four coefficient blocks of at most N rows.
+  public var memoryBytes: Double { 8 * width * (7 * Double(trainCount) + 2 * Double(testCount)) }
+  /// Floating-point operations of the checks, at the steps `DynamicsDriver` checks them (the
+  /// same rule), until the basis would be exhausted (N/C steps) or `maxIterations`: each
+  /// combines the basis's k×k coefficients with every (ridge, time) column, 4·k²·R·T·C; then
+  /// the final combination and the test products. An upper estimate: a run that converges
+  /// earlier checks fewer times.
+  public var flops: Double {
+    let n = Double(trainCount), c = Double(max(columns, 1)), w = width
+    let steps = max(1, min(maxIterations, (trainCount + max(columns, 1) - 1) / max(columns, 1)))
+    var total = w * (4 * n * n + 2 * Double(testCount) * n)
+    var lastCheck = 0
+    for step in 1...steps {
+      let k = min(n, c * Double(step))
+      let checkCost = 10 * k * k * k, passCost = 2 * n * n * c
+      let interval = max(1, min(Int(min(1e9, (10 * checkCost / passCost).rounded(.up))), step / 10))
+      guard step - lastCheck >= interval || step == steps else { continue }
+      lastCheck = step
+      total += 4 * k * k * w + checkCost
+    }
+    return total
+  }
+  /// The effective rate of those dense products on one core (measured here: a dynamics job of
+  /// 100,000 times on 60 samples; the filters' loops, not BLAS, set it).
+  public static let flopsPerSecond = 1e9
+  public var seconds: Double { flops / Self.flopsPerSecond }
+
+  /// One line for the log: the outputs' size and the dense work they add to the passes over K.
+  public var summary: String {
+    "dynamics: \(times) time(s) × \(ridges) ridge value(s) × \(columns) column(s) on \(trainCount) + \(testCount) samples: outputs about \(byteSize(memoryBytes)) in memory and \(byteSize(fileBytes)) on disk, up to \(String(format: "%.3g", seconds)) s of dense work beside the passes over K"
+  }
+
+  /// The share of the machine's memory the outputs may take: the rest is for the kernel's
+  /// tiles (`--memory-budget`), the basis, and the other processes of the machine.
+  public static let memoryShare = 0.5
+
+  /// Refuses outputs that cannot fit in half this machine's memory or on the output's
+  /// filesystem, before any tile is read.
+  public func check(_ s: DynamicsSettings) throws {
+    let remedy = "ask for fewer --times (a smaller COUNT in log:START:STOP:COUNT) or fewer --ridge values"
+    if let memory = physicalMemoryBytes(), memoryBytes > Self.memoryShare * memory {
+      throw AnalysisError("--times: \(times) time(s) × \(ridges) ridge value(s) × \(columns) column(s) on \(trainCount) + \(testCount) samples need about \(byteSize(memoryBytes)) of outputs in memory, more than half this machine's \(byteSize(memory)); \(remedy)")
+    }
+    let folder = URL(fileURLWithPath: s.out).deletingLastPathComponent().path
+    if let free = freeBytes(folder: folder), fileBytes > free {
+      throw StorageError(s.out, "needs about \(byteSize(fileBytes)) for \(times) time(s) × \(ridges) ridge value(s) of outputs but its filesystem has \(byteSize(free)) free; \(remedy), or choose another --out")
+    }
+  }
+}
+
 public struct DynamicsDriver {
   public let settings: DynamicsSettings
   public let comm: Communicator
@@ -164,6 +231,7 @@ public struct DynamicsDriver {
     guard !s.times.isEmpty else { throw AnalysisError("--times: no training times given") }
     for t in s.times where t.isNaN || t < 0 { throw AnalysisError("--times: \(t) is not a training time (times are ≥ 0, or inf)") }
     for (a, b) in zip(s.times, s.times.dropFirst()) where !(a < b) {
+      if a == b { throw AnalysisError("--times must be strictly increasing: \(formatTime(a)) is given twice (each time is computed once: give it once)") }
       throw AnalysisError("--times must be strictly increasing (\(formatTime(a)) is followed by \(formatTime(b)))")
     }
     guard s.learningRate > 0, s.learningRate.isFinite else { throw AnalysisError("--learning-rate must be positive and finite (got \(s.learningRate))") }
@@ -177,18 +245,38 @@ public struct DynamicsDriver {
 
   static func formatTime(_ t: Double) -> String { t.isInfinite ? "inf" : "\(t)" }
 
+  var linearAlgebra: LinearAlgebraContext {
+    LinearAlgebraContext(kernelFile: settings.kernelFile, targets: settings.targets ?? settings.initialOutputs, hasRidge: true)
+  }
+
+  /// The outputs at every time and ridge, written; a linear-algebra failure is one line naming
+  /// the kernel file and the remedy (`LinearAlgebraContext`).
   public func run() throws -> DynamicsReport {
+    try linearAlgebra.explaining { try runAndWrite() }
+  }
+
+  func runAndWrite() throws -> DynamicsReport {
     let start = Date()
     let isRoot = comm.rank == 0
     let reporter: EventSink = isRoot ? events : SilentSink()
     setLinearAlgebraThreads(1)
     try comm.collectively { try Self.validate(settings) }
+    // The targets and the size of the outputs are checked against the file's shapes before any
+    // tile is read.
+    let (targets, size) = try comm.collectively { () -> (Targets, DynamicsOutputSize) in
+      let n = try TiledKernelOperator.stored(path: settings.kernelFile, kernel: settings.kernelName).dataset.shape[0]
+      let targets = try Targets.load(kernelFile: settings.kernelFile, kernel: settings.kernelName, targets: settings.targets,
+                                     testTargets: settings.testTargets, encoding: settings.encoding, n: n)
+      let f = try H5File.open(settings.kernelFile)
+      let test = KernelFileLayout.test(settings.kernelName)
+      let m = f.exists(test) ? try f.dataset(test).shape[0] : 0
+      let size = DynamicsOutputSize(trainCount: n, testCount: m, columns: targets.y.cols, times: settings.times.count, ridges: settings.ridges.count,
+                                    maxIterations: settings.maxIterations)
+      try size.check(settings)
+      return (targets, size)
+    }
     let op = try comm.collectively {
       try TiledKernelOperator(path: settings.kernelFile, kernel: settings.kernelName, comm: comm, memoryBudget: settings.memoryBudget)
-    }
-    let targets = try comm.collectively {
-      try Targets.load(kernelFile: settings.kernelFile, targets: settings.targets, testTargets: settings.testTargets,
-                       encoding: settings.encoding, n: op.n)
     }
     let y = targets.y
     let (n, c) = (y.rows, y.cols)
@@ -208,13 +296,14 @@ public struct DynamicsDriver {
     let lambdas = settings.ridges.map { $0 * scale }
     let normalization = Double(n) * Double(c)
     let filters = settings.times.map { GradientFlowFilter(time: $0, learningRate: settings.learningRate, normalization: normalization) }
+    reporter.message(size.summary)
     reporter.message("dynamics: \(n) samples, \(c) columns, \(filters.count) time(s) × \(lambdas.count) ridge value(s); \(op.cachedTiles) tiles in memory, \(op.streamedTiles) streamed per pass")
 
     guard residual0.columnNorms().contains(where: { $0 > 0 }) else {
       if let path = settings.initialOutputs { throw AnalysisError("\(path): the initial outputs already equal the targets (every output would stay f₀)") }
       throw AnalysisError("\(settings.targets ?? settings.kernelFile): the targets are all zero (every output would be 0)")
     }
-    let lanczos = try comm.collectively { try BlockLanczos(start: residual0) }
+    let lanczos = try comm.collectively { try linearAlgebra.explaining { try BlockLanczos(start: residual0) } }
     let yNorms = residual0.columnNorms().map { $0 > 0 ? $0 : 1 }
     var previousPhi: DenseBlock? = nil
     var latest: Coefficients? = nil  // of the last check, which is always the last step
@@ -225,7 +314,7 @@ public struct DynamicsDriver {
     var firstEstimate: Double? = nil
     while lanczos.steps < settings.maxIterations, let block = lanczos.pendingBlock() {
       let product = try op.apply(block)
-      try comm.collectively { try lanczos.advance(product) }
+      try comm.collectively { try linearAlgebra.explaining { try lanczos.advance(product) } }
       // Check when the dense work of a check costs at most a tenth of the passes since the last
       // one (and at least every tenth of the steps so far): deterministic, so every rank agrees.
       let k = Double(lanczos.dimension)
@@ -234,7 +323,7 @@ public struct DynamicsDriver {
       let interval = max(1, min(Int((10 * checkCost / passCost).rounded(.up)), lanczos.steps / 10))
       guard lanczos.exhausted || lanczos.steps - lastCheck >= interval || lanczos.steps == settings.maxIterations else { continue }
       lastCheck = lanczos.steps
-      let current = try comm.collectively { try coefficients(lanczos, filters: filters, lambdas: lambdas, y: y) }
+      let current = try comm.collectively { try linearAlgebra.explaining { try coefficients(lanczos, filters: filters, lambdas: lambdas, y: y) } }
       estimates = Self.estimates(current, lanczos, previousPhi: previousPhi, yNorms: yNorms, ridges: lambdas.count, times: filters.count)
       previousPhi = current.phi
       latest = current
@@ -281,7 +370,7 @@ public struct DynamicsDriver {
           p.trainAccuracy = classificationAccuracy(f, classes: classes, labels: labels)
         }
         if let test = testPredictions?.columns(columns) {
-          if let testY, testY.rows == test.rows { p.testLoss = Self.halfMeanSquare(test - testY) }
+          if let testY, testY.rows == test.rows, testY.cols == test.cols { p.testLoss = Self.halfMeanSquare(test - testY) }
           if let classes = targets.classes, let labels = targets.testLabels {
             p.testAccuracy = classificationAccuracy(test, classes: classes, labels: labels)
           }

@@ -128,13 +128,29 @@ public struct SolveDriver {
   }
 
   func loadTargets(n: Int) throws -> Targets {
-    try Targets.load(kernelFile: settings.kernelFile, targets: settings.targets, testTargets: settings.testTargets,
-                     encoding: settings.encoding, n: n)
+    let targets = try Targets.load(kernelFile: settings.kernelFile, kernel: settings.kernelName, targets: settings.targets,
+                                   testTargets: settings.testTargets, encoding: settings.encoding, n: n)
+    // Block CG keeps at most N independent directions: with more columns than samples the
+    // block's Gram matrix is singular from the first step.
+    if settings.solver == .blockCG && targets.y.cols > n {
+      throw AnalysisError("\(settings.targets ?? settings.kernelFile): \(targets.y.cols) target columns for \(n) training samples: block CG needs at most as many columns as samples; use --solver cg (each column on its own)")
+    }
+    return targets
+  }
+
+  var linearAlgebra: LinearAlgebraContext {
+    LinearAlgebraContext(kernelFile: settings.kernelFile, targets: settings.targets, hasRidge: true)
   }
 
   var statePath: String { settings.statePath }
 
+  /// Solves, predicts and writes; a linear-algebra failure is one line naming the kernel file
+  /// and the remedy (`LinearAlgebraContext`).
   public func run() throws -> SolveReport {
+    try linearAlgebra.explaining { try solveAndWrite() }
+  }
+
+  func solveAndWrite() throws -> SolveReport {
     let start = Date()
     let isRoot = comm.rank == 0
     let reporter: EventSink = isRoot ? events : SilentSink()
@@ -168,14 +184,14 @@ public struct SolveDriver {
                      + String(format: " (read in %.1f s)", Date().timeIntervalSince(start)))
     let preconditionerStart = Date()
 
-    let preconditioner: Preconditioner = try comm.collectively {
+    let preconditioner: Preconditioner = try comm.collectively { try linearAlgebra.explaining { () -> Preconditioner in
       switch settings.preconditioner {
       case .none: return IdentityPreconditioner()
       case .jacobi: return JacobiPreconditioner(diagonal: op.diagonal)
       case .nystrom: return try NystromPreconditioner(operator: op, rank: settings.rank, seed: settings.seed)
       case .rpcholesky: return try NystromPreconditioner.randomlyPivotedCholesky(operator: op, rank: settings.rank, seed: settings.seed)
       }
-    }
+    } }
     let preconditionerSeconds = Date().timeIntervalSince(preconditionerStart)
     if settings.preconditioner != .none {
       reporter.message(String(format: "preconditioner built in %.1f s", preconditionerSeconds))
@@ -233,7 +249,7 @@ public struct SolveDriver {
         if let classes = targets.classes, let labels = targets.testLabels {
           m.accuracy = classificationAccuracy(p, classes: classes, labels: labels)
         }
-        if let t = targets.testTargets, t.rows == p.rows {
+        if let t = targets.testTargets {
           let err = p - t
           m.mse = err.values.reduce(0) { $0 + $1 * $1 } / Double(err.values.count)
           m.rmse = m.mse!.squareRoot()

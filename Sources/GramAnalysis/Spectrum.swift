@@ -96,7 +96,17 @@ public struct SpectrumDriver {
     try checkAnalysis(kernelName: s.kernelName, paths: s.paths)
   }
 
+  var linearAlgebra: LinearAlgebraContext {
+    LinearAlgebraContext(kernelFile: settings.kernelFile, targets: settings.targets, hasRidge: false)
+  }
+
+  /// The top eigenpairs, written; a linear-algebra failure is one line naming the kernel file
+  /// and the remedy (`LinearAlgebraContext`).
   public func run() throws -> SpectrumReport {
+    try linearAlgebra.explaining { try runAndWrite() }
+  }
+
+  func runAndWrite() throws -> SpectrumReport {
     let start = Date()
     let isRoot = comm.rank == 0
     let reporter: EventSink = isRoot ? events : SilentSink()
@@ -111,7 +121,7 @@ public struct SpectrumDriver {
     let hasLabels = try H5File.open(settings.kernelFile).exists(KernelFileLayout.trainLabels)
     let targets: Targets? = try comm.collectively {
       guard settings.targets != nil || hasLabels else { return nil }
-      return try Targets.load(kernelFile: settings.kernelFile, targets: settings.targets, testTargets: nil, encoding: settings.encoding, n: n)
+      return try Targets.load(kernelFile: settings.kernelFile, kernel: settings.kernelName, targets: settings.targets, testTargets: nil, encoding: settings.encoding, n: n)
     }
     let b = min(settings.block > 0 ? settings.block : min(settings.top, 32), n)
     var rng = SplitMix64(seed: settings.seed)
@@ -126,13 +136,13 @@ public struct SpectrumDriver {
     var state: (values: [Double], vectors: DenseBlock, residuals: [Double])? = nil
     while lanczos.steps < settings.maxIterations, let block = lanczos.pendingBlock() {
       let product = try op.apply(block)
-      try comm.collectively { try lanczos.advance(product) }
+      try comm.collectively { try linearAlgebra.explaining { try lanczos.advance(product) } }
       let k = Double(lanczos.dimension)
       let interval = max(1, min(Int((100 * k * k * k / (2 * Double(n) * Double(n) * Double(block.cols))).rounded(.up)), lanczos.steps / 10))
       guard lanczos.dimension >= settings.top else { continue }
       guard lanczos.exhausted || lanczos.steps - lastCheck >= interval || lanczos.steps == settings.maxIterations else { continue }
       lastCheck = lanczos.steps
-      let current = try comm.collectively { try ritzPairs(lanczos) }
+      let current = try comm.collectively { try linearAlgebra.explaining { try ritzPairs(lanczos) } }
       state = current
       let top = current.residuals.prefix(settings.top)
       let scale = max(abs(current.values.first ?? 0), Double.leastNormalMagnitude)
@@ -142,7 +152,7 @@ public struct SpectrumDriver {
     }
     reporter.finishProgress()
     if state == nil || (lanczos.exhausted && !converged) {
-      state = try comm.collectively { try ritzPairs(lanczos) }
+      state = try comm.collectively { try linearAlgebra.explaining { try ritzPairs(lanczos) } }
       converged = lanczos.exhausted || worstValue(Array(state!.residuals.prefix(settings.top))) <= settings.tolerance * abs(state!.values.first ?? 0)
     }
     guard let (values, ritzVectors, residuals) = state, values.count >= settings.top else {

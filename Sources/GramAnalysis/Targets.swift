@@ -76,15 +76,32 @@ public struct Targets {
     return y
   }
 
-  /// `--targets FILE` (`n` rows), else the kernel file's `/train/labels` encoded.
-  static func load(kernelFile: String, targets: String?, testTargets: String?, encoding: TargetEncoding, n: Int) throws -> Targets {
+  /// `--targets FILE` (`n` rows), else the kernel file's `/train/labels` encoded. Test targets
+  /// need `--targets` and a test kernel (`/test/<kernel>`) with one row per test target row;
+  /// targets whose squares overflow float64 are refused (`checkMagnitude`). All before any work.
+  static func load(kernelFile: String, kernel: String, targets: String?, testTargets: String?, encoding: TargetEncoding, n: Int) throws -> Targets {
     let f = try H5File.open(kernelFile)
     if let path = targets {
       let y = try readRealMatrix(path)
       guard y.rows == n else { throw StorageError(path, "has \(y.rows) target rows but the kernel has \(n) training samples") }
+      try checkMagnitude(y, path: path)
       let test = try testTargets.map(readRealMatrix)
-      if let test, test.cols != y.cols { throw StorageError(testTargets!, "has \(test.cols) columns, the targets \(y.cols)") }
+      if let test, let testPath = testTargets {
+        if test.cols != y.cols { throw StorageError(testPath, "has \(test.cols) columns, the targets \(y.cols)") }
+        let testKernel = KernelFileLayout.test(kernel)
+        guard f.exists(testKernel) else {
+          throw StorageError(testPath, "test targets for a kernel file without test samples (\(kernelFile) has no \(testKernel)): drop --test-targets or build with --test")
+        }
+        let m = try f.dataset(testKernel).shape.first ?? 0
+        guard test.rows == m else {
+          throw StorageError(testPath, "has \(test.rows) test target rows but the kernel has \(m) test samples (\(kernelFile))")
+        }
+        try checkMagnitude(test, path: testPath)
+      }
       return Targets(y: y, classes: nil, testLabels: nil, testTargets: test)
+    }
+    if testTargets != nil {
+      throw AnalysisError("--test-targets needs --targets (without them the targets are the labels, and so are the test targets)")
     }
     guard f.exists(KernelFileLayout.trainLabels) else {
       throw StorageError(kernelFile, "has no \(KernelFileLayout.trainLabels) and no --targets were given")
@@ -95,6 +112,24 @@ public struct Targets {
     let y = encode(labels, classes: classes, encoding: encoding)!
     let testLabels = f.exists(KernelFileLayout.testLabels) ? try f.readCheckedLabels(KernelFileLayout.testLabels) : nil
     return Targets(y: y, classes: classes, testLabels: testLabels, testTargets: nil)
+  }
+
+  /// The largest sum of squared targets accepted: the solvers square the targets and products
+  /// of the kernel with them (norms, inner products, a Gram matrix of the block), so a margin
+  /// of 10^28 below float64's largest value (about 1.8e308) is left for the kernel's scale.
+  public static let largestSquaredNorm = 1e280
+
+  /// Refuses targets whose sum of squares is not finite or exceeds `largestSquaredNorm`: every
+  /// solver would meet infinities (NaN residuals, a failed eigensolver) far from their cause.
+  public static func checkMagnitude(_ y: DenseBlock, path: String) throws {
+    // Scaled by the largest magnitude, so that the check itself does not overflow.
+    let largest = y.values.reduce(0) { max($0, abs($1)) }
+    guard largest > 0 else { return }
+    let scaled = y.values.reduce(0) { $0 + ($1 / largest) * ($1 / largest) }
+    let log10Squared = 2 * log10(largest) + log10(scaled)
+    guard log10Squared <= log10(largestSquaredNorm) else {
+      throw StorageError(path, String(format: "targets too large to square in float64 (largest %.3g, sum of squares about 1e%.0f, at most 1e280): scale them down", largest, log10Squared))
+    }
   }
 
   /// Real-valued targets: NPY (1-D or 2-D float), `file.h5:/dataset`, or CSV.

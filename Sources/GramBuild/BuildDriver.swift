@@ -77,6 +77,10 @@ public struct BuildDriver {
   /// Where progress, messages and warnings go (see `EventSink` for which rank sends what).
   public let events: EventSink
 
+  /// Copies of a network's weights the command holds (`EmpiricalKernel.buildWeightCopies` for
+  /// a build; `ntkgram train` holds more: its model, gradient and recorded networks).
+  public var weightCopies = EmpiricalKernel.buildWeightCopies
+
   public init(settings: BuildSettings, comm: Communicator, events: EventSink = SilentSink()) {
     self.settings = settings
     self.comm = comm
@@ -201,14 +205,40 @@ public struct BuildDriver {
     guard settings.tileSize >= 1 else { throw BuildError("tile size must be at least 1 (got \(settings.tileSize))") }
     try checkOutputPath()
     // The spec against the files' headers first: a network that cannot run fails before any data is read.
-    let (_, headerShape) = try DatasetReader.sampleShape(settings.train.samples, labelColumn: settings.train.labelColumn)
+    let (headerRows, headerShape) = try DatasetReader.sampleShape(settings.train.samples, labelColumn: settings.train.labelColumn)
     do { try Network.checkInputShape(headerShape) }
     catch let e as NetworkError { throw StorageError(settings.train.samples, e.description) }
-    _ = try Self.kernel(for: settings, sampleShape: headerShape, features: headerShape.reduce(1, *), shapesOnly: true)
+    let (_, sizing) = try Self.kernel(for: settings, sampleShape: headerShape, features: headerShape.reduce(1, *), shapesOnly: true)
+    if let empirical = sizing as? EmpiricalKernel {
+      try checkMemory(of: empirical, trainRows: headerRows, features: headerShape.reduce(1, *))
+    }
     // A network with weights is evaluated on every sample (its initial outputs): held whole.
     // Every other build reads its data in chunks and keeps only what it needs.
     let withWeights = settings.empirical != nil || settings.against?.spec.empirical != nil
     return withWeights ? try loadWhole() : try loadStreamed()
+  }
+
+  /// A network with weights must fit this machine before any weight is drawn or read: its
+  /// weights (`weightCopies`), the prepared features of the rows a rank holds, its passes and
+  /// the data held whole (`EmpiricalKernel.peakBytes`), against the physical memory. Else one
+  /// line naming the widths and the bytes needed (never a trap in the allocator).
+  func checkMemory(of kernel: EmpiricalKernel, trainRows: Int, features: Int) throws {
+    guard let memory = physicalMemoryBytes() else { return }
+    let n = min(trainRows, settings.train.limit ?? trainRows)
+    var m = 0
+    if let test = settings.test {
+      let rows = try DatasetReader.sampleShape(test.samples, labelColumn: test.labelColumn).0
+      m = min(rows, test.limit ?? rows)
+    }
+    let held = n >= 1 && settings.tileSize >= 1
+      ? TileAssignment.heldRowsEstimate(plan: TilePlan(trainCount: n, testCount: m, tileSize: settings.tileSize), ranks: comm.size)
+      : n + m
+    let weights = weightCopies * 8 * kernel.parameterCount
+    let need = kernel.peakBytes(rows: n + m, heldRows: held, threads: settings.threads, weightCopies: weightCopies)
+      + 2 * 8 * Double(n + m) * Double(features)
+    guard need > memory else { return }
+    let origin = settings.specOrigin.map { "\($0): " } ?? ""
+    throw BuildError("\(origin)a network of dense widths \(kernel.widthsDescription) (\(String(format: "%.3g", kernel.parameterCount)) parameters) on \(n + m) samples needs about \(byteSize(need)) per rank (its weights \(byteSize(weights))), more than this machine's \(byteSize(memory)) of memory: use a smaller --width (or fewer samples)")
   }
 
   /// The split pair checked against each other: columns, and the sample shape.

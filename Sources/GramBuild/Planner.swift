@@ -27,7 +27,11 @@ public struct MemoryEstimate: Sendable {
   public var heldRows: Double
   /// Labels (every row's, as 64-bit integers), kept throughout.
   public var labels: Double
-  public var total: Double { baseline + labels + max(samples, features + heldSamples + tiles + scratch) }
+  /// A network with weights (`--empirical`): its weights (`EmpiricalKernel.buildWeightCopies`
+  /// copies), held throughout, and its forward passes (a block per thread, and all samples
+  /// once for the initial outputs); 0 for the analytic kernels.
+  public var weights: Double = 0
+  public var total: Double { baseline + labels + weights + max(samples, features + heldSamples + tiles + scratch) }
 }
 
 /// What a build will cost, computed without computing anything: tiles, work per rank,
@@ -100,7 +104,15 @@ public struct BuildPlan: Sendable {
       tiles: heldTiles,
       scratch: Double(threads) * Double(kernel.scratchCount(inputFeatures: features, rows: tileEdge, cols: tileEdge)) * 8,
       heldRows: held,
-      labels: rows * 8)
+      labels: rows * 8,
+      weights: (kernel as? EmpiricalKernel).map {
+        $0.weightBytes() + $0.passBytes(rows: trainCount + testCount, heldRows: Int(held), threads: threads)
+      } ?? 0)
+    // A network with weights first runs its samples through it (`EmpiricalKernel.prepare`).
+    preparationSeconds = (kernel as? EmpiricalKernel).map {
+      (held * $0.preparationFlopsPerRow + rows * 2 * $0.parameterCount) / (Self.flopsPerSecondPerThread * Double(threads))
+    } ?? 0
+
   }
 
   /// Preprocessed data (float64) up to this size is kept from its one reading, so that the
@@ -125,5 +137,8 @@ public struct BuildPlan: Sendable {
     return (KernelRegion.storedBytes(rows: trainCount, cols: trainCount, bytesPerValue: bytesPerValue, tile: tile)
             + KernelRegion.storedBytes(rows: testCount, cols: trainCount, bytesPerValue: bytesPerValue, tile: tile)) * Double(outputs.count)
   }
-  public var wallSeconds: Double { (assignment.workByRank.max() ?? 0) / entriesPerSecondPerRank }
+  /// Seconds before the tiles: a network with weights prepares the samples a rank holds
+  /// (forward and backward passes) and computes every sample's initial outputs; 0 otherwise.
+  public let preparationSeconds: Double
+  public var wallSeconds: Double { (assignment.workByRank.max() ?? 0) / entriesPerSecondPerRank + preparationSeconds }
 }

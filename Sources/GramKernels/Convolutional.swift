@@ -31,6 +31,12 @@ public struct Convolutional: Sendable {
     let stride: Int
     let padLow: Int
     let circular: Bool
+    /// The taps that can read the input for some output (a superset of those that do): a
+    /// SAME filter wider than its input has taps that only ever see padding, which add
+    /// nothing; every loop over taps runs over `live` only, which skips exactly terms the full
+    /// loop skips one by one (`source` < 0), so the sums and their order, and the bytes, are
+    /// the same. At most `(output − 1)·stride + input` ≤ 2·input − 1 taps.
+    let live: Range<Int>
 
     init(input: Int, window: Int, stride: Int, padding: Padding) {
       self.input = input
@@ -45,6 +51,14 @@ public struct Convolutional: Sendable {
         output = (input + stride - 1) / stride
         let total = max((output - 1) * stride + window - input, 0)
         padLow = total / 2
+      }
+      if padding == .same {
+        // Tap a reads o·stride + a − padLow: inside 0..<input for some o in 0..<output only if
+        // padLow − (output − 1)·stride ≤ a ≤ padLow + input − 1.
+        let lo = max(0, padLow - (output - 1) * stride), hi = max(lo, min(window, padLow + input))
+        live = lo..<hi
+      } else {
+        live = 0..<max(window, 0)
       }
     }
 
@@ -64,7 +78,7 @@ public struct Convolutional: Sendable {
     }
 
     /// Taps of output `o` that fall inside the input.
-    func inRange(_ o: Int) -> Int { (0..<window).filter { source(o, $0) >= 0 }.count }
+    func inRange(_ o: Int) -> Int { live.filter { source(o, $0) >= 0 }.count }
   }
 
   /// An affine layer's constants (the same formulas as `DenseLayer`, on one pair).
@@ -161,6 +175,7 @@ public struct Convolutional: Sendable {
         let h = Axis(input: g.h, window: window.size[0], stride: window.strides[0], padding: window.padding)
         let w = Axis(input: g.w, window: window.size[1], stride: window.strides[1], padding: window.padding)
         guard h.output >= 1, w.output >= 1 else { throw fail("the filter is larger than its \(g.h)×\(g.w) input with VALID padding") }
+        try Self.checkCircular(window, input: g, what: "filter", fail)
         let (taps, o1) = window.size[0].multipliedReportingOverflow(by: window.size[1])
         let (fanIn, o2) = channels.multipliedReportingOverflow(by: taps)
         guard !o1, !o2, fanIn <= 1 << 53 else { throw fail("the fan-in \(channels) channels × \(window.size[0])×\(window.size[1]) taps is absurdly large") }
@@ -171,6 +186,7 @@ public struct Convolutional: Sendable {
         let h = Axis(input: g.h, window: window.size[0], stride: window.strides[0], padding: window.padding)
         let w = Axis(input: g.w, window: window.size[1], stride: window.strides[1], padding: window.padding)
         guard h.output >= 1, w.output >= 1 else { throw fail("the window is larger than its \(g.h)×\(g.w) input with VALID padding") }
+        try Self.checkCircular(window, input: g, what: "window", fail)
         let counts = (0..<(h.output * w.output)).map { o -> Double in
           normalize && window.padding == .same ? Double(h.inRange(o / w.output) * w.inRange(o % w.output)) : Double(h.window * w.window)
         }
@@ -235,6 +251,14 @@ public struct Convolutional: Sendable {
       let what = hasPooling ? "full pixel-pair covariances (pooling)" : "same-position covariances"
       throw NetworkError(position: nil, "\(g.h)×\(g.w) images need \(what) of \(largest == Int.max ? "more than 2^63" : String(largest)) values per pair (six buffers of 8 bytes each, per thread): too large; pool or stride earlier, or use smaller images" + (hasPooling ? ", or a flatten readout without pooling" : ""))
     }
+  }
+
+  /// A CIRCULAR window wraps around its input: wider than the input, its taps repeat pixels
+  /// already read (tap a and a + input read the same one for every output), every tap counts
+  /// and the work grows with the window without bound. Such windows are refused.
+  static func checkCircular(_ window: Window, input g: (h: Int, w: Int), what: String, _ fail: (String) -> NetworkError) throws {
+    guard window.padding == .circular, window.size[0] > g.h || window.size[1] > g.w else { return }
+    throw fail("a CIRCULAR \(what) of \(window.size[0])×\(window.size[1]) is larger than its \(g.h)×\(g.w) input: it wraps onto itself (its taps repeat the same pixels); use at most \(g.h)×\(g.w), or SAME padding (whose taps beyond the image add nothing)")
   }
 
   /// The largest number of covariance entries a pair holds at any point (a separable step's
@@ -454,7 +478,7 @@ extension Convolutional {
     for oh in 0..<h.output {
       let mS = ms + oh * wi, mT = mt + oh * wi
       for iw in 0..<wi { mS[iw] = 0; mT[iw] = 0 }
-      for a in 0..<h.window {
+      for a in h.live {
         let ih = h.source(oh, a)
         if ih < 0 { continue }
         let sS = UnsafePointer(s + ih * wi), sT = UnsafePointer(t + ih * wi)
@@ -462,7 +486,7 @@ extension Convolutional {
       }
       let dS = outS + oh * wo, dT = outT + oh * wo
       for ow in 0..<wo { dS[ow] = 0; dT[ow] = 0 }
-      for b in 0..<w.window {
+      for b in w.live {
         let (lo, hi, offset) = w.contiguous(b)
         if let offset {
           let sS = UnsafePointer(mS + offset), sT = UnsafePointer(mT + offset)
@@ -508,10 +532,10 @@ extension Convolutional {
           // Pointers to the rows, so that the inner loops carry no index arithmetic (vectorised).
           let mS = ms + (iw * pmid + oh2 * wi), mT = mt + (iw * pmid + oh2 * wi)
           for iw2 in 0..<wi { mS[iw2] = 0; mT[iw2] = 0 }
-          for a in 0..<h.window {
+          for a in h.live {
             let ih = h.source(oh, a)
             if ih < 0 { continue }
-            for a2 in (pairedTaps ? a ..< a + 1 : 0 ..< h.window) {
+            for a2 in (pairedTaps ? a ..< a + 1 : h.live) {
               let ih2 = h.source(oh2, a2)
               if ih2 < 0 { continue }
               let src = (ih * wi + iw) * pin + ih2 * wi
@@ -530,11 +554,11 @@ extension Convolutional {
           let o = (oh * wo + ow) * pout + oh2 * wo
           let dS = outS + o, dT = outT + o
           for ow2 in 0..<wo { dS[ow2] = 0; dT[ow2] = 0 }
-          for b in 0..<w.window {
+          for b in w.live {
             let iw = w.source(ow, b)
             if iw < 0 { continue }
             let e = iw * pmid + oh2 * wi
-            for b2 in (pairedTaps ? b ..< b + 1 : 0 ..< w.window) {
+            for b2 in (pairedTaps ? b ..< b + 1 : w.live) {
               let (lo, hi, offset) = w.contiguous(b2)
               if let offset {
                 // Stride 1, no wrap: ow' in lo..<hi reads iw' = ow' + offset.
@@ -576,11 +600,12 @@ extension Convolutional: GramKernel {
       let pin = Double(g.h * g.w), pout = Double(out.h * out.w)
       switch op {
       case .conv(let h, let w, _):
+        // Only the taps that can see the image are computed (`Axis.live`).
         cost += fullSpatial
-          ? 2 * (Double(out.h * g.w) * Double(out.h * g.w) * Double(h.window) + pout * pout * Double(w.window)) + 4 * pout * pout
-          : 2 * pout * Double(h.window * w.window) + 4 * pout
+          ? 2 * (Double(out.h * g.w) * Double(out.h * g.w) * Double(h.live.count) + pout * pout * Double(w.live.count)) + 4 * pout * pout
+          : 2 * pout * Double(h.live.count * w.live.count) + 4 * pout
       case .pool(let h, let w, _):
-        cost += 2 * (Double(out.h * g.w) * Double(out.h * g.w) * Double(h.window * h.window) + pout * pout * Double(w.window * w.window))
+        cost += 2 * (Double(out.h * g.w) * Double(out.h * g.w) * Double(h.live.count * h.live.count) + pout * pout * Double(w.live.count * w.live.count))
       case .activation:
         cost += 70 * (fullSpatial ? pin * pin : pin)
       }
@@ -718,8 +743,8 @@ extension Convolutional {
       /// taps[o]: the input pixel of every tap (a, b) of output pixel o, −1 in the padding.
       func taps(_ h: Axis, _ w: Axis) -> [[Int]] {
         (0..<po).map { o in
-          (0..<h.window).flatMap { a in
-            (0..<w.window).map { b in
+          h.live.flatMap { a in
+            w.live.map { b in
               let ih = h.source(o / out.w, a), iw = w.source(o % out.w, b)
               return ih < 0 || iw < 0 ? -1 : ih * g.w + iw
             }

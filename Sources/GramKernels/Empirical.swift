@@ -102,6 +102,13 @@ public struct ConcreteNetwork: Sendable {
     guard !dense.isEmpty else {
       throw NetworkError(position: nil, "the layer list has no dense layer: a concrete network (--empirical, --params, train) needs weights, so end it with a dense readout (width = its outputs per sample, e.g. the classes)")
     }
+    // Each sample's features (`EmpiricalKernel.pairDepth`) are sized in Int: refuse widths
+    // whose sum would not be one (each W is at most 2^53 values, but k·m_l need not be).
+    let k = Double(dense.last!.outputs)
+    let depth = dense.reduce(0.0) { $0 + Double($1.inputs) } + dense.dropLast().reduce(0.0) { $0 + k * Double($1.outputs) }
+    guard depth <= 0x1p53 else {
+      throw NetworkError(position: nil, "the dense widths \(dense.map { String($0.outputs) }.joined(separator: ", ")) give each sample \(depth) features: absurdly many; use smaller widths")
+    }
     if previousWasActivation {
       throw NetworkError(position: network.layers.count - 1, layerType: network.layers.last!.typeName,
                          "an empirical kernel needs the network to end with its dense readout layer (its NNGP is the readout's feature Gram)")
@@ -274,6 +281,45 @@ public struct EmpiricalKernel: GramKernel {
   public static func sizing(network: Network, inputShape: [Int]) throws -> EmpiricalKernel {
     EmpiricalKernel(network: try ConcreteNetwork.shapesOnly(network: network, inputShape: inputShape))
   }
+
+  /// Scalar parameters (every W and b), counted in Double (never overflows).
+  public var parameterCount: Double {
+    network.dense.reduce(0.0) { $0 + Double($1.inputs) * Double($1.outputs) + ($1.affine.bStd == nil ? 0 : Double($1.outputs)) }
+  }
+
+  /// Copies of the weights a build holds: the parameters as drawn or read (shared with the
+  /// network) and the transposed rows of the forward product.
+  public static let buildWeightCopies = 2.0
+
+  /// Bytes of one row's forward and backward pass (every layer's input, pre-activation and
+  /// output derivatives, float64).
+  public var passBytesPerRow: Double {
+    let k = Double(network.outputCount)
+    return 8 * network.dense.reduce(0.0) { $0 + 2 * Double($1.inputs) + Double($1.outputs) }
+      + 8 * 2 * network.dense.dropLast().reduce(0.0) { $0 + k * Double($1.outputs) }
+  }
+
+  /// Bytes of `copies` of the weights.
+  public func weightBytes(copies: Double = buildWeightCopies) -> Double { copies * 8 * parameterCount }
+
+  /// Bytes of the passes: a block of rows per thread while preparing, and the forward pass
+  /// over all `rows` that gives the initial outputs.
+  public func passBytes(rows: Int, heldRows: Int, threads: Int) -> Double {
+    Double(max(threads, 1)) * Double(min(blockRows, max(heldRows, 1))) * passBytesPerRow + Double(rows) * passBytesPerRow
+  }
+
+  /// Floating-point operations of one sample's forward and backward passes (`prepare`): the
+  /// forward products, and one backward product per output.
+  public var preparationFlopsPerRow: Double { 2 * parameterCount * (1 + Double(network.outputCount)) }
+
+  /// What a rank of an empirical build holds at its peak, in bytes (Double: no overflow):
+  /// `copies` of the weights, the prepared features of `heldRows` samples, and the passes.
+  public func peakBytes(rows: Int, heldRows: Int, threads: Int, weightCopies: Double = buildWeightCopies) -> Double {
+    weightBytes(copies: weightCopies) + Double(heldRows) * 8 * Double(pairDepth) + passBytes(rows: rows, heldRows: heldRows, threads: threads)
+  }
+
+  /// The dense widths, for messages (`784 → 2048, 2048, 10`).
+  public var widthsDescription: String { network.dense.map { String($0.outputs) }.joined(separator: ", ") }
 
   /// Values one pair of samples reads: every layer's input and derivative widths.
   var pairDepth: Int {

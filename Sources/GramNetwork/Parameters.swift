@@ -66,7 +66,15 @@ public struct NetworkParameters: Sendable, Equatable {
       switch layer {
       case .dense(let a):
         let input = k == 0 ? inputShape : shapes[k - 1]
-        out.append(Shape(position: k, inputs: input.reduce(1, *), outputs: a.width, hasBias: a.bStd != nil))
+        let inputs = input.reduce(1, *)
+        // W's value count must be an Int a program can index (and far less to be held): a
+        // product that overflows, or beyond 2^53, is refused before anything is sized from it.
+        let (values, overflow) = inputs.multipliedReportingOverflow(by: a.width)
+        guard !overflow, values <= 1 << 53 else {
+          throw NetworkError(position: k, layerType: layer.typeName,
+                             "W of \(inputs)×\(a.width) values is absurdly large (more than 2^53): use a smaller width")
+        }
+        out.append(Shape(position: k, inputs: inputs, outputs: a.width, hasBias: a.bStd != nil))
       case .conv, .avgPool, .globalAvgPool:
         throw NetworkError(position: k, layerType: layer.typeName,
                            "empirical kernels of convolutional networks are not implemented yet: dense, flatten and activation layers only")

@@ -42,7 +42,7 @@ public final class BlockLanczos {
     self.dropTolerance = dropTolerance
     var w = Self.columnMajor(start)
     let scale = start.columnNorms().max() ?? 0
-    guard scale > 0, scale.isFinite else { throw LinearAlgebraError(description: "the start block is zero or not finite") }
+    guard scale > 0, scale.isFinite else { throw LinearAlgebraError(description: "the start block is zero or not finite", kind: scale.isFinite ? .other : .notFinite) }
     let (q, r, kept) = try Self.pivotedQR(&w, rows: n, cols: start.cols, dropBelow: dropTolerance * scale)
     guard kept > 0 else { throw LinearAlgebraError(description: "the start block is zero") }
     startCoefficients = r
@@ -72,7 +72,7 @@ public final class BlockLanczos {
     precondition(product.rows == n && product.cols == b, "BlockLanczos.advance: wrong shape")
     let k = basis.count / n  // all columns, the block just multiplied included
     var w = Self.columnMajor(product)
-    guard w.allSatisfy({ $0.isFinite }) else { throw LinearAlgebraError(description: "the operator returned NaN or infinite values") }
+    guard w.allSatisfy({ $0.isFinite }) else { throw LinearAlgebraError(description: "the operator returned NaN or infinite values", kind: .notFinite) }
     let scale = max(product.columnNorms().max() ?? 0, Double.leastNormalMagnitude)
     // H = QᵀW, twice ("twice is enough").
     var h = [Double](repeating: 0, count: k * b)
@@ -206,7 +206,7 @@ public final class BlockLanczos {
       for j in 0..<cols { jpvt[j] = Int32(j + 1) }
       info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, Int32(rows), Int32(cols), &w, Int32(rows), &tau)
     }
-    guard info == 0 else { throw LinearAlgebraError(description: "QR factorization failed (info \(info))") }
+    guard info == 0 else { throw LinearAlgebraError.lapack(pivoting ? "LAPACKE_dgeqp3" : "LAPACKE_dgeqrf", info: info, order: m, positiveDefinite: false) }
     var kept = 0
     while kept < m && abs(w[kept * rows + kept]) > dropBelow && w[kept * rows + kept].isFinite { kept += 1 }
     var r = DenseBlock(rows: kept, cols: cols)
@@ -214,7 +214,7 @@ public final class BlockLanczos {
     guard kept > 0 else { return ([], r, 0) }
     var q = Array(w[0 ..< rows * kept])
     let info2 = LAPACKE_dorgqr(LAPACK_COL_MAJOR, Int32(rows), Int32(kept), Int32(kept), &q, Int32(rows), tau)
-    guard info2 == 0 else { throw LinearAlgebraError(description: "forming Q failed (info \(info2))") }
+    guard info2 == 0 else { throw LinearAlgebraError.lapack("LAPACKE_dorgqr", info: info2, order: kept, positiveDefinite: false) }
     return (q, r, kept)
   }
 }

@@ -92,39 +92,84 @@ public struct DenseBlock: Sendable, Equatable {
 
 // MARK: - Small dense linear algebra (LAPACK)
 
-/// Linear-algebra failures (a matrix that should be positive definite is not).
+/// Linear-algebra failures: a matrix that should be positive definite is not, a LAPACK routine
+/// that rejected its input or did not converge, or a non-finite block. `kind` says which, so
+/// that the commands can name the file and the remedy instead of LAPACK's codes.
 public struct LinearAlgebraError: Error, CustomStringConvertible {
+  public enum Kind: Sendable, Equatable {
+    /// A Cholesky factorization met a leading minor (of this order) that is not positive.
+    case notPositiveDefinite(order: Int)
+    /// The input held NaN or infinite values (LAPACK would reject or propagate them).
+    case notFinite
+    /// The routine did not converge (LAPACK's info > 0 for an eigensolver).
+    case noConvergence
+    /// LAPACK rejected an argument (info < 0): an internal error, never the user's input.
+    case invalidArgument(Int)
+    /// Anything else (the operator's own checks).
+    case other
+  }
+
   public let description: String
+  public let kind: Kind
+
+  public init(description: String, kind: Kind = .other) {
+    self.description = description
+    self.kind = kind
+  }
+
+  /// The error of LAPACK routine `routine` returning `info` ≠ 0 on an `n × n` matrix.
+  static func lapack(_ routine: String, info: Int32, order n: Int, positiveDefinite: Bool) -> LinearAlgebraError {
+    if info < 0 {
+      return LinearAlgebraError(description: "\(routine) rejected argument \(-info) (order \(n)): an internal error", kind: .invalidArgument(Int(-info)))
+    }
+    if positiveDefinite {
+      return LinearAlgebraError(description: "a Cholesky factorization of order \(n) failed at its leading minor \(info)",
+                                kind: .notPositiveDefinite(order: Int(info)))
+    }
+    return LinearAlgebraError(description: "the eigensolver did not converge on a matrix of order \(n)", kind: .noConvergence)
+  }
+
+  static func checkFinite(_ values: [Double]) throws {
+    guard values.allSatisfy(\.isFinite) else { throw LinearAlgebraError(description: "a block holds NaN or infinite values", kind: .notFinite) }
+  }
 }
 
 /// Eigen-decomposition of a symmetric `n × n` matrix: eigenvalues ascending, eigenvectors as
-/// the columns of a row-major `n × n` block (`LAPACKE_dsyevd`).
+/// the columns of a row-major `n × n` block (`LAPACKE_dsyevd`). A 0 × 0 matrix has none; a
+/// non-finite one is a `.notFinite` error.
 func symmetricEigen(_ a: DenseBlock) throws -> (values: [Double], vectors: DenseBlock) {
   precondition(a.rows == a.cols, "symmetricEigen: not square")
   let n = a.rows
+  guard n > 0 else { return ([], DenseBlock(rows: 0, cols: 0)) }
+  try LinearAlgebraError.checkFinite(a.values)
   var m = a.values
   // Symmetrise (round-off) before the solver sees it.
   for i in 0..<n { for j in 0..<i { let s = 0.5 * (m[i * n + j] + m[j * n + i]); m[i * n + j] = s; m[j * n + i] = s } }
   var w = [Double](repeating: 0, count: n)
   let info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "V")), Int8(UInt8(ascii: "U")), Int32(n), &m, Int32(n), &w)
-  guard info == 0 else { throw LinearAlgebraError(description: "LAPACKE_dsyevd failed (info \(info))") }
+  guard info == 0 else { throw LinearAlgebraError.lapack("LAPACKE_dsyevd", info: info, order: n, positiveDefinite: false) }
   return (w, DenseBlock(rows: n, cols: n, values: m))
 }
 
 /// Solves `a · x = b` for a small symmetric positive definite `a` (`LAPACKE_dposv`).
 func solveSPD(_ a: DenseBlock, _ b: DenseBlock) throws -> DenseBlock {
+  guard a.rows > 0, b.cols > 0 else { return DenseBlock(rows: b.rows, cols: b.cols) }
+  try LinearAlgebraError.checkFinite(a.values)
+  try LinearAlgebraError.checkFinite(b.values)
   var m = a.values, x = b.values
   let info = LAPACKE_dposv(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "U")), Int32(a.rows), Int32(b.cols), &m, Int32(a.rows), &x, Int32(b.cols))
-  guard info == 0 else { throw LinearAlgebraError(description: "LAPACKE_dposv failed (info \(info)): matrix not positive definite") }
+  guard info == 0 else { throw LinearAlgebraError.lapack("LAPACKE_dposv", info: info, order: a.rows, positiveDefinite: true) }
   return DenseBlock(rows: b.rows, cols: b.cols, values: x)
 }
 
 /// Cholesky factor `a = Rᵀ R` (upper `R`, `LAPACKE_dpotrf`).
 func choleskyUpper(_ a: DenseBlock) throws -> DenseBlock {
-  var m = a.values
   let n = a.rows
+  guard n > 0 else { return a }
+  try LinearAlgebraError.checkFinite(a.values)
+  var m = a.values
   let info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "U")), Int32(n), &m, Int32(n))
-  guard info == 0 else { throw LinearAlgebraError(description: "LAPACKE_dpotrf failed (info \(info)): matrix not positive definite") }
+  guard info == 0 else { throw LinearAlgebraError.lapack("LAPACKE_dpotrf", info: info, order: n, positiveDefinite: true) }
   for i in 0..<n { for j in 0..<i { m[i * n + j] = 0 } }
   return DenseBlock(rows: n, cols: n, values: m)
 }

@@ -157,3 +157,27 @@ public func procText(_ path: String) -> String? {
   defer { try? handle.close() }
   return String(data: handle.readDataToEndOfFile(), encoding: .utf8)
 }
+
+/// The machine's physical memory (`MemTotal` of `/proc/meminfo`), nil where it is missing:
+/// the bound for what one process may plan to hold.
+public func physicalMemoryBytes() -> Double? {
+  guard let text = procText("/proc/meminfo"),
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
+        let kb = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else { return nil }
+  return kb * 1024
+}
+
+/// Free bytes for an unprivileged writer on the filesystem of `folder`, nil where unknown.
+public func freeBytes(folder: String) -> Double? {
+  var s = statvfs()
+  guard statvfs(folder, &s) == 0 else { return nil }
+  return Double(s.f_bavail) * Double(s.f_frsize)
+}
+
+/// Bytes in binary units (`1.5 GiB`), for messages.
+public func byteSize(_ bytes: Double) -> String {
+  let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
+  var v = bytes, u = 0
+  while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
+  return u == 0 ? String(format: "%.0f B", v) : String(format: "%.1f %@", v, units[u])
+}

@@ -100,22 +100,32 @@ public struct TrainDriver {
     self.events = events
   }
 
-  /// The recorded steps: the times rounded to whole steps, duplicates dropped.
+  /// The recorded steps: the times, strictly increasing as given (a time given twice is an
+  /// error, as in `dynamics`), rounded to whole steps; times that round to the same step (the
+  /// small times of a `log:` range) are recorded once.
   public static func steps(_ times: [Double]) throws -> [Int] {
     guard !times.isEmpty else { throw TrainError("--times: no training times given") }
     var steps: [Int] = []
+    var previous: Double? = nil
     for t in times {
       guard t.isFinite, t >= 0 else { throw TrainError("--times: \(t) is not a number of steps (train takes whole numbers ≥ 0; inf is for dynamics)") }
       guard t <= 1e9 else { throw TrainError("--times: \(t) steps is absurdly many (at most 1e9)") }
-      let s = Int(t.rounded())
-      if let last = steps.last {
-        guard s >= last else { throw TrainError("--times must be increasing (\(t) comes after \(last))") }
-        if s == last { continue }
+      if let previous, t == previous {
+        throw TrainError("--times must be increasing: \(t) is given twice (each step is recorded once: give it once)")
       }
+      if let previous, t < previous { throw TrainError("--times must be increasing (\(t) comes after \(previous))") }
+      previous = t
+      let s = Int(t.rounded())
+      if let last = steps.last, s == last { continue }
       steps.append(s)
     }
     return steps
   }
+
+  /// Copies of the weights training holds at its peak: the network as read or drawn (its
+  /// weights and transposed rows), the model, the gradient (and its parts), and a recorded
+  /// step's network (its transposed rows).
+  static let weightCopies = 6.0
 
   public static func validate(_ s: TrainSettings) throws {
     _ = try steps(s.times)
@@ -136,7 +146,9 @@ public struct TrainDriver {
     var build = settings.build
     if build.empirical == nil { build.empirical = .seed(0) }
     let data = try comm.collectively { () -> NetworkData in
-      let data = try BuildDriver(settings: build, comm: comm).loadNetworkData()
+      var loader = BuildDriver(settings: build, comm: comm)
+      loader.weightCopies = Self.weightCopies
+      let data = try loader.loadNetworkData()
       // The output's folder now, not after the last step.
       if isRoot {
         let folder = URL(fileURLWithPath: settings.out).deletingLastPathComponent().path
@@ -155,10 +167,13 @@ public struct TrainDriver {
       if let path = settings.targets {
         let y = try Targets.readRealMatrix(path)
         guard y.rows == n else { throw StorageError(path, "has \(y.rows) target rows but the training data has \(n) samples") }
+        // Targets whose squares overflow would make the loss infinite at step 0: not a divergence.
+        try Targets.checkMagnitude(y, path: path)
         let test = try settings.testTargets.map(Targets.readRealMatrix)
         if let test, test.rows != m || test.cols != y.cols {
-          throw StorageError(settings.testTargets!, "has \(test.rows)×\(test.cols) targets, expected \(m)×\(y.cols)")
+          throw StorageError(settings.testTargets!, "has \(test.rows)×\(test.cols) targets, expected \(m)×\(y.cols)" + (m == 0 ? " (there is no test data: give --test)" : ""))
         }
+        if let test { try Targets.checkMagnitude(test, path: settings.testTargets!) }
         return (y, nil, test)
       }
       guard let labels = data.trainLabels else {
@@ -172,6 +187,8 @@ public struct TrainDriver {
     guard y.cols == k else {
       throw TrainError("the network has \(k) output(s) per sample (its readout width) but the targets have \(y.cols) column(s): set readout_width (--readout-width \(y.cols)) or the last dense layer's width")
     }
+
+    try comm.collectively { try Self.checkRecordedSize(steps: steps.count, rows: n + m, outputs: k) }
 
     // This rank's share of the training rows.
     let lo = n * comm.rank / comm.size, hi = n * (comm.rank + 1) / comm.size
@@ -203,6 +220,9 @@ public struct TrainDriver {
         testRecords += test ?? []
         let f = DenseBlock(rows: n, cols: k, values: train)
         var p = TrainPoint(step: step, trainLoss: DynamicsDriver.halfMeanSquare(f - y))
+        // Every rank holds the same gathered outputs, so every rank agrees on this.
+        let finite = p.trainLoss.isFinite && train.allSatisfy(\.isFinite) && (test ?? []).allSatisfy(\.isFinite)
+        try comm.collectively { try stopIfDiverged(finite, step: step, cause: p.trainLoss.isFinite ? "the outputs are not finite" : "the loss is \(p.trainLoss)") }
         if let classes, let labels = data.trainLabels { p.trainAccuracy = classificationAccuracy(f, classes: classes, labels: labels) }
         if let test {
           let ft = DenseBlock(rows: m, cols: k, values: test)
@@ -228,9 +248,17 @@ public struct TrainDriver {
       }
       if !record { try reportStep(step, of: steps.last!, squares: squares, normalization: normalization, since: t0, to: reporter) }
       var gradient = model.gradient(pass, residual: residual, rows: rows)
+      // A last entry counts the ranks whose outputs are not finite: summed with the gradient,
+      // so every rank learns of a divergence in the same collective and stops at the same step.
+      gradient.append(pass.output.allSatisfy(\.isFinite) ? 0 : 1)
       if comm.size > 1 { try comm.allReduce(&gradient, .sum) }
+      let diverged = gradient.removeLast() > 0
+      let finite = !diverged && gradient.allSatisfy(\.isFinite)
+      try comm.collectively { try stopIfDiverged(finite, step: step, cause: diverged ? "the outputs are not finite" : "the gradient is not finite") }
       model.step(gradient, learningRate: settings.learningRate)
     }
+    let finalWeightsFinite = model.W.allSatisfy { $0.allSatisfy(\.isFinite) } && model.b.allSatisfy { $0?.allSatisfy(\.isFinite) ?? true }
+    try comm.collectively { try stopIfDiverged(finalWeightsFinite, step: steps.last!, cause: "the weights are not finite") }
     reporter.finishProgress()
     let report = TrainReport(out: settings.out, trainCount: n, testCount: m, outputs: k, parameters: network.parameters.count,
                              learningRate: settings.learningRate, steps: steps.last!, ranks: comm.size,
@@ -253,6 +281,27 @@ public struct TrainDriver {
     let elapsed = Date().timeIntervalSince(t0)
     reporter.progress(.training(step: step, steps: steps, loss: 0.5 * total[0] / normalization, elapsed: elapsed,
                                 eta: step > 0 ? elapsed / Double(step) * Double(steps - step) : .infinity), force: false)
+  }
+
+  /// The recorded outputs (every recorded step's train and test outputs, held until written,
+  /// and their copy in the file's writer) must fit in half the machine's memory, as for
+  /// `dynamics` (`DynamicsOutputSize.memoryShare`): else one line before the first step.
+  static func checkRecordedSize(steps: Int, rows: Int, outputs: Int) throws {
+    let bytes = 2 * 8 * Double(steps) * Double(rows) * Double(outputs)
+    guard let memory = physicalMemoryBytes(), bytes > DynamicsOutputSize.memoryShare * memory else { return }
+    throw TrainError("--times: \(steps) recorded steps of \(rows) samples × \(outputs) outputs need about \(byteSize(bytes)) in memory, more than half this machine's \(byteSize(memory)); record fewer steps (a smaller COUNT in log:START:STOP:COUNT)")
+  }
+
+  /// Stops a diverging training: a non-finite loss, outputs, gradient or weights at `step` is
+  /// one line naming the step and the remedy, before anything is written.
+  /// At step 0 nothing has been learned yet: non-finite outputs there come from the network's
+  /// initial weights or the data, not from the learning rate.
+  func stopIfDiverged(_ finite: Bool, step: Int, cause: @autoclosure () -> String) throws {
+    guard !finite else { return }
+    if step == 0 {
+      throw TrainError("\(settings.build.train.samples): the network's outputs at initialisation are not finite (\(cause())): its weights (--params, W_std) or the data overflow float64; nothing was written")
+    }
+    throw TrainError("--learning-rate \(settings.learningRate): training diverged at step \(step) (\(cause())): use a smaller --learning-rate (gradient descent is stable below 2·N·C/λ_max of the network's NTK; `ntkgram spectrum` of its empirical kernel gives that rate); nothing was written")
   }
 
   /// Every rank's `rows × cols` block, in rank order (`total` rows), on every rank.

@@ -2,14 +2,34 @@ import ArgumentParser
 import Foundation
 import GramAnalysis
 
-/// `0.1,1,10,inf`, with `log:START:STOP:COUNT` items expanded to COUNT log-spaced times.
+/// A number written in decimal (`12`, `-0.5`, `1e-4`, `.5`): digits, one point, an exponent.
+/// Swift's `Double(_:)` also reads hexadecimal (`0x10` is 16), `nan` and `inf`; a list of times
+/// or ridges takes only decimals, so that `0x10` is an error rather than 16.
+func parseDecimal(_ text: String) -> Double? {
+  let decimal = #/[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?/#
+  guard (try? decimal.wholeMatch(in: text)) != nil else { return nil }
+  return Double(text)
+}
+
+/// The first value of `values` given twice (equal as numbers), if any.
+func firstDuplicate(_ values: [Double]) -> Double? {
+  var seen = Set<Double>()
+  for v in values where !seen.insert(v).inserted { return v }
+  return nil
+}
+
+/// `0.1,1,10,inf`, with `log:START:STOP:COUNT` items expanded to COUNT log-spaced times. Items
+/// are decimal numbers (never hexadecimal), `inf`, or log ranges. The commands refuse times
+/// that do not strictly increase, a time given twice included (`DynamicsDriver.validate`,
+/// `TrainDriver.steps`).
 func parseTimes(_ text: String) throws -> [Double] {
   var times: [Double] = []
   for item in text.split(separator: ",", omittingEmptySubsequences: false).map({ $0.trimmingCharacters(in: .whitespaces) }) {
     if item.hasPrefix("log:") {
       let parts = item.dropFirst(4).split(separator: ":", omittingEmptySubsequences: false)
-      guard parts.count == 3, let a = Double(parts[0]), let b = Double(parts[1]), let count = Int(parts[2]) else {
-        throw CommandError("--times: '\(item)' is not log:START:STOP:COUNT")
+      guard parts.count == 3, let a = parseDecimal(String(parts[0])), let b = parseDecimal(String(parts[1])),
+            let count = Int(parts[2]), parts[2].allSatisfy(\.isNumber) else {
+        throw CommandError("--times: '\(item)' is not log:START:STOP:COUNT (decimal numbers)")
       }
       guard a > 0, b > a, a.isFinite, b.isFinite, count >= 2, count <= 100_000 else {
         throw CommandError("--times: '\(item)' needs 0 < START < STOP (finite) and 2 ≤ COUNT ≤ 100000")
@@ -17,10 +37,11 @@ func parseTimes(_ text: String) throws -> [Double] {
       for i in 0..<count { times.append(i == count - 1 ? b : a * pow(b / a, Double(i) / Double(count - 1))) }
     } else if ["inf", "infinity", "+inf"].contains(item.lowercased()) {
       times.append(.infinity)
-    } else if let v = Double(item), !item.lowercased().contains("nan"), !item.lowercased().contains("inf") {
+    } else if let v = parseDecimal(item) {
+      guard v >= 0, v.isFinite else { throw CommandError("--times: '\(item)' is not a training time (times are ≥ 0, or inf)") }
       times.append(v)
     } else {
-      throw CommandError("--times: '\(item)' is not a time (a number ≥ 0, inf, or log:START:STOP:COUNT)")
+      throw CommandError("--times: '\(item)' is not a time (a decimal number ≥ 0, inf, or log:START:STOP:COUNT)")
     }
   }
   return times
@@ -32,15 +53,38 @@ func parseEncoding(_ name: String) throws -> TargetEncoding {
   return e
 }
 
-/// `1e-4,1e-3` → ridge values (≥ 0 when `allowZero`).
+/// `1e-4,1e-3` → ridge values (≥ 0 when `allowZero`): decimal numbers, each given once.
 func parseRidges(_ text: String, allowZero: Bool) throws -> [Double] {
-  try text.split(separator: ",", omittingEmptySubsequences: false).map {
-    guard let v = Double($0.trimmingCharacters(in: .whitespaces)) else { throw CommandError("--ridge: '\($0)' is not a number") }
+  let ridges = try text.split(separator: ",", omittingEmptySubsequences: false).map {
+    let item = $0.trimmingCharacters(in: .whitespaces)
+    // inf and nan are read (and refused below as not finite); hexadecimal is not a ridge.
+    let words = ["inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan"]
+    guard let v = parseDecimal(item) ?? (words.contains(item.lowercased()) ? Double(item.lowercased()) : nil) else {
+      throw CommandError("--ridge: '\(item)' is not a decimal number")
+    }
     guard v.isFinite, allowZero ? v >= 0 : v > 0 else {
       throw CommandError("--ridge must be a \(allowZero ? "non-negative" : "positive") finite number (got \(v))")
     }
     return v
   }
+  if let twice = firstDuplicate(ridges) {
+    throw CommandError("--ridge: \(twice) is given twice (each ridge value is solved once: give it once)")
+  }
+  return ridges
+}
+
+/// Points up to this many get one stdout line each; more are summarised (`pointsToPrint`).
+let perTimeLinesLimit = 50
+/// Lines kept at each end of a summarised list.
+let perTimeLinesShownAtEnds = 5
+
+/// The indices of the per-time lines `dynamics` and `train` print: none with `--quiet` (the
+/// summary line only), every one up to `perTimeLinesLimit`, else the first and last
+/// `perTimeLinesShownAtEnds` (the file and the metrics hold every one).
+func pointsToPrint(_ count: Int, quiet: Bool) -> [Int] {
+  if quiet { return [] }
+  if count <= perTimeLinesLimit { return Array(0..<count) }
+  return Array(0..<perTimeLinesShownAtEnds) + Array((count - perTimeLinesShownAtEnds)..<count)
 }
 
 struct DynamicsCommand: ParsableCommand {
@@ -55,10 +99,10 @@ struct DynamicsCommand: ParsableCommand {
       """)
 
   @Argument(help: "A kernel file written by `ntkgram build`.") var kernelFile: String
-  @Option(help: "Training times, comma-separated, strictly increasing: numbers ≥ 0, inf, or log:START:STOP:COUNT (log-spaced).") var times: String
-  @Option(name: .customLong("learning-rate"), help: "η (neural-tangents' learning_rate).") var learningRate: Double = 1
+  @Option(parsing: .unconditional, help: "Training times, comma-separated, strictly increasing (each once): decimal numbers ≥ 0, inf, or log:START:STOP:COUNT (log-spaced). More than 50 (time, ridge) points print the first and last five; --quiet prints none.") var times: String
+  @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "η (neural-tangents' learning_rate).") var learningRate: Double = 1
   @Option(name: .customLong("kernel-name"), help: "ntk or nngp.") var kernelName: String = "ntk"
-  @Option(help: "Ridge value(s) ρ ≥ 0, comma-separated; relative to trace(K)/N unless --ridge-absolute (neural-tangents' diag_reg).") var ridge: String = "0"
+  @Option(parsing: .unconditional, help: "Ridge value(s) ρ ≥ 0, comma-separated decimals, each once; relative to trace(K)/N unless --ridge-absolute (neural-tangents' diag_reg).") var ridge: String = "0"
   @Flag(name: .customLong("ridge-absolute"), help: "Ridge values are absolute.") var ridgeAbsolute = false
   @Option(help: "Stop when every output's error estimate is ≤ tol (relative to the targets' norm, per column).") var tol: Double = 1e-6
   @Option(name: .customLong("max-iter"), help: "Block Lanczos step limit (one pass over K each).") var maxIter: Int = 1000
@@ -107,7 +151,11 @@ struct DynamicsCommand: ParsableCommand {
     }
     guard launcherRank == 0 else { return }
     print("dynamics of \(report.trainCount) samples × \(report.columns) columns on \(report.ranks) rank(s): \(report.iterations) block Lanczos steps (basis \(report.basisDimension)), \(report.passes) passes over K in \(String(format: "%.1f", report.seconds)) s\(report.converged ? "" : " — NOT converged")")
-    for p in report.points {
+    let shown = pointsToPrint(report.points.count, quiet: quiet)
+    if shown.count < report.points.count && !quiet {
+      print("\(report.points.count) (time, ridge) points: the first and last \(perTimeLinesShownAtEnds) shown; every one in \(s.out) (/dynamics/*/loss, /dynamics/*/accuracy)\(s.metrics.map { " and \($0)" } ?? "")")
+    }
+    for p in shown.map({ report.points[$0] }) {
       var line = "t = \(p.time.isInfinite ? "inf" : String(format: "%.6g", p.time))"
       if s.ridges.count > 1 || p.ridge != 0 { line += ", ridge \(p.ridge)" }
       line += ": train loss \(String(format: "%.4g", p.trainLoss))"
@@ -132,7 +180,7 @@ struct SpectrumCommand: ParsableCommand {
   @Option(help: "Stop when every top pair's residual ‖K·v − λ·v‖ is ≤ tol·λ_max.") var tol: Double = 1e-10
   @Option(name: .customLong("max-iter"), help: "Block Lanczos step limit (one pass over K each).") var maxIter: Int = 1000
   @Option(name: .customLong("memory-budget"), help: "Bytes of kernel tiles kept in memory per rank (e.g. 4GiB); the rest is streamed.") var memoryBudget: String = "4GiB"
-  @Option(name: .customLong("learning-rate"), help: "η, for the per-direction rates η·λ/(N·C).") var learningRate: Double = 1
+  @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "η, for the per-direction rates η·λ/(N·C).") var learningRate: Double = 1
   @Option(help: "Targets for the energy per eigenvector (default: the file's one-hot labels, if any).") var targets: String?
   @Option(help: "Class encoding: onehot (0/1) or centered (−0.1/0.9).") var encoding: String = "onehot"
   @Option(help: "Seed of the random start block.") var seed: UInt64 = 0x5eed

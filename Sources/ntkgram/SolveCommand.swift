@@ -32,7 +32,7 @@ struct SolveCommand: ParsableCommand {
 
   @Argument(help: "A kernel file written by `ntkgram build`.") var kernelFile: String
   @Option(name: .customLong("kernel-name"), help: "ntk or nngp.") var kernelName: String = "ntk"
-  @Option(help: "Ridge value(s), comma-separated; relative to trace(K)/N unless --ridge-absolute.") var ridge: String = "1e-4"
+  @Option(parsing: .unconditional, help: "Ridge value(s), comma-separated decimals, each once; relative to trace(K)/N unless --ridge-absolute.") var ridge: String = "1e-4"
   @Flag(name: .customLong("ridge-absolute"), help: "Ridge values are absolute λ.") var ridgeAbsolute = false
   @Option(help: "Stop a column at ‖Y − (K+λI)α‖/‖Y‖ ≤ tol.") var tol: Double = 1e-6
   @Option(name: .customLong("max-iter"), help: "Iteration limit.") var maxIter: Int = 1000

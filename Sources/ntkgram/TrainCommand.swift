@@ -23,8 +23,8 @@ struct TrainCommand: ParsableCommand {
   var job: String?
   @OptionGroup var data: DataOptions
   @OptionGroup var kernel: KernelOptions
-  @Option(name: .customLong("learning-rate"), help: "Learning rate η. Default 1.") var learningRate: Double = 1
-  @Option(help: "Steps at which the outputs are recorded: whole numbers, or log:START:STOP:COUNT (rounded to whole steps); the last is the number of steps.")
+  @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "Learning rate η. Default 1.") var learningRate: Double = 1
+  @Option(parsing: .unconditional, help: "Steps at which the outputs are recorded, increasing (each once): whole numbers, or log:START:STOP:COUNT (rounded to whole steps; a step reached twice is recorded once); the last is the number of steps. Training stops at the first non-finite loss.")
   var times: String
   @Option(help: "Regression targets (N rows): .npy, file.h5:/dataset or .csv. Default: the labels, one column per class.") var targets: String?
   @Option(name: .customLong("test-targets"), help: "Regression targets of the test set, for the test loss.") var testTargets: String?
@@ -65,7 +65,11 @@ struct TrainCommand: ParsableCommand {
     }
     guard launcherRank == 0 else { return }
     print("trained \(report.parameters) parameters on \(report.trainCount) samples for \(report.steps) steps (η = \(report.learningRate)) on \(report.ranks) rank(s) in \(String(format: "%.1f", report.seconds)) s; wrote \(report.out)")
-    for p in report.points {
+    let shown = pointsToPrint(report.points.count, quiet: quiet)
+    if shown.count < report.points.count && !quiet {
+      print("\(report.points.count) recorded steps: the first and last \(perTimeLinesShownAtEnds) shown; every one in \(report.out) (/train/loss, /test/loss, accuracies)\(s.metrics.map { " and \($0)" } ?? "")")
+    }
+    for p in shown.map({ report.points[$0] }) {
       var line = "step \(p.step): train loss \(String(format: "%.4g", p.trainLoss))"
       if let a = p.trainAccuracy { line += ", train accuracy \(String(format: "%.4f", a))" }
       if let l = p.testLoss { line += ", test loss \(String(format: "%.4g", l))" }
