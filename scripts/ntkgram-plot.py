@@ -8,10 +8,13 @@ Reads only the HDF5 files (numpy, h5py, matplotlib) and writes
                             the t = inf level dashed, one colour per ridge value
   DIR/eigenvalues.png       the top eigenvalues against their index (log-log)
   DIR/target_energy.png     the targets' energy on each eigenvector, and its running sum
-Prints the paths written, one per line.
+Prints the paths written, one per line. Like every ntkgram command, it checks each picture's
+path before drawing: never one of its inputs (whatever link names it), an existing file only with
+--force, never a device or FIFO; a picture is written beside its path and renamed over it.
 """
 import argparse
 import os
+import stat
 import sys
 
 import h5py
@@ -35,6 +38,46 @@ def read(path, group):
     if group not in f:
         fail(path, f"has no {group} group (not an ntkgram {group.strip('/')} file)")
     return f
+
+
+def same_file(a, b):
+    """Whether two paths name one file (links and `..` resolved), as ntkgram's samePath."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_outputs(outputs, inputs, force):
+    """One line and exit 1 for a picture path that is an input, exists without --force, or is
+    not a regular file; before anything is drawn or written."""
+    for out in outputs:
+        for path in inputs:
+            if same_file(out, path):
+                fail(out, f"is also the input {path}; refusing to replace it (choose another --out-dir)")
+        try:
+            mode = os.stat(out).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            fail(out, "exists and is not a regular file: a picture is written beside its path and renamed over it (choose another --out-dir)")
+        if not force:
+            fail(out, "already exists (use --force to replace it)")
+
+
+def save(fig, out):
+    """Writes the figure beside `out` and renames it over `out`: the name only holds whole pictures."""
+    folder, name = os.path.split(out)
+    temporary = os.path.join(folder, f".{name}.partial-{os.getpid()}")
+    try:
+        fig.savefig(temporary, dpi=120, format="png")
+        os.replace(temporary, out)
+    except OSError as e:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        fail(out, f"cannot write the picture: {e.strerror or e}")
+    finally:
+        plt.close(fig)
 
 
 def per_ridge(values, ridges):
@@ -84,8 +127,7 @@ def learning_curves(path, out_dir):
     fig.suptitle(f"gradient-descent dynamics of the {kernel.upper()} ({f['/dynamics/train/predictions'].shape[-2]} training samples)")
     fig.tight_layout()
     out = os.path.join(out_dir, "learning_curves.png")
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
     return [out]
 
 
@@ -104,8 +146,7 @@ def spectrum(path, out_dir):
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     out = os.path.join(out_dir, "eigenvalues.png")
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
     outs.append(out)
     if "/spectrum/target_energy" in f:
         energy = f["/spectrum/target_energy"][...]
@@ -120,8 +161,7 @@ def spectrum(path, out_dir):
         ax.legend(fontsize=8)
         fig.tight_layout()
         out = os.path.join(out_dir, "target_energy.png")
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
+        save(fig, out)
         outs.append(out)
     return outs
 
@@ -131,10 +171,17 @@ def main():
     p.add_argument("--dynamics", help="a file written by ntkgram dynamics")
     p.add_argument("--spectrum", help="a file written by ntkgram spectrum")
     p.add_argument("--out-dir", required=True, help="folder for the PNG files (created)")
+    p.add_argument("--force", action="store_true", help="replace pictures that exist")
     a = p.parse_args()
     if not a.dynamics and not a.spectrum:
         p.error("give --dynamics, --spectrum or both")
-    os.makedirs(a.out_dir, exist_ok=True)
+    names = (["learning_curves.png"] if a.dynamics else []) + (["eigenvalues.png", "target_energy.png"] if a.spectrum else [])
+    inputs = [x for x in (a.dynamics, a.spectrum) if x]
+    check_outputs([os.path.join(a.out_dir, n) for n in names], inputs, a.force)
+    try:
+        os.makedirs(a.out_dir, exist_ok=True)
+    except OSError as e:
+        fail(a.out_dir, f"cannot create the folder: {e.strerror or e}")
     written = []
     if a.dynamics:
         written += learning_curves(a.dynamics, a.out_dir)

@@ -194,8 +194,13 @@ public struct DynamicsOutputSize: Sendable {
 
   /// One line for the log: the outputs' size and the dense work they add to the passes over K.
   public var summary: String {
-    "dynamics: \(times) time(s) × \(ridges) ridge value(s) × \(columns) column(s) on \(trainCount) + \(testCount) samples: outputs about \(byteSize(memoryBytes)) in memory and \(byteSize(fileBytes)) on disk, up to \(String(format: "%.3g", seconds)) s of dense work beside the passes over K"
+    "dynamics: \(times) time(s) × \(ridges) ridge value(s) × \(columns) column(s) on \(trainCount) + \(testCount) samples: outputs about \(byteSize(memoryBytes)) in memory and \(byteSize(fileBytes)) on disk" +
+      (seconds >= Self.worthSaying ? ", up to \(String(format: "%.3g", seconds)) s of dense work beside the passes over K" : "")
   }
+
+  /// The bound on the dense work is said from this many seconds on (it is pessimistic: below a
+  /// minute it would only alarm).
+  public static let worthSaying = 60.0
 
   /// The share of the machine's memory the outputs may take: the rest is for the kernel's
   /// tiles (`--memory-budget`), the basis, and the other processes of the machine.
@@ -300,6 +305,10 @@ public struct DynamicsDriver {
     reporter.message("dynamics: \(n) samples, \(c) columns, \(filters.count) time(s) × \(lambdas.count) ridge value(s); \(op.cachedTiles) tiles in memory, \(op.streamedTiles) streamed per pass")
 
     guard residual0.columnNorms().contains(where: { $0 > 0 }) else {
+      let largest = residual0.values.reduce(0.0) { max($0, abs($1)) }
+      if largest > 0 {
+        throw AnalysisError("\(settings.targets ?? settings.kernelFile): the targets\(settings.initialOutputs == nil ? "" : " minus the initial outputs") are too small to square in float64 (largest \(largest)): scale them up")
+      }
       if let path = settings.initialOutputs { throw AnalysisError("\(path): the initial outputs already equal the targets (every output would stay f₀)") }
       throw AnalysisError("\(settings.targets ?? settings.kernelFile): the targets are all zero (every output would be 0)")
     }

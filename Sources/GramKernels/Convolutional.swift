@@ -769,16 +769,25 @@ extension Convolutional {
           }
         }
       case .pool(let h, let w, let divisors):
-        // Every tap of pixel i with every tap of pixel j.
-        let tap = taps(h, w)
-        for i in 0..<po {
-          for j in 0..<po {
+        // Every tap of pixel i with every tap of pixel j: Σ_u Σ_v over the taps inside the
+        // input, each inner sum (over j's taps, for one u) made once and used for every i — a
+        // SAME window far wider than its input has many taps, most of them in the padding.
+        let inside = taps(h, w).map { $0.filter { $0 >= 0 } }
+        var rowS = [Double](repeating: 0, count: p), rowT = rowS
+        for j in 0..<po {
+          for u in 0..<p {
+            var a = 0.0, b = 0.0
+            for v in inside[j] {
+              a += s[u * p + v]
+              b += t[u * p + v]
+            }
+            (rowS[u], rowT[u]) = (a, b)
+          }
+          for i in 0..<po {
             var accS = 0.0, accT = 0.0
-            for u in tap[i] where u >= 0 {
-              for v in tap[j] where v >= 0 {
-                accS += s[u * p + v]
-                accT += t[u * p + v]
-              }
+            for u in inside[i] {
+              accS += rowS[u]
+              accT += rowT[u]
             }
             let d = 1 / (divisors[i] * divisors[j])
             ns[i * po + j] = accS * d

@@ -58,7 +58,7 @@ public final class KernelFileWriter {
     guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
       throw StorageError(destination, "output folder \(folder) does not exist")
     }
-    temporaryPath = Self.partialPrefix(of: destination) + "\(getpid())"
+    temporaryPath = partialPath(of: destination)
     try? FileManager.default.removeItem(atPath: temporaryPath)
     file = try H5File.create(temporaryPath)
   }

@@ -166,6 +166,12 @@ public func derivedPath(of target: String, prefix: String = ".", suffix: String,
   return String(target[..<cut]) + derivedName(String(target[cut...]), prefix: prefix, suffix: suffix, reserve: reserve)
 }
 
+/// The hidden file beside `destination` that a process writes before renaming it over
+/// `destination`: `.<name>.partial-<pid>` (`KernelFileWriter`, `writeOutputFile`).
+public func partialPath(of destination: String, pid: Int32 = getpid()) -> String {
+  derivedPath(of: destination, suffix: ".partial-", reserve: 10) + "\(pid)"
+}
+
 /// `derivedPath`'s name alone.
 public func derivedName(_ name: String, prefix: String = ".", suffix: String, reserve: Int = 0) -> String {
   let fixed = prefix.utf8.count + suffix.utf8.count + reserve
@@ -244,7 +250,7 @@ public func writeOutputFile(_ bytes: [UInt8], to path: String, what: String) thr
     if let problem = stream.write(bytes) { throw StorageError(path, "cannot write \(what): \(problem)") }
     return
   }
-  let temporary = derivedPath(of: path, suffix: ".partial-", reserve: 10) + "\(getpid())"
+  let temporary = partialPath(of: path)
   let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
   guard fd >= 0 else { throw StorageError(path, "cannot write \(what): \(String(cString: strerror(errno)))") }
   var problem = bytes.withUnsafeBytes { writeAll(fd, $0) }

@@ -7,14 +7,14 @@ struct BenchCommand: ParsableCommand {
     commandName: "bench",
     abstract: "Time the reference build (FC ReLU depth 3, d = 784, N = 4096, NTK + NNGP) in parts, beside OpenBLAS's X·Xᵀ.")
 
-  @Option(help: "Samples (the first N Fashion-MNIST images; random rows without the dataset).") var samples: Int = 4096
-  @Option(help: "Tile edge.") var tile: Int = 1024
+  @Option(parsing: .unconditional, help: "Samples (the first N Fashion-MNIST images; random rows without the dataset).") var samples: Int = 4096
+  @Option(parsing: .unconditional, help: "Tile edge.") var tile: Int = 1024
   @Option(help: "Storage precision (float32 or float64); also the precision of the BLAS comparison.") var dtype: String = "float32"
   @Option(name: .customLong("gram-precision"),
           help: "Precision of the dot products (float32 or float64). Default: that of --dtype.") var gramPrecision: String?
   @Option(help: "Folder for the I/O part (tile checkpoints and dd).") var dir: String = "."
-  @Option(help: "Runs of each part; the best is reported.") var repeats: Int = 5
-  @Option(help: "Threads for the compute part (and for the BLAS comparison).") var threads: Int = 1
+  @Option(parsing: .unconditional, help: "Runs of each part; the best is reported.") var repeats: Int = 5
+  @Option(parsing: .unconditional, help: "Threads for the compute part (and for the BLAS comparison).") var threads: Int = 1
   @Option(name: .customLong("solver-samples"),
           help: "N of the solver part (upper tiles in memory, 10 right-hand sides); 0 skips it.") var solverSamples: Int = 20_000
   @Flag(help: "Print JSON instead of text.") var json = false

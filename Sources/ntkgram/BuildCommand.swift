@@ -9,19 +9,19 @@ import GramStorage
 struct KernelOptions: ParsableArguments {
   @Option(help: "Architecture of the shorthand (fully_connected); any other network is a layer list (--layers, [[kernel.layers]]).")
   var architecture: String?
-  @Option(help: "Shorthand: number of hidden [Dense, activation] blocks (≥ 1). Default 3.")
+  @Option(parsing: .unconditional, help: "Shorthand: number of hidden [Dense, activation] blocks (≥ 1). Default 3.")
   var depth: Int?
   @Option(help: "Shorthand: activation \(Settings.activationNames.joined(separator: ", ")). Default relu.")
   var activation: String?
-  @Option(name: .customLong("leaky-slope"), help: "Shorthand: negative slope of leaky_relu. Default 0.01.")
+  @Option(name: .customLong("leaky-slope"), parsing: .unconditional, help: "Shorthand: negative slope of leaky_relu. Default 0.01.", transform: decimal)
   var leakySlope: Double?
-  @Option(name: .customLong("W-std"), help: "Shorthand: weight standard deviation σw (√2 = He scaling for ReLU). Default √2.")
+  @Option(name: .customLong("W-std"), parsing: .unconditional, help: "Shorthand: weight standard deviation σw (√2 = He scaling for ReLU). Default √2.", transform: decimal)
   var wStd: Double?
   @Option(name: .customLong("b-std"), help: "Shorthand: bias standard deviation σb, or 'none' for no bias at all (not the same as 0). Default 0.1.")
   var bStd: String?
   @Option(help: "Parameterization: ntk or standard (the default of every layer). Default ntk.")
   var parameterization: String?
-  @Option(help: "Shorthand: hidden width (only the standard parameterization's NTK depends on it). Default 512.")
+  @Option(parsing: .unconditional, help: "Shorthand: hidden width (only the standard parameterization's NTK depends on it). Default 512.")
   var width: Int?
   @Option(name: .customLong("gram-precision"),
           help: "Precision of the input dot products: float64 (~1e-15 relative) or float32 (about twice as fast, a few 1e-6; docs/precision.md). Default float64.")
@@ -30,11 +30,11 @@ struct KernelOptions: ParsableArguments {
   var layers: String?
   @Option(help: "A named network: myrtle5, myrtle7 or myrtle10 (neural-tangents' Myrtle family, closing with a global average pool; README).")
   var preset: String?
-  @Option(name: .customLong("readout-width"), help: "Shorthand: outputs of the readout layer (the concrete network's outputs per sample, e.g. the classes). Default 1.")
+  @Option(name: .customLong("readout-width"), parsing: .unconditional, help: "Shorthand: outputs of the readout layer (the concrete network's outputs per sample, e.g. the classes). Default 1.")
   var readoutWidth: Int?
   @Flag(help: "The empirical NTK and NNGP of one concrete network (the hidden widths real, weights drawn from --seed) instead of the infinite-width limit (docs/finite-width.md).")
   var empirical = false
-  @Option(help: "Empirical kernels: the seed the weights are drawn from (the same on every rank). Default 0.")
+  @Option(parsing: .unconditional, help: "Empirical kernels: the seed the weights are drawn from (the same on every rank). Default 0.")
   var seed: Int?
   @Option(help: "Empirical kernels: take the weights from this HDF5 file's /params (a kernel file, a train output, or /params/<k>/W and b written by another program) instead of drawing them.")
   var params: String?
@@ -73,12 +73,12 @@ struct KernelOptions: ParsableArguments {
 struct DataOptions: ParsableArguments {
   @Option(help: "Training samples.") var train: String?
   @Option(name: .customLong("train-labels"), help: "Training labels (NPY, IDX, HDF5 or CSV).") var trainLabels: String?
-  @Option(name: .customLong("train-label-column"), help: "CSV only: the column of the train file holding labels.") var trainLabelColumn: Int?
-  @Option(name: .customLong("train-limit"), help: "Use only the first N training rows.") var trainLimit: Int?
+  @Option(name: .customLong("train-label-column"), parsing: .unconditional, help: "CSV only: the column of the train file holding labels.") var trainLabelColumn: Int?
+  @Option(name: .customLong("train-limit"), parsing: .unconditional, help: "Use only the first N training rows.") var trainLimit: Int?
   @Option(help: "Test samples (same feature count): adds K(test, train) as /test/*.") var test: String?
   @Option(name: .customLong("test-labels"), help: "Test labels.") var testLabels: String?
-  @Option(name: .customLong("test-label-column"), help: "CSV only: the column of the test file holding labels.") var testLabelColumn: Int?
-  @Option(name: .customLong("test-limit"), help: "Use only the first N test rows.") var testLimit: Int?
+  @Option(name: .customLong("test-label-column"), parsing: .unconditional, help: "CSV only: the column of the test file holding labels.") var testLabelColumn: Int?
+  @Option(name: .customLong("test-limit"), parsing: .unconditional, help: "Use only the first N test rows.") var testLimit: Int?
   @Option(help: "scale (integer data / 255), standardize, unit_norm or none. Default scale.") var preprocess: String?
   @Option(name: .customLong("input-shape"), help: "The shape H,W,C of one sample when the data has flat rows (CSV, 2-D NPY): needed by convolutions. Images (IDX, 3-D/4-D NPY and HDF5) keep their own.")
   var inputShape: String?
@@ -119,14 +119,14 @@ struct BuildCommand: ParsableCommand {
 
   @Option(help: "Storage precision: float32 or float64 (computation is float64 either way). Default float32.")
   var dtype: String?
-  @Option(help: "Tile edge in samples (the unit of work, of resume and of the stored checksums). Default 1024.") var tile: Int?
+  @Option(parsing: .unconditional, help: "Tile edge in samples (the unit of work, of resume and of the stored checksums). Default 1024.") var tile: Int?
   @Option(help: "Output kernel file (.h5).") var out: String?
   @Option(help: "Checkpoint folder. Default: the output path with .tiles instead of .h5.") var checkpoints: String?
   @Flag(name: .customLong("keep-checkpoints"), help: "Keep the checkpoint folder after a successful build.") var keepCheckpoints = false
   @Flag(help: "Replace an existing output file (only once the new one is complete).") var force = false
   @Flag(help: "Discard a checkpoint folder that belongs to another job.") var restart = false
   @Flag(help: "Check every tile of the existing output (built by this same job) against its checksums and recompute, in place, those that do not match.") var repair = false
-  @Option(help: "Threads computing tiles inside each rank (one rank per node: launch with mpirun --bind-to none).") var threads: Int = 1
+  @Option(parsing: .unconditional, help: "Threads computing tiles inside each rank (one rank per node: launch with mpirun --bind-to none).") var threads: Int = 1
   @Option(help: "A training kernel file: compute only K(test, train) for --test against it, with its network, preprocessing and training data (checked by content; --train if it moved).")
   var against: String?
   @Option(help: "Kernels to write: ntk, nngp, or ntk,nngp (the default: every kernel of the network).") var kernels: String?

@@ -11,6 +11,18 @@ func parseDecimal(_ text: String) -> Double? {
   return Double(text)
 }
 
+/// A number option's value as a decimal (the `transform:` of every floating-point option): a
+/// hexadecimal `0x10` is not 16; `inf` and `nan` are read, for each option's own check to refuse
+/// in its words. With `parsing: .unconditional`, `-5` is a value (refused by that check), not
+/// a missing one.
+func decimal(_ text: String) throws -> Double {
+  let words = ["inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan"]
+  guard let v = parseDecimal(text) ?? (words.contains(text.lowercased()) ? Double(text.lowercased()) : nil) else {
+    throw CommandError("'\(text)' is not a decimal number")
+  }
+  return v
+}
+
 /// The first value of `values` given twice (equal as numbers), if any.
 func firstDuplicate(_ values: [Double]) -> Double? {
   var seen = Set<Double>()
@@ -47,6 +59,17 @@ func parseTimes(_ text: String) throws -> [Double] {
   return times
 }
 
+/// `train --times`: as `parseTimes`, and a time given as a number is a whole number of steps
+/// (`4.6` is refused, not rounded into another requested step; `log:` ranges are rounded).
+func parseSteps(_ text: String) throws -> [Double] {
+  for item in text.split(separator: ",", omittingEmptySubsequences: false).map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.hasPrefix("log:") {
+    if let v = parseDecimal(item), v.isFinite, v >= 0, v != v.rounded() {
+      throw CommandError("--times: '\(item)' is not a whole number of steps (train records whole steps; only log:START:STOP:COUNT is rounded)")
+    }
+  }
+  return try parseTimes(text)
+}
+
 /// A class encoding's name (`onehot`, `centered`).
 func parseEncoding(_ name: String) throws -> TargetEncoding {
   guard let e = TargetEncoding(rawValue: name) else { throw CommandError("unknown encoding '\(name)' (valid: onehot, centered)") }
@@ -58,10 +81,7 @@ func parseRidges(_ text: String, allowZero: Bool) throws -> [Double] {
   let ridges = try text.split(separator: ",", omittingEmptySubsequences: false).map {
     let item = $0.trimmingCharacters(in: .whitespaces)
     // inf and nan are read (and refused below as not finite); hexadecimal is not a ridge.
-    let words = ["inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan"]
-    guard let v = parseDecimal(item) ?? (words.contains(item.lowercased()) ? Double(item.lowercased()) : nil) else {
-      throw CommandError("--ridge: '\(item)' is not a decimal number")
-    }
+    guard let v = try? decimal(item) else { throw CommandError("--ridge: '\(item)' is not a decimal number") }
     guard v.isFinite, allowZero ? v >= 0 : v > 0 else {
       throw CommandError("--ridge must be a \(allowZero ? "non-negative" : "positive") finite number (got \(v))")
     }
@@ -100,12 +120,12 @@ struct DynamicsCommand: ParsableCommand {
 
   @Argument(help: "A kernel file written by `ntkgram build`.") var kernelFile: String
   @Option(parsing: .unconditional, help: "Training times, comma-separated, strictly increasing (each once): decimal numbers ≥ 0, inf, or log:START:STOP:COUNT (log-spaced). More than 50 (time, ridge) points print the first and last five; --quiet prints none.") var times: String
-  @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "η (neural-tangents' learning_rate).") var learningRate: Double = 1
+  @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "η (neural-tangents' learning_rate).", transform: decimal) var learningRate: Double = 1
   @Option(name: .customLong("kernel-name"), help: "ntk or nngp.") var kernelName: String = "ntk"
   @Option(parsing: .unconditional, help: "Ridge value(s) ρ ≥ 0, comma-separated decimals, each once; relative to trace(K)/N unless --ridge-absolute (neural-tangents' diag_reg).") var ridge: String = "0"
   @Flag(name: .customLong("ridge-absolute"), help: "Ridge values are absolute.") var ridgeAbsolute = false
-  @Option(help: "Stop when every output's error estimate is ≤ tol (relative to the targets' norm, per column).") var tol: Double = 1e-6
-  @Option(name: .customLong("max-iter"), help: "Block Lanczos step limit (one pass over K each).") var maxIter: Int = 1000
+  @Option(parsing: .unconditional, help: "Stop when every output's error estimate is ≤ tol (relative to the targets' norm, per column).", transform: decimal) var tol: Double = 1e-6
+  @Option(name: .customLong("max-iter"), parsing: .unconditional, help: "Block Lanczos step limit (one pass over K each).") var maxIter: Int = 1000
   @Option(name: .customLong("memory-budget"), help: "Bytes of kernel tiles kept in memory per rank (e.g. 4GiB); the rest is streamed.") var memoryBudget: String = "4GiB"
   @Option(help: "Regression targets (N rows): .npy, file.h5:/dataset or .csv.") var targets: String?
   @Option(name: .customLong("test-targets"), help: "Regression targets of the test set, for the test loss.") var testTargets: String?
@@ -142,7 +162,7 @@ struct DynamicsCommand: ParsableCommand {
   func run() throws {
     let s = try settings()
     let report = try withProgress(quiet: quiet, logJSON: logJSON, paths: s.paths) { comm, sink in
-      let notice = InterruptNotice(rank: comm.rank, output: s.out) { signal, written in
+      let notice = InterruptNotice(rank: comm.rank, output: s.out, others: [s.metrics].compactMap { $0 }) { signal, written in
         InterruptNotice.dynamicsLine(signal, written: written, progress: (sink as? ProgressRenderer)?.lastProgress, out: s.out,
                                      tolerance: s.tolerance)
       }
@@ -174,16 +194,16 @@ struct SpectrumCommand: ParsableCommand {
     abstract: "The largest eigenpairs of a stored kernel by block Lanczos (out of core, distributed), with the trace, the smallest Ritz value, the largest stable learning rate and the targets' energy per eigenvector.")
 
   @Argument(help: "A kernel file written by `ntkgram build`.") var kernelFile: String
-  @Option(help: "How many of the largest eigenpairs.") var top: Int = 10
+  @Option(parsing: .unconditional, help: "How many of the largest eigenpairs.") var top: Int = 10
   @Option(name: .customLong("kernel-name"), help: "ntk or nngp.") var kernelName: String = "ntk"
-  @Option(help: "Lanczos block size (default: min(top, 32)).") var block: Int = 0
-  @Option(help: "Stop when every top pair's residual ‖K·v − λ·v‖ is ≤ tol·λ_max.") var tol: Double = 1e-10
-  @Option(name: .customLong("max-iter"), help: "Block Lanczos step limit (one pass over K each).") var maxIter: Int = 1000
+  @Option(parsing: .unconditional, help: "Lanczos block size (default: min(top, 32)).") var block: Int = 0
+  @Option(parsing: .unconditional, help: "Stop when every top pair's residual ‖K·v − λ·v‖ is ≤ tol·λ_max.", transform: decimal) var tol: Double = 1e-10
+  @Option(name: .customLong("max-iter"), parsing: .unconditional, help: "Block Lanczos step limit (one pass over K each).") var maxIter: Int = 1000
   @Option(name: .customLong("memory-budget"), help: "Bytes of kernel tiles kept in memory per rank (e.g. 4GiB); the rest is streamed.") var memoryBudget: String = "4GiB"
-  @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "η, for the per-direction rates η·λ/(N·C).") var learningRate: Double = 1
+  @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "η, for the per-direction rates η·λ/(N·C).", transform: decimal) var learningRate: Double = 1
   @Option(help: "Targets for the energy per eigenvector (default: the file's one-hot labels, if any).") var targets: String?
   @Option(help: "Class encoding: onehot (0/1) or centered (−0.1/0.9).") var encoding: String = "onehot"
-  @Option(help: "Seed of the random start block.") var seed: UInt64 = 0x5eed
+  @Option(parsing: .unconditional, help: "Seed of the random start block.") var seed: UInt64 = 0x5eed
   @Option(help: "Output file (.h5).") var out: String
   @Option(help: "Write metrics as JSON to this file.") var metrics: String?
   @Flag(help: "Replace an existing output file.") var force = false

@@ -1,5 +1,6 @@
 import Foundation
 import GramEvents
+import GramStorage
 
 /// `train` and `dynamics` keep no checkpoint: stopped with SIGINT (Ctrl-C) or SIGTERM (a
 /// scheduler, `mpirun`) while they compute, they say in one line how far they got, what is
@@ -11,7 +12,9 @@ final class InterruptNotice {
   private let queue = DispatchQueue(label: "ntkgram.interrupt-notice")
 
   /// `line(signalName, outputWritten)` is the line to print (without `ntkgram: error: `).
-  init(rank: Int, output: String, line: @escaping (String, Bool) -> String) {
+  /// The hidden files this process was writing for `output` and `others` (`partialPath`: a
+  /// signal while the output is written) are removed before it exits.
+  init(rank: Int, output: String, others: [String] = [], line: @escaping (String, Bool) -> String) {
     let before = Self.identity(output)
     var sources: [DispatchSourceSignal] = []
     for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
@@ -23,6 +26,7 @@ final class InterruptNotice {
           let clear = isatty(STDERR_FILENO) != 0 ? "\r\u{1b}[K" : ""  // a live progress bar's line
           FileHandle.standardError.write(Data("\(clear)ntkgram: error: \(line(name, written))\n".utf8))
         }
+        for path in [output] + others { unlink(partialPath(of: path)) }
         fflush(nil)
         _exit(128 + number)
       }

@@ -9,23 +9,23 @@ struct PlanCommand: ParsableCommand {
     abstract: "Size a build without computing anything: tiles, work and memory per rank, disk, estimated wall time.")
 
   @Argument(help: "A job file (its data files are read for their shapes only).") var job: String?
-  @Option(help: "Number of ranks.") var ranks: Int
-  @Option(help: "Threads per rank (build --threads).") var threads: Int = 1
-  @Option(name: .customLong("entries-per-second"), help: "Measured kernel entries per second of one rank (default: from the kernel's declared cost per entry; docs/performance.md).")
+  @Option(parsing: .unconditional, help: "Number of ranks.") var ranks: Int
+  @Option(parsing: .unconditional, help: "Threads per rank (build --threads).") var threads: Int = 1
+  @Option(name: .customLong("entries-per-second"), parsing: .unconditional, help: "Measured kernel entries per second of one rank (default: from the kernel's declared cost per entry; docs/performance.md).", transform: decimal)
   var entriesPerSecond: Double?
-  @Option(name: .customLong("train-count"), help: "Training samples (instead of reading the job's data).") var trainCount: Int?
-  @Option(name: .customLong("test-count"), help: "Test samples.") var testCount: Int?
-  @Option(help: "Features per sample (flat rows).") var features: Int?
+  @Option(name: .customLong("train-count"), parsing: .unconditional, help: "Training samples (instead of reading the job's data).") var trainCount: Int?
+  @Option(name: .customLong("test-count"), parsing: .unconditional, help: "Test samples.") var testCount: Int?
+  @Option(parsing: .unconditional, help: "Features per sample (flat rows).") var features: Int?
   @Option(name: .customLong("input-shape"), help: "Shape H,W,C of one sample (instead of the data's).") var inputShape: String?
-  @Option(help: "Tile edge (default: the job's, or 1024).") var tile: Int?
+  @Option(parsing: .unconditional, help: "Tile edge (default: the job's, or 1024).") var tile: Int?
   @Option(help: "float32 or float64 (default: the job's, or float32).") var dtype: String?
   @Option(help: "The kernels the build writes: ntk, nngp or ntk,nngp (default: the job's, or every output).") var kernels: String?
   @Option(help: "The build's --layout: auto, contiguous or tiles (default: the job's, or auto).") var layout: String?
   @OptionGroup var kernel: KernelOptions
   @Option(name: .customLong("memory-budget"), help: "The solve's --memory-budget per rank, for its line (default 4GiB).") var memoryBudget: String = "4GiB"
-  @Option(help: "The solve's preconditioner rank, for its line.") var rank: Int = 1000
+  @Option(parsing: .unconditional, help: "The solve's preconditioner rank, for its line.") var rank: Int = 1000
   @Option(help: "The solve's preconditioner, for its line.") var preconditioner: String = "rpcholesky"
-  @Option(help: "Right-hand sides of the solve (classes), for its line.") var columns: Int = 10
+  @Option(parsing: .unconditional, help: "Right-hand sides of the solve (classes), for its line.") var columns: Int = 10
 
   func run() throws {
     var f = PlanFlags()

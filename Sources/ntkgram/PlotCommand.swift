@@ -14,8 +14,8 @@ struct PlotCommand: ParsableCommand {
 
   @Argument(help: "A file written by `ntkgram dynamics`.") var dynamicsFile: String
   @Option(help: "The picture to write (.png).") var out: String
-  @Option(help: "Width in pixels (400 to 8000).") var width: Int = 1400
-  @Option(help: "Height in pixels (200 to 8000).") var height: Int = 560
+  @Option(parsing: .unconditional, help: "Width in pixels (400 to 8000).") var width: Int = 1400
+  @Option(parsing: .unconditional, help: "Height in pixels (200 to 8000).") var height: Int = 560
   @Flag(help: "Replace an existing picture.") var force = false
 
   func run() throws {

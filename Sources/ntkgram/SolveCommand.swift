@@ -34,18 +34,18 @@ struct SolveCommand: ParsableCommand {
   @Option(name: .customLong("kernel-name"), help: "ntk or nngp.") var kernelName: String = "ntk"
   @Option(parsing: .unconditional, help: "Ridge value(s), comma-separated decimals, each once; relative to trace(K)/N unless --ridge-absolute.") var ridge: String = "1e-4"
   @Flag(name: .customLong("ridge-absolute"), help: "Ridge values are absolute λ.") var ridgeAbsolute = false
-  @Option(help: "Stop a column at ‖Y − (K+λI)α‖/‖Y‖ ≤ tol.") var tol: Double = 1e-6
-  @Option(name: .customLong("max-iter"), help: "Iteration limit.") var maxIter: Int = 1000
+  @Option(parsing: .unconditional, help: "Stop a column at ‖Y − (K+λI)α‖/‖Y‖ ≤ tol.", transform: decimal) var tol: Double = 1e-6
+  @Option(name: .customLong("max-iter"), parsing: .unconditional, help: "Iteration limit.") var maxIter: Int = 1000
   @Option(help: "block-cg (breakdown-free block CG, the default: fewest passes, see docs/solver.md) or cg (per column, drops converged columns).") var solver: String = "block-cg"
   @Option(help: "rpcholesky (the default: Nyström from randomly pivoted Cholesky, rank columns of K read, no pass), nystrom (Gaussian sketch: one pass with rank columns), jacobi or none.") var preconditioner: String = "rpcholesky"
-  @Option(help: "Rank of the Nyström preconditioner.") var rank: Int = 1000
+  @Option(parsing: .unconditional, help: "Rank of the Nyström preconditioner.") var rank: Int = 1000
   @Option(name: .customLong("memory-budget"), help: "Bytes per rank (e.g. 4GiB) for the preconditioner, the solver's vectors and the kernel tiles kept in memory; the other tiles are read from the file on every pass (ntkgram plan shows the split).") var memoryBudget: String = "4GiB"
   @Option(help: "Regression targets (N rows): .npy, file.h5:/dataset or .csv.") var targets: String?
   @Option(name: .customLong("test-targets"), help: "Regression targets of the test set, for MSE/RMSE.") var testTargets: String?
   @Option(help: "Class encoding: onehot (0/1) or centered (−0.1/0.9).") var encoding: String = "onehot"
   @Option(help: "Solution file (.h5).") var out: String
   @Option(help: "Write metrics as JSON to this file.") var metrics: String?
-  @Option(name: .customLong("checkpoint-every"), help: "Save the CG state every k iterations (0: never).") var checkpointEvery: Int = 10
+  @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: "Save the CG state every k iterations (0: never).") var checkpointEvery: Int = 10
   @Flag(help: "Also run unpreconditioned per-column CG on the same passes and report its iteration count.") var baseline = false
   @Flag(help: "Replace an existing solution file.") var force = false
   @Flag(help: "No progress output.") var quiet = false

@@ -23,7 +23,7 @@ struct TrainCommand: ParsableCommand {
   var job: String?
   @OptionGroup var data: DataOptions
   @OptionGroup var kernel: KernelOptions
-  @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "Learning rate η. Default 1.") var learningRate: Double = 1
+  @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "Learning rate η. Default 1.", transform: decimal) var learningRate: Double = 1
   @Option(parsing: .unconditional, help: "Steps at which the outputs are recorded, increasing (each once): whole numbers, or log:START:STOP:COUNT (rounded to whole steps; a step reached twice is recorded once); the last is the number of steps. Training stops at the first non-finite loss.")
   var times: String
   @Option(help: "Regression targets (N rows): .npy, file.h5:/dataset or .csv. Default: the labels, one column per class.") var targets: String?
@@ -31,7 +31,7 @@ struct TrainCommand: ParsableCommand {
   @Option(help: "Class encoding: onehot (0/1) or centered (−0.1/0.9).") var encoding: String = "onehot"
   @Option(help: "Output file (.h5).") var out: String
   @Option(help: "Write metrics as JSON to this file.") var metrics: String?
-  @Option(help: "BLAS threads per rank.") var threads: Int = 1
+  @Option(parsing: .unconditional, help: "BLAS threads per rank.") var threads: Int = 1
   @Flag(help: "Replace an existing output file.") var force = false
   @Flag(help: "No progress output.") var quiet = false
   @Option(name: .customLong("log-json"), help: "Write one JSON object per event to this file.") var logJSON: String?
@@ -44,7 +44,7 @@ struct TrainCommand: ParsableCommand {
     f.force = force
     var s = TrainSettings(build: try Settings.build(job: job, flags: f))
     s.learningRate = learningRate
-    s.times = try parseTimes(times)
+    s.times = try parseSteps(times)
     s.targets = targets
     s.testTargets = testTargets
     s.encoding = try parseEncoding(encoding)
@@ -57,7 +57,7 @@ struct TrainCommand: ParsableCommand {
   func run() throws {
     let s = try settings()
     let report = try withProgress(quiet: quiet, logJSON: logJSON, paths: kernel.withLayersFile(s.paths)) { comm, sink in
-      let notice = InterruptNotice(rank: comm.rank, output: s.out) { signal, written in
+      let notice = InterruptNotice(rank: comm.rank, output: s.out, others: [s.metrics].compactMap { $0 }) { signal, written in
         InterruptNotice.trainLine(signal, written: written, progress: (sink as? ProgressRenderer)?.lastProgress, out: s.out)
       }
       defer { notice.stop() }

@@ -8,8 +8,8 @@ struct VerifyCommand: ParsableCommand {
     abstract: "Check a kernel file: shapes, attributes, exact symmetry, every tile's checksum, and a random sample of entries recomputed from the data.")
 
   @Argument(help: "A kernel file written by `ntkgram build`.") var file: String
-  @Option(help: "Entries to recompute from the data (0 skips the recomputation).") var samples: Int = 200
-  @Option(help: "Seed for choosing the entries.") var seed: UInt64 = 1
+  @Option(parsing: .unconditional, help: "Entries to recompute from the data (0 skips the recomputation).") var samples: Int = 200
+  @Option(parsing: .unconditional, help: "Seed for choosing the entries.") var seed: UInt64 = 1
   @Option(help: "Train data path, when it moved since the build.") var train: String?
   @Option(help: "Test data path, when it moved since the build.") var test: String?
   @Flag(help: "No progress output.") var quiet = false

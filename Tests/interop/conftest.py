@@ -23,8 +23,9 @@ def binary():
     return path
 
 
-def ntkgram(*args, check=True):
-    r = subprocess.run([binary(), *map(str, args)], capture_output=True, text=True)
+def ntkgram(*args, check=True, timeout=None):
+    """Runs the binary; `timeout` (seconds) guards a test against a runaway, it times nothing."""
+    r = subprocess.run([binary(), *map(str, args)], capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
         raise AssertionError(f"ntkgram {' '.join(map(str, args))} failed: {r.stderr}")
     return r
