@@ -43,7 +43,8 @@ public final class KernelFileWriter {
   private var datasets: [String: H5Dataset] = [:]
 
   /// Fails when `destination` exists and `overwrite` is false, or its folder is missing.
-  public init(destination: String, overwrite: Bool) throws {
+  public init(destination given: String, overwrite: Bool) throws {
+    let destination = linkTarget(given)
     self.destination = destination
     let url = URL(fileURLWithPath: destination)
     let folder = url.deletingLastPathComponent().path

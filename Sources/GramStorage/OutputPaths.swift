@@ -228,6 +228,15 @@ public final class OutputWriter: @unchecked Sendable {
   }
 }
 
+/// The file a symbolic link names (its links resolved), else `path` itself: an output that is a
+/// link is replaced at its target, so the link stays (`/dev/stdout` to a file is not renamed over).
+public func linkTarget(_ path: String) -> String {
+  var s = stat()
+  guard lstat(path, &s) == 0, s.st_mode & S_IFMT == S_IFLNK, let resolved = realpath(path, nil) else { return path }
+  defer { free(resolved) }
+  return String(cString: resolved)
+}
+
 /// Writes every byte of `buffer` to `fd` (retrying short writes and EINTR); nil, or the reason.
 func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> String? {
   var done = 0
@@ -241,9 +250,10 @@ func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> String? {
 }
 
 /// Writes a whole output: a character device or FIFO in place; otherwise a hidden file beside
-/// `path`, synced and renamed over it, so an existing file is replaced whole or not at all (a
+/// `path` (a link's target), synced and renamed over it, so an existing file is replaced whole or not at all (a
 /// full disk leaves it as it was, and no temporary file behind).
-public func writeOutputFile(_ bytes: [UInt8], to path: String, what: String) throws {
+public func writeOutputFile(_ bytes: [UInt8], to given: String, what: String) throws {
+  let path = linkTarget(given)
   if [FileType.characterDevice, .fifo].contains(FileType.of(path)) {
     let stream = try OutputWriter(path: path, what: what)
     defer { stream.close() }

@@ -258,3 +258,20 @@ def test_ntkgram_plot_checks_its_pictures_like_the_commands(small):
     r = subprocess.run(plot + ["--out-dir", str(d / "new"), "--force"], capture_output=True, text=True)
     assert r.returncode == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(os.listdir(d / "new")) == ["learning_curves.png"]
+
+
+def test_an_output_that_is_a_link_is_replaced_at_its_target(small):
+    """--force onto a symbolic link replaces the file it names and keeps the link (a link into
+    /dev or /proc, such as /dev/stdout redirected to a file, is never renamed over)."""
+    d = small
+    (d / "real").mkdir()
+    (d / "real" / "m.json").write_text("old")
+    os.symlink(d / "real" / "m.json", d / "m-link.json")
+    (d / "real" / "s.h5").write_text("old")
+    os.symlink(d / "real" / "s.h5", d / "s-link.h5")
+    ntkgram("solve", d / "k.h5", "--targets", d / "y.npy", "--out", d / "s-link.h5", "--metrics", d / "m-link.json",
+            "--force", "--quiet")
+    assert os.path.islink(d / "m-link.json") and os.path.islink(d / "s-link.h5")
+    assert isinstance(json.loads((d / "real" / "m.json").read_text()), dict)
+    assert (d / "real" / "s.h5").read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+    assert sorted(os.listdir(d / "real")) == ["m.json", "s.h5"]
