@@ -61,6 +61,23 @@ def fill_up(folder):
         os.close(fd)
 
 
+def checksum64(data: bytes) -> int:
+    """The file's tile checksum, from its description in docs/file-format.md (FNV-1a over
+    little-endian 8-byte words, the tail and length, then a final mix)."""
+    mask = (1 << 64) - 1
+    h = 0xCBF29CE484222325
+    prime = 0x00000100000001B3
+    words = len(data) // 8
+    for w in np.frombuffer(data[: 8 * words], dtype="<u8").tolist():
+        h = ((h ^ w) * prime) & mask
+    tail = int.from_bytes(data[8 * words:], "little")
+    h = ((h ^ tail ^ ((len(data) << 56) & mask)) * prime) & mask
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & mask
+    h ^= h >> 33
+    return h
+
+
 def nt_kernel_fn(depth, activation, W_std, b_std, parameterization="ntk", width=512):
     act = {"relu": stax.Relu(), "erf": stax.Erf(), "abs": stax.Abs(), "identity": stax.Identity()}[activation]
     layers = []

@@ -22,26 +22,10 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import binary, ntkgram
+from conftest import binary, checksum64, ntkgram
 
 ROOT = Path(__file__).resolve().parents[2]
 READERS = Path(__file__).resolve().parent / "readers"
-MASK = (1 << 64) - 1
-
-
-def checksum64(data: bytes) -> int:
-    """The file's tile checksum, from its description in docs/file-format.md."""
-    h = 0xCBF29CE484222325
-    prime = 0x00000100000001B3
-    words = len(data) // 8
-    for w in np.frombuffer(data[: 8 * words], dtype="<u8").tolist():
-        h = ((h ^ w) * prime) & MASK
-    tail = int.from_bytes(data[8 * words:], "little")
-    h = ((h ^ tail ^ ((len(data) << 56) & MASK)) * prime) & MASK
-    h ^= h >> 33
-    h = (h * 0xFF51AFD7ED558CCD) & MASK
-    h ^= h >> 33
-    return h
 
 
 @pytest.fixture(scope="module")
