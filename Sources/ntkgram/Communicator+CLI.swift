@@ -19,9 +19,11 @@ func withProgress<T>(quiet: Bool, logJSON: String?, paths: CommandPaths, _ body:
   var paths = paths
   if let logJSON { paths.outputs.append(PlannedOutput(logJSON, "the JSON log (--log-json)", kind: .text, mayExist: paths.resuming)) }
   return try withCommunicator { comm in
-    let sink = try comm.collectively { () -> ProgressRenderer in
-      try paths.check()
-      return try ProgressRenderer(options: ProgressOptions(quiet: quiet, jsonLog: logJSON, appendLog: paths.resuming), rank: comm.rank)
+    // Every rank checks before rank 0 creates the log: two collectives, so no rank finds the
+    // log rank 0 has just made and takes it for an existing file.
+    try comm.collectively { try paths.check() }
+    let sink = try comm.collectively {
+      try ProgressRenderer(options: ProgressOptions(quiet: quiet, jsonLog: logJSON, appendLog: paths.resuming), rank: comm.rank)
     }
     let result = try body(comm, sink)
     if let failure = sink.logFailure { throw failure }
