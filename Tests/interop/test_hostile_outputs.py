@@ -275,3 +275,16 @@ def test_an_output_that_is_a_link_is_replaced_at_its_target(small):
     assert isinstance(json.loads((d / "real" / "m.json").read_text()), dict)
     assert (d / "real" / "s.h5").read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
     assert sorted(os.listdir(d / "real")) == ["m.json", "s.h5"]
+
+
+def test_every_rank_checks_the_log_before_rank_0_makes_it(small):
+    """Under mpirun only rank 0 writes --log-json, and it makes the file only once every rank
+    has checked the outputs: a later rank never finds the new log and refuses it as existing."""
+    d = small
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    for run in range(4):
+        r = subprocess.run(["mpirun", "--oversubscribe", "-np", "3", binary(), "build", "--train", str(d / "x.npy"),
+                            "--out", str(d / f"mpi{run}.h5"), "--log-json", str(d / f"mpi{run}.jsonl"), "--quiet"],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert any(json.loads(line)["event"] == "done" for line in (d / f"mpi{run}.jsonl").read_text().splitlines())
