@@ -31,11 +31,3 @@ public func canonicalPath(_ p: String) -> String {
   }
   return "/" + tail.reversed().joined(separator: "/")
 }
-
-/// Refuses an output that is one of a command's inputs (or its checkpoint folder): replacing
-/// it would destroy what the command reads. `inputs` pairs each path with what it is.
-public func refuseOverwritingInputs(output: String, inputs: [(String, String)]) throws {
-  for (path, what) in inputs where samePath(output, path) {
-    throw StorageError(output, "is also \(what) of this command; refusing to replace it (choose another output)")
-  }
-}
