@@ -166,6 +166,7 @@ public struct BuildDriver {
     let shape = try settings.resolvedInputShape(fileShape: sampleShape, features: features)
     var spec = KernelSpec(network: settings.network, inputShape: shape, preprocess: settings.preprocess,
                           gramPrecision: settings.gramPrecision)
+    spec.computePrecision = settings.computePrecision
     do {
       if shapesOnly && settings.against == nil && settings.empirical != nil {
         return (spec, try EmpiricalKernel.sizing(network: settings.network, inputShape: shape))

@@ -13,6 +13,8 @@ public struct BuildSettings: Sendable {
   /// The network as a layer list (the fully-connected shorthand already expanded).
   public var network: Network
   public var gramPrecision: GramPrecision = .float64
+  /// `[kernel] compute_precision`: the convolutional recursion's arithmetic.
+  public var computePrecision: ComputePrecision = .float64
   /// The shape of one sample when the data gives flat rows (`--input-shape H,W,C`); nil: as
   /// the files give it.
   public var inputShape: [Int]?

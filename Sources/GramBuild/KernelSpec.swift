@@ -14,6 +14,8 @@ public struct KernelSpec: Sendable, Equatable {
   public var inputShape: [Int]
   public var preprocess: Preprocess
   public var gramPrecision: GramPrecision
+  /// The arithmetic of a convolutional kernel's recursion (float64 for every other kernel).
+  public var computePrecision: ComputePrecision = .float64
   /// The concrete network of an empirical kernel; nil for the analytic (infinite-width) one.
   public var empirical: EmpiricalSpec?
 
@@ -35,6 +37,9 @@ public struct KernelSpec: Sendable, Equatable {
       "network": .list(network.tables.map { .table($0) }),
       "preprocess": .string(preprocess.rawValue),
     ]
+    // Only a non-default precision enters the canonical form: float64 kernels keep the
+    // fingerprints they had before the key existed.
+    if computePrecision != .float64 { table["compute_precision"] = .string(computePrecision.rawValue) }
     if let empirical {
       table["empirical"] = .table(["parameters": .string(empirical.checksum),
                                    "seed": empirical.seed.map { .int(Int($0)) } ?? .string("given")])
@@ -45,7 +50,7 @@ public struct KernelSpec: Sendable, Equatable {
   /// The kernel this spec computes (throws a `NetworkError` naming the layer it cannot take).
   public func makeKernel() throws -> any GramKernel {
     try KernelFactory.make(network: network, inputShape: inputShape, gramPrecision: gramPrecision,
-                           parameters: empirical?.parameters)
+                           computePrecision: computePrecision, parameters: empirical?.parameters)
   }
 
   /// The spec as root attributes of the kernel file (an empirical kernel's weights are the
@@ -58,6 +63,7 @@ public struct KernelSpec: Sendable, Equatable {
       ("preprocess", .string(preprocess.rawValue)),
       ("gram_precision", .string(gramPrecision.rawValue)),
     ]
+    if network.isConvolutional && empirical == nil { list.append(("compute_precision", .string(computePrecision.rawValue))) }
     if let empirical {
       list += [
         ("empirical", .string("true")),
@@ -111,6 +117,10 @@ public struct KernelSpec: Sendable, Equatable {
       let network = try Network(json: try string("network"))
       guard case .int64s(let shape)? = try get("input_shape") else { throw KernelSpecError("missing attribute input_shape") }
       self.init(network: network, inputShape: shape.map { Int($0) }, preprocess: preprocess, gramPrecision: precision)
+      if try get("compute_precision") != nil {
+        guard let c = ComputePrecision(rawValue: try string("compute_precision")) else { throw KernelSpecError("unknown compute_precision") }
+        computePrecision = c
+      }
       return
     }
     let name = try string("activation")

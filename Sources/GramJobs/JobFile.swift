@@ -27,7 +27,7 @@ public struct JobFile: Sendable {
              "preprocess": .string, "input_shape": .ints],
     "kernel": ["architecture": .string, "depth": .int, "activation": .string, "leaky_slope": .double,
                "W_std": .double, "b_std": .double, "parameterization": .string, "width": .int,
-               "gram_precision": .string, "layers": .layers, "preset": .string, "readout_width": .int,
+               "gram_precision": .string, "compute_precision": .string, "layers": .layers, "preset": .string, "readout_width": .int,
                "empirical": .bool, "seed": .int, "params": .string],
     "build": ["tile": .int, "dtype": .string, "out": .string, "checkpoints": .string, "keep_checkpoints": .bool, "kernels": .string, "layout": .string],
   ]

@@ -65,7 +65,8 @@ public struct PlanReport: Sendable {
       if try Settings.empirical(job: job, flags: flags.kernel) != nil {
         kernel = try EmpiricalKernel.sizing(network: network, inputShape: shape)
       } else {
-        kernel = try KernelFactory.make(network: network, inputShape: shape, gramPrecision: precision)
+        kernel = try KernelFactory.make(network: network, inputShape: shape, gramPrecision: precision,
+                                        computePrecision: try Settings.computePrecision(job: job, flags: flags.kernel))
       }
     } catch let e as NetworkError {
       let (networkOrigin, preset) = Settings.networkSource(job: job, flags: flags.kernel)

@@ -24,6 +24,8 @@ public struct KernelFlags: Sendable {
   public var parameterization: String?
   public var width: Int?
   public var gramPrecision: String?
+  /// `compute_precision` of the convolutional kernels.
+  public var computePrecision: String?
   /// A layer list as JSON (the kernel file's `network` attribute), or the path of a file holding one.
   public var layers: String?
   /// A named network (`Network.presets`).
@@ -91,6 +93,16 @@ public enum Settings {
     }
     if let name = flags.preset { return ("--preset", name) }
     return (job?.path, job?.string("preset"))
+  }
+
+  /// The convolutional kernels' arithmetic from `[kernel] compute_precision` or its flag.
+  public static func computePrecision(job: JobFile?, flags: KernelFlags) throws -> ComputePrecision {
+    let name = flags.computePrecision ?? job?.string("compute_precision") ?? "float64"
+    guard let precision = ComputePrecision(rawValue: name) else {
+      let origin = flags.computePrecision != nil ? "--compute-precision: " : job.map { "\($0.path): " } ?? ""
+      throw SettingsError("\(origin)unknown compute_precision '\(name)' (valid: \(ComputePrecision.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
+    return precision
   }
 
   /// The network and the dot-product precision from `[kernel]` and the kernel flags.
@@ -237,6 +249,7 @@ public enum Settings {
                         labelColumn: flags.trainLabelColumn ?? job?.int("train_label_column")),
       network: network, out: outPath)
     s.gramPrecision = precision
+    s.computePrecision = try computePrecision(job: job, flags: flags.kernel)
     s.specOrigin = job?.path
     (s.networkOrigin, s.preset) = networkSource(job: job, flags: flags.kernel)
     if let testPath = flags.test ?? job?.string("test") {
@@ -308,6 +321,7 @@ public enum Settings {
       ("--activation", flags.kernel.activation != nil), ("--W-std", flags.kernel.wStd != nil), ("--b-std", flags.kernel.bStd != nil),
       ("--width", flags.kernel.width != nil), ("--parameterization", flags.kernel.parameterization != nil),
       ("--leaky-slope", flags.kernel.leakySlope != nil), ("--gram-precision", flags.kernel.gramPrecision != nil),
+      ("--compute-precision", flags.kernel.computePrecision != nil),
       ("--architecture", flags.kernel.architecture != nil), ("--preset", flags.kernel.preset != nil),
       ("--empirical", flags.kernel.empirical), ("--seed", flags.kernel.seed != nil), ("--params", flags.kernel.params != nil),
       ("--readout-width", flags.kernel.readoutWidth != nil),
@@ -323,6 +337,7 @@ public enum Settings {
     var s = BuildSettings(train: train, network: stored.spec.network, out: outPath)
     s.against = stored
     s.gramPrecision = stored.spec.gramPrecision
+    s.computePrecision = stored.spec.computePrecision
     s.preprocess = stored.spec.preprocess
     s.inputShape = stored.spec.inputShape
     s.test = DataSource(samples: testPath, labels: flags.testLabels, limit: flags.testLimit, labelColumn: flags.testLabelColumn)

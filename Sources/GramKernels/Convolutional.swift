@@ -135,6 +135,21 @@ public struct Convolutional: Sendable {
   public var gramPrecision: GramPrecision
   /// The instruction set of the vector loops (every choice gives the same bits; tests compare them).
   public var isa: GramISA = .current
+  /// The executor by pixel offset (nil: the full pixel-pair arrays, for circular windows; tests
+  /// set it to nil to compare the two).
+  var slices: SlicePlan? = nil
+  /// The arithmetic of the slices (`compute_precision`): float64, float32, or mixed.
+  public let computePrecision: ComputePrecision
+  /// Which stages (the layers between two poolings) compute in float32: every one for
+  /// float32; for mixed every one but the last (the one the readout reads), float64 otherwise.
+  var float32Stages: [Bool] {
+    let n = slices?.stages.count ?? 0
+    switch computePrecision {
+    case .float64: return Array(repeating: false, count: n)
+    case .float32: return Array(repeating: true, count: n)
+    case .mixed: return (0..<n).map { $0 < n - 1 }
+    }
+  }
 
   /// Why the network takes its path, for `info` and `plan`.
   public var pathDescription: String {
@@ -145,7 +160,8 @@ public struct Convolutional: Sendable {
 
   /// Compiles a layer list with convolutions or pooling for inputs of `inputShape` (H, W, C).
   /// Throws a `NetworkError` naming the layer it cannot compute.
-  public init(network: Network, inputShape: [Int], gramPrecision: GramPrecision = .float64) throws {
+  public init(network: Network, inputShape: [Int], gramPrecision: GramPrecision = .float64,
+              computePrecision: ComputePrecision = .float64) throws {
     guard gramPrecision == .float64 else {
       throw NetworkError(position: nil, "gram_precision float32 applies to fully-connected networks only (convolutional kernels compute in float64)")
     }
@@ -154,6 +170,7 @@ public struct Convolutional: Sendable {
     }
     self.inputShape = inputShape
     self.gramPrecision = gramPrecision
+    self.computePrecision = computePrecision
     var spatial: [Spatial] = [], tail: [Tail] = []
     var grids: [(h: Int, w: Int)] = [(inputShape[0], inputShape[1])]
     var channels = inputShape[2]
@@ -236,6 +253,14 @@ public struct Convolutional: Sendable {
     self.tail = tail
     fullSpatial = hasPooling
     recordCount = record
+    // The slice executor takes every network without circular windows (ConvolutionalSlices.swift).
+    if Self.executorOverride != "full", let plan = try SlicePlan(self) {
+      slices = plan
+      return
+    }
+    guard computePrecision == .float64 else {
+      throw NetworkError(position: nil, "compute_precision \(computePrecision.rawValue) needs windows without CIRCULAR padding (circular networks compute in float64)")
+    }
     // A pair's covariances live in six buffers of `maxCells` doubles per thread: refuse sizes
     // that cannot be held (overflow-safe) rather than fail allocating them.
     var largest = 1
@@ -252,6 +277,10 @@ public struct Convolutional: Sendable {
       throw NetworkError(position: nil, "\(g.h)×\(g.w) images need \(what) of \(largest == Int.max ? "more than 2^63" : String(largest)) values per pair (six buffers of 8 bytes each, per thread): too large; pool or stride earlier, or use smaller images" + (hasPooling ? ", or a flatten readout without pooling" : ""))
     }
   }
+
+  /// `NTKGRAM_CONV_EXECUTOR=full` forces the full pixel-pair path (benchmarks and tests compare
+  /// the two executors in one binary).
+  static let executorOverride: String? = getenv("NTKGRAM_CONV_EXECUTOR").map { String(cString: $0) }
 
   /// A CIRCULAR window wraps around its input: wider than the input, its taps repeat pixels
   /// already read (tap a and a + input read the same one for every output), every tap counts
@@ -286,6 +315,8 @@ public struct ConvFeatures: Sendable {
   let values: [Double]
   let valuesPerSample: Int
   let records: [Double]
+  /// The records rounded to float32 (what float32 stages read).
+  let records32: [Float]
   let recordCount: Int
   public let diagonalNTK: [Double]
   public let diagonalNNGP: [Double]
@@ -303,7 +334,14 @@ extension Convolutional {
   /// (`6·maxCells`: the covariances, the next layer's, and a separable step's intermediate). With `same` (x is y) the same-position entries take the exact θ = 0 forms
   /// and the record is written to `qx` as it is met. Returns `(ntk, nngp)`.
   func pair(_ x: UnsafePointer<Double>, _ qx: UnsafeMutablePointer<Double>, _ y: UnsafePointer<Double>,
-            _ qy: UnsafePointer<Double>, same: Bool, scratch: UnsafeMutablePointer<Double>) -> (Double, Double) {
+            _ qy: UnsafePointer<Double>, same: Bool, scratch: UnsafeMutablePointer<Double>,
+            qx32: UnsafePointer<Float>? = nil, qy32: UnsafePointer<Float>? = nil) -> (Double, Double) {
+    if let slices {
+      let records = PairRecords(qx: qx, qy: qy, qx32: qx32, qy32: qy32)
+      var (sv, tv) = slices.run(x, y, records: records, same: same, float32: float32Stages, scratch: scratch)
+      (sv, tv) = applyTail(sv, tv, same: same, qx: { qx[$0] }, qy: { qy[$0] }, record: { qx[$0] = $1 })
+      return (tv, sv)
+    }
     let cells = maxCells
     var s = scratch, t = scratch + cells
     var altS = scratch + 2 * cells, altT = scratch + 3 * cells
@@ -619,9 +657,14 @@ extension Convolutional: GramKernel {
     return cost * (fullSpatial ? 5.5 : 2)
   }
 
-  public func preparedBytesPerSample(inputFeatures: Int) -> Int { (inputFeatures + recordCount + 3) * 8 }
+  public func preparedBytesPerSample(inputFeatures: Int) -> Int {
+    (inputFeatures + recordCount + 3) * 8 + (computePrecision == .float64 ? 0 : recordCount * 4)
+  }
 
-  public func scratchCount(inputFeatures: Int, rows: Int, cols: Int) -> Int { 6 * maxCells }
+  public func scratchCount(inputFeatures: Int, rows: Int, cols: Int) -> Int { pairScratch }
+
+  /// Doubles of scratch one pair needs.
+  var pairScratch: Int { slices?.scratchCount ?? 6 * maxCells }
 
   public func inputFeatures(_ features: ConvFeatures) -> Int { features.valuesPerSample }
 
@@ -635,7 +678,7 @@ extension Convolutional: GramKernel {
     var records = [Double](repeating: 0, count: n * recordCount)
     var ntk = [Double](repeating: 0, count: n), nngp = [Double](repeating: 0, count: n)
     var keys = [UInt64](repeating: 0, count: n)
-    var scratch = [Double](repeating: 0, count: 6 * maxCells)
+    var scratch = [Double](repeating: 0, count: pairScratch)
     values.withUnsafeBufferPointer { v in
       records.withUnsafeMutableBufferPointer { r in
         scratch.withUnsafeMutableBufferPointer { sp in
@@ -650,7 +693,8 @@ extension Convolutional: GramKernel {
         }
       }
     }
-    return ConvFeatures(rows: n, values: values, valuesPerSample: d, records: records, recordCount: recordCount,
+    return ConvFeatures(rows: n, values: values, valuesPerSample: d, records: records,
+                        records32: computePrecision == .float64 ? [] : records.map { Float($0) }, recordCount: recordCount,
                         diagonalNTK: ntk, diagonalNNGP: nngp, rowKey: keys)
   }
 
@@ -666,13 +710,15 @@ extension Convolutional: GramKernel {
 
   func entries(_ a: ConvFeatures, rows: Range<Int>, _ b: ConvFeatures, cols: Range<Int>,
                into out: TileOutput, scratch: UnsafeMutableBufferPointer<Double>, upper: Bool) {
-    precondition(scratch.count >= 6 * maxCells, "Convolutional: scratch too small")
+    precondition(scratch.count >= pairScratch, "Convolutional: scratch too small")
     let ntkOut = out.values[0], nngpOut = out.values[1], ld = out.leadingDimension
     let d = a.valuesPerSample, rc = recordCount
     a.values.withUnsafeBufferPointer { av in
       b.values.withUnsafeBufferPointer { bv in
         a.records.withUnsafeBufferPointer { ar in
           b.records.withUnsafeBufferPointer { br in
+          a.records32.withUnsafeBufferPointer { ar32 in
+          b.records32.withUnsafeBufferPointer { br32 in
             for (i, gi) in rows.enumerated() {
               for (j, gj) in cols.enumerated() where !upper || j >= i {
                 let e = i * ld + j
@@ -684,9 +730,12 @@ extension Convolutional: GramKernel {
                 let qx = UnsafeMutablePointer(mutating: ar.baseAddress.map { $0 + gi * rc } ?? UnsafePointer(bitPattern: 8)!)
                 let qy = br.baseAddress.map { $0 + gj * rc } ?? UnsafePointer(bitPattern: 8)!
                 (ntkOut[e], nngpOut[e]) = pair(av.baseAddress! + gi * d, qx, bv.baseAddress! + gj * d, qy, same: false,
-                                                scratch: scratch.baseAddress!)
+                                                scratch: scratch.baseAddress!,
+                                                qx32: ar32.baseAddress.map { $0 + gi * rc }, qy32: br32.baseAddress.map { $0 + gj * rc })
               }
             }
+          }
+          }
           }
         }
       }

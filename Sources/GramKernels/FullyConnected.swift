@@ -12,6 +12,16 @@ public enum GramPrecision: String, Sendable, CaseIterable {
   case float32
 }
 
+/// The arithmetic of the convolutional kernels' pixel-pair recursion (`compute_precision`):
+/// float64; float32 in every layer; or mixed, float32 in every stage before the last pooling
+/// and float64 from there (the stage the readout reads). Self-pairs, the variance records, the
+/// pooled arrays, the sums and the readout are float64 in every mode (docs/precision.md).
+public enum ComputePrecision: String, Sendable, CaseIterable {
+  case float64
+  case float32
+  case mixed
+}
+
 /// A kernel specification that cannot describe a network.
 public struct KernelSpecError: Error, CustomStringConvertible, Equatable {
   public let description: String

@@ -9,8 +9,12 @@ public enum KernelFactory {
   /// Throws a `NetworkError` naming the first layer that cannot take its input or that is not
   /// implemented.
   public static func make(network: Network, inputShape: [Int], gramPrecision: GramPrecision,
+                          computePrecision: ComputePrecision = .float64,
                           parameters: NetworkParameters? = nil) throws -> any GramKernel {
     _ = try network.shapes(input: inputShape)
+    if computePrecision != .float64 && (parameters != nil || !network.isConvolutional) {
+      throw KernelSpecError("compute_precision \(computePrecision.rawValue) applies to the convolutional kernels only (\(parameters != nil ? "empirical kernels compute in float64" : "fully-connected kernels: gram_precision sets their dot products"))")
+    }
     if let parameters {
       guard gramPrecision == .float64 else {
         throw KernelSpecError("gram_precision float32 is not implemented for empirical kernels (their products are float64)")
@@ -18,7 +22,8 @@ public enum KernelFactory {
       return EmpiricalKernel(network: try ConcreteNetwork(network: network, inputShape: inputShape, parameters: parameters))
     }
     if network.isConvolutional {
-      return try Convolutional(network: network, inputShape: inputShape, gramPrecision: gramPrecision)
+      return try Convolutional(network: network, inputShape: inputShape, gramPrecision: gramPrecision,
+                               computePrecision: computePrecision)
     }
     return try FullyConnected(network: network, gramPrecision: gramPrecision)
   }

@@ -7,8 +7,8 @@ import CSIMDSupport
 
 /// The lane-wise operations the standard library does not lower to single vector
 /// instructions (`squareRoot()` of a SIMD type calls libm per lane; `pointwiseMax` is an
-/// out-of-line generic call).
-public protocol RecursionVector: SIMD where Scalar == Double {
+/// out-of-line generic call), for vectors of doubles or floats.
+public protocol LaneVector: SIMD where Scalar: BinaryFloatingPoint {
   static func sqrt(_ x: Self) -> Self
   static func max(_ x: Self, _ y: Self) -> Self
   static func min(_ x: Self, _ y: Self) -> Self
@@ -17,23 +17,74 @@ public protocol RecursionVector: SIMD where Scalar == Double {
   static func select(_ a: Self, _ b: Self, where x: Self, isGreaterThan y: Self) -> Self
 }
 
-extension SIMD4: RecursionVector where Scalar == Double {
-  @inlinable @inline(__always) public static func sqrt(_ x: Self) -> Self { ntkgram_sqrt4(x) }
-  @inlinable @inline(__always) public static func max(_ x: Self, _ y: Self) -> Self { ntkgram_max4(x, y) }
-  @inlinable @inline(__always) public static func min(_ x: Self, _ y: Self) -> Self { ntkgram_min4(x, y) }
-  @inlinable @inline(__always) public static func select(_ a: Self, _ b: Self, where x: Self, isGreaterThan y: Self) -> Self {
-    ntkgram_select_greater4(a, b, x, y)
-  }
+/// The scalars of lane vectors: each supplies the builtins of its 4- and 8-lane vectors.
+public protocol LaneScalar: BinaryFloatingPoint & SIMDScalar {
+  static func sqrt(_ x: SIMD4<Self>) -> SIMD4<Self>
+  static func max(_ x: SIMD4<Self>, _ y: SIMD4<Self>) -> SIMD4<Self>
+  static func min(_ x: SIMD4<Self>, _ y: SIMD4<Self>) -> SIMD4<Self>
+  static func select(_ a: SIMD4<Self>, _ b: SIMD4<Self>, where x: SIMD4<Self>, isGreaterThan y: SIMD4<Self>) -> SIMD4<Self>
+  static func sqrt(_ x: SIMD8<Self>) -> SIMD8<Self>
+  static func max(_ x: SIMD8<Self>, _ y: SIMD8<Self>) -> SIMD8<Self>
+  static func min(_ x: SIMD8<Self>, _ y: SIMD8<Self>) -> SIMD8<Self>
+  static func select(_ a: SIMD8<Self>, _ b: SIMD8<Self>, where x: SIMD8<Self>, isGreaterThan y: SIMD8<Self>) -> SIMD8<Self>
 }
 
-extension SIMD8: RecursionVector where Scalar == Double {
-  @inlinable @inline(__always) public static func sqrt(_ x: Self) -> Self { ntkgram_sqrt8(x) }
-  @inlinable @inline(__always) public static func max(_ x: Self, _ y: Self) -> Self { ntkgram_max8(x, y) }
-  @inlinable @inline(__always) public static func min(_ x: Self, _ y: Self) -> Self { ntkgram_min8(x, y) }
-  @inlinable @inline(__always) public static func select(_ a: Self, _ b: Self, where x: Self, isGreaterThan y: Self) -> Self {
+extension Double: LaneScalar {
+  @inlinable @inline(__always) public static func sqrt(_ x: SIMD4<Double>) -> SIMD4<Double> { ntkgram_sqrt4(x) }
+  @inlinable @inline(__always) public static func max(_ x: SIMD4<Double>, _ y: SIMD4<Double>) -> SIMD4<Double> { ntkgram_max4(x, y) }
+  @inlinable @inline(__always) public static func min(_ x: SIMD4<Double>, _ y: SIMD4<Double>) -> SIMD4<Double> { ntkgram_min4(x, y) }
+  @inlinable @inline(__always) public static func select(_ a: SIMD4<Double>, _ b: SIMD4<Double>, where x: SIMD4<Double>,
+                                                        isGreaterThan y: SIMD4<Double>) -> SIMD4<Double> {
+    ntkgram_select_greater4(a, b, x, y)
+  }
+  @inlinable @inline(__always) public static func sqrt(_ x: SIMD8<Double>) -> SIMD8<Double> { ntkgram_sqrt8(x) }
+  @inlinable @inline(__always) public static func max(_ x: SIMD8<Double>, _ y: SIMD8<Double>) -> SIMD8<Double> { ntkgram_max8(x, y) }
+  @inlinable @inline(__always) public static func min(_ x: SIMD8<Double>, _ y: SIMD8<Double>) -> SIMD8<Double> { ntkgram_min8(x, y) }
+  @inlinable @inline(__always) public static func select(_ a: SIMD8<Double>, _ b: SIMD8<Double>, where x: SIMD8<Double>,
+                                                        isGreaterThan y: SIMD8<Double>) -> SIMD8<Double> {
     ntkgram_select_greater8(a, b, x, y)
   }
 }
+
+extension Float: LaneScalar {
+  @inlinable @inline(__always) public static func sqrt(_ x: SIMD4<Float>) -> SIMD4<Float> { ntkgram_sqrt4f(x) }
+  @inlinable @inline(__always) public static func max(_ x: SIMD4<Float>, _ y: SIMD4<Float>) -> SIMD4<Float> { ntkgram_max4f(x, y) }
+  @inlinable @inline(__always) public static func min(_ x: SIMD4<Float>, _ y: SIMD4<Float>) -> SIMD4<Float> { ntkgram_min4f(x, y) }
+  @inlinable @inline(__always) public static func select(_ a: SIMD4<Float>, _ b: SIMD4<Float>, where x: SIMD4<Float>,
+                                                        isGreaterThan y: SIMD4<Float>) -> SIMD4<Float> {
+    ntkgram_select_greater4f(a, b, x, y)
+  }
+  @inlinable @inline(__always) public static func sqrt(_ x: SIMD8<Float>) -> SIMD8<Float> { ntkgram_sqrt8f(x) }
+  @inlinable @inline(__always) public static func max(_ x: SIMD8<Float>, _ y: SIMD8<Float>) -> SIMD8<Float> { ntkgram_max8f(x, y) }
+  @inlinable @inline(__always) public static func min(_ x: SIMD8<Float>, _ y: SIMD8<Float>) -> SIMD8<Float> { ntkgram_min8f(x, y) }
+  @inlinable @inline(__always) public static func select(_ a: SIMD8<Float>, _ b: SIMD8<Float>, where x: SIMD8<Float>,
+                                                        isGreaterThan y: SIMD8<Float>) -> SIMD8<Float> {
+    ntkgram_select_greater8f(a, b, x, y)
+  }
+}
+
+extension SIMD4: LaneVector where Scalar: LaneScalar {
+  @inlinable @inline(__always) public static func sqrt(_ x: Self) -> Self { Scalar.sqrt(x) }
+  @inlinable @inline(__always) public static func max(_ x: Self, _ y: Self) -> Self { Scalar.max(x, y) }
+  @inlinable @inline(__always) public static func min(_ x: Self, _ y: Self) -> Self { Scalar.min(x, y) }
+  @inlinable @inline(__always) public static func select(_ a: Self, _ b: Self, where x: Self, isGreaterThan y: Self) -> Self {
+    Scalar.select(a, b, where: x, isGreaterThan: y)
+  }
+}
+
+extension SIMD8: LaneVector where Scalar: LaneScalar {
+  @inlinable @inline(__always) public static func sqrt(_ x: Self) -> Self { Scalar.sqrt(x) }
+  @inlinable @inline(__always) public static func max(_ x: Self, _ y: Self) -> Self { Scalar.max(x, y) }
+  @inlinable @inline(__always) public static func min(_ x: Self, _ y: Self) -> Self { Scalar.min(x, y) }
+  @inlinable @inline(__always) public static func select(_ a: Self, _ b: Self, where x: Self, isGreaterThan y: Self) -> Self {
+    Scalar.select(a, b, where: x, isGreaterThan: y)
+  }
+}
+
+/// The vectors of the float64 recursions.
+public protocol RecursionVector: LaneVector where Scalar == Double {}
+extension SIMD4: RecursionVector where Scalar == Double {}
+extension SIMD8: RecursionVector where Scalar == Double {}
 
 public let piOverTwo = 1.5707963267948966192313216916397514
 public let piOverFour = 0.78539816339744830961566084581987572
@@ -42,8 +93,8 @@ public let tanPiOverEight = 0.41421356237309504880168872420969808
 /// `atan(z)` for `|z| ≤ tan(π/8)` as `z·P(z²)/Q(z²)`: the (4, 5) rational approximation
 /// #5077 of Hart & Cheney, *Computer Approximations* (1968), 19.56 significant digits.
 @inlinable @inline(__always)
-public func atanReduced<V: RecursionVector>(_ z: V) -> V {
-  @inline(__always) func step(_ acc: V, _ x: V, _ c: Double) -> V { V(repeating: c).addingProduct(acc, x) }
+public func atanReduced<V: LaneVector>(_ z: V) -> V {
+  @inline(__always) func step(_ acc: V, _ x: V, _ c: V.Scalar) -> V { V(repeating: c).addingProduct(acc, x) }
   let z2 = z * z
   var p = step(V(repeating: 16.1536412982230228262), z2, 268.42548195503973794141)
   p = step(p, z2, 1153.0293515404850115428136)
@@ -62,21 +113,21 @@ public func atanReduced<V: RecursionVector>(_ z: V) -> V {
 /// Reduction: with `n = min(|y|,|x|)`, `m = max(|y|,|x|)`, `atan(n/m)` is `atan(n/m)` when
 /// `n ≤ tan(π/8)·m`, else `π/4 + atan((n−m)/(n+m))`; then undo the octant and quadrant. Two
 /// divisions (the reduced argument and the rational function). Maximum error ≈ 2 ulp of π
-/// (measured in the tests against libm).
+/// (measured in the tests against libm). The float instantiation rounds the same constants.
 @inlinable @inline(__always)
-public func vectorAtan2<V: RecursionVector>(_ y: V, _ x: V) -> V {
+public func vectorAtan2<V: LaneVector>(_ y: V, _ x: V) -> V {
   let zero = V(repeating: 0)
   let ay = V.max(y, -y)
   let ax = V.max(x, -x)
   let small = V.min(ay, ax), large = V.max(ay, ax)
-  let bound = tanPiOverEight * large
+  let bound = V.Scalar(tanPiOverEight) * large
   let num = V.select(small, small - large, where: small, isGreaterThan: bound)
   let den = V.select(large, small + large, where: small, isGreaterThan: bound)
   // 0/0 (both inputs zero) is 0; otherwise den > 0.
   let reduced = num / V.select(V(repeating: 1), den, where: den, isGreaterThan: zero)
-  var r = atanReduced(reduced) + V.select(zero, V(repeating: piOverFour), where: small, isGreaterThan: bound)
-  r = V.select(r, piOverTwo - r, where: ay, isGreaterThan: ax)
-  r = V.select(r, 2 * piOverTwo - r, where: zero, isGreaterThan: x)
+  var r = atanReduced(reduced) + V.select(zero, V(repeating: V.Scalar(piOverFour)), where: small, isGreaterThan: bound)
+  r = V.select(r, V.Scalar(piOverTwo) - r, where: ay, isGreaterThan: ax)
+  r = V.select(r, 2 * V.Scalar(piOverTwo) - r, where: zero, isGreaterThan: x)
   return V.select(r, -r, where: zero, isGreaterThan: y)
 }
 
@@ -319,26 +370,27 @@ extension ABReLUPair: Sendable {}
 // MARK: - Pair maps over rows of covariances (the convolutional kernels)
 
 extension ABReLUPair {
-  /// `pair` with a vector of row variances (lane-wise the same operations).
+  /// `pair` with a vector of row variances (lane-wise the same operations), on doubles or
+  /// floats (the constants rounded to the lanes' type).
   @inlinable @inline(__always)
-  public func pair<V: RecursionVector>(_ s: V, lanes qi: V, _ qj: V) -> (V, V) {
+  public func pair<V: LaneVector>(_ s: V, lanes qi: V, _ qj: V) -> (V, V) {
     let e = qi * qj - s * s
     let r = V.sqrt(V.max(e, V(repeating: 0)))
     let theta = vectorAtan2(r, s)
-    let dot = even - angular * theta
-    return (angular * r + dot * s, dot)
+    let dot = V.Scalar(even) - V.Scalar(angular) * theta
+    return (V.Scalar(angular) * r + dot * s, dot)
   }
 }
 
 extension ErfPair {
   @inlinable @inline(__always)
-  public func pair<V: RecursionVector>(_ s: V, lanes qi: V, _ qj: V) -> (V, V) {
+  public func pair<V: LaneVector>(_ s: V, lanes qi: V, _ qj: V) -> (V, V) {
     let one = V(repeating: 1), two = V(repeating: 2), four = V(repeating: 4)
     let pi: V = one + two * qi, pj: V = one + two * qj
     let s4: V = four * s * s
     let e: V = pi * pj - s4
     let r = V.sqrt(V.max(e, V(repeating: 0)))
-    return (2 / Double.pi * vectorAtan2(2 * s, r), 4 / Double.pi / r)
+    return (V.Scalar(2 / Double.pi) * vectorAtan2(2 * s, r), V.Scalar(4 / Double.pi) / r)
   }
 }
 

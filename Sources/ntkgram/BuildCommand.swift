@@ -26,6 +26,9 @@ struct KernelOptions: ParsableArguments {
   @Option(name: .customLong("gram-precision"),
           help: "Precision of the input dot products: float64 (~1e-15 relative) or float32 (about twice as fast, a few 1e-6; docs/precision.md). Default float64.")
   var gramPrecision: String?
+  @Option(name: .customLong("compute-precision"),
+          help: "Arithmetic of the convolutional kernels' pixel-pair recursion: float64, float32 (about twice as fast; errors in docs/precision.md) or mixed (float32 before the last pooling, float64 after). Default float64.")
+  var computePrecision: String?
   @Option(help: "The network as a layer list: JSON (as in a kernel file's network attribute) or a .json file holding it. Replaces the shorthand flags.")
   var layers: String?
   @Option(help: "A named network: myrtle5, myrtle7 or myrtle10 (neural-tangents' Myrtle family, closing with a global average pool; README).")
@@ -58,6 +61,7 @@ struct KernelOptions: ParsableArguments {
     f.parameterization = parameterization
     f.width = width
     f.gramPrecision = gramPrecision
+    f.computePrecision = computePrecision
     f.layers = layers
     f.preset = preset
     f.readoutWidth = readoutWidth
