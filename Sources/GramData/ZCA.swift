@@ -85,8 +85,7 @@ struct ZCAFit {
                 let ck = c[row + k]
                 let j0 = max(jb, k)
                 guard j0 < jEnd else { continue }
-                let out = k * d
-                for j in j0..<jEnd { s[out + j] += ck * c[row + j] }
+                axpy(ck, c.baseAddress! + row, into: s.baseAddress! + k * d, j0..<jEnd)
               }
             }
           }
@@ -130,20 +129,31 @@ struct ZCAFit {
     guard lambda[0] > Double(d) * Double.ulpOfOne * largest else {
       throw StorageError(source, "zca with zca_strength \(strength): the regularized covariance of its \(n) training samples is singular (smallest eigenvalue \(lambda[0]), largest \(largest): fewer samples than features, or constant features), so its inverse square root is infinite; use zca_strength > 0")
     }
-    // U = V Λ^(−1/2) (columns scaled); W = U Vᵀ, upper triangle, m ascending, mirrored.
+    // U = V Λ^(−1/2) (columns scaled); W = U Vᵀ: its upper triangle, each entry summed over m
+    // ascending (blocked over k and m with j innermost, which keeps that order), then mirrored.
     var u = a
     let scale = lambda.map { 1 / $0.squareRoot() }
     for k in 0..<d { for m in 0..<d { u[k * d + m] *= scale[m] } }
+    var vt = [Double](repeating: 0, count: d * d)
+    for j in 0..<d { for m in 0..<d { vt[m * d + j] = a[j * d + m] } }
     var w = [Double](repeating: 0, count: d * d)
+    let kBlock = 32, mBlock = 64
     u.withUnsafeBufferPointer { up in
-      a.withUnsafeBufferPointer { vp in
-        for k in 0..<d {
-          for j in k..<d {
-            var s = 0.0
-            for m in 0..<d { s += up[k * d + m] * vp[j * d + m] }
-            w[k * d + j] = s
-            w[j * d + k] = s
+      vt.withUnsafeBufferPointer { vp in
+        w.withUnsafeMutableBufferPointer { wp in
+          for kb in stride(from: 0, to: d, by: kBlock) {
+            let kEnd = min(kb + kBlock, d)
+            for mb in stride(from: 0, to: d, by: mBlock) {
+              let mEnd = min(mb + mBlock, d)
+              for k in kb..<kEnd {
+                let row = k * d
+                for m in mb..<mEnd {
+                  axpy(up[row + m], vp.baseAddress! + m * d, into: wp.baseAddress! + row, k..<d)
+                }
+              }
+            }
           }
+          for k in 0..<d { for j in 0..<k { wp[k * d + j] = wp[j * d + k] } }
         }
       }
     }
@@ -169,9 +179,7 @@ func zcaWhitened(_ m: Matrix, mean: [Double], whitening w: [Double]) -> Matrix {
             for i in 0..<rows {
               let row = i * d
               for k in kb..<kEnd {
-                let ck = c[row + k]
-                let wr = k * d
-                for j in jb..<jEnd { o[row + j] += ck * wp[wr + j] }
+                axpy(c[row + k], wp.baseAddress! + k * d, into: o.baseAddress! + row, jb..<jEnd)
               }
             }
           }
@@ -180,6 +188,24 @@ func zcaWhitened(_ m: Matrix, mean: [Double], whitening w: [Double]) -> Matrix {
     }
   }
   return Matrix(rows: rows, cols: d, values: out)
+}
+
+/// `y[j] += a · x[j]` for `j` in `range`: a multiply then an add per entry (no fused
+/// multiply-add, no reassociation), so vectorised or not it gives the same bits.
+@inline(__always)
+func axpy(_ a: Double, _ x: UnsafePointer<Double>, into y: UnsafeMutablePointer<Double>, _ range: Range<Int>) {
+  var j = range.lowerBound
+  let end = range.upperBound
+  while j + 4 <= end {
+    let xv = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD4<Double>.self)
+    let yv = UnsafeRawPointer(y + j).loadUnaligned(as: SIMD4<Double>.self)
+    UnsafeMutableRawPointer(y + j).storeBytes(of: yv + a * xv, as: SIMD4<Double>.self)
+    j += 4
+  }
+  while j < end {
+    y[j] += a * x[j]
+    j += 1
+  }
 }
 
 /// Whether two whitening matrices are the same within `zcaTolerance` (relative to the largest
