@@ -3,7 +3,7 @@ import GramKernels
 import GramStorage
 
 // Regularized ZCA whitening (Lee et al. 2020, "Finite Versus Infinite Neural Networks: an
-// Empirical Study", §C.1), fitted on the training rows X (n × d) after `scale`:
+// Empirical Study"), fitted on the training rows X (n × d) after `scale`:
 //
 //   μ = (1/n) Σᵢ xᵢ                           (column mean, rows summed in order)
 //   Σ = (1/n) Σᵢ (xᵢ − μ)ᵀ(xᵢ − μ)             (d × d, rows summed in order)
