@@ -40,7 +40,7 @@ let package = Package(
     .target(name: "GramTransport", dependencies: ["CMPI"]),
     .target(name: "GramStorage", dependencies: ["CHDF5", "CZlib", "CFileIO"]),
     .target(name: "GramEvents"),
-    .target(name: "GramData", dependencies: ["GramKernels", "GramStorage"]),
+    .target(name: "GramData", dependencies: ["CLAPACK", "GramKernels", "GramStorage"], swiftSettings: vectorFlags),
     .target(name: "GramSolver", dependencies: ["CLAPACK", "GramMicroKernels", "GramMicroKernelsAVX512"], swiftSettings: vectorFlags),
     .target(
       name: "GramBuild",

@@ -165,7 +165,7 @@ public struct BuildDriver {
   static func kernel(for settings: BuildSettings, sampleShape: [Int], features: Int, shapesOnly: Bool = false) throws -> (KernelSpec, any GramKernel) {
     let shape = try settings.resolvedInputShape(fileShape: sampleShape, features: features)
     var spec = KernelSpec(network: settings.network, inputShape: shape, preprocess: settings.preprocess,
-                          gramPrecision: settings.gramPrecision)
+                          gramPrecision: settings.gramPrecision, zcaStrength: settings.zcaStrength, augment: settings.train.augment)
     spec.computePrecision = settings.computePrecision
     do {
       if shapesOnly && settings.against == nil && settings.empirical != nil {
@@ -209,6 +209,12 @@ public struct BuildDriver {
     let (headerRows, headerShape) = try DatasetReader.sampleShape(settings.train.samples, labelColumn: settings.train.labelColumn)
     do { try Network.checkInputShape(headerShape) }
     catch let e as NetworkError { throw StorageError(settings.train.samples, e.description) }
+    // A flip needs images; zca a d × d matrix that fits: said before any data is read.
+    _ = try settings.train.augmentShape(fileShape: headerShape, cols: headerShape.reduce(1, *), inputShape: settings.inputShape)
+    if settings.preprocess == .zca, headerShape.reduce(1, *) > zcaMaxFeatures {
+      let d = headerShape.reduce(1, *)
+      throw StorageError(settings.train.samples, "has \(d) features per sample: zca whitening holds a \(d)×\(d) matrix (several copies); at most \(zcaMaxFeatures) features")
+    }
     let (_, sizing) = try Self.kernel(for: settings, sampleShape: headerShape, features: headerShape.reduce(1, *), shapesOnly: true)
     if let empirical = sizing as? EmpiricalKernel {
       try checkMemory(of: empirical, trainRows: headerRows, features: headerShape.reduce(1, *))
@@ -266,16 +272,19 @@ public struct BuildDriver {
     return .some(against.statistics)
   }
 
+  /// `zca`'s ε for this build (the stored kernel's for `--against`).
+  var zcaStrength: Double { settings.zcaStrength ?? Preprocess.defaultZCAStrength }
+
   func loadWhole() throws -> Inputs {
-    let train = try loadSplit(settings.train)
-    let test = try settings.test.map(loadSplit)
+    let train = try loadSplit(settings.train, inputShape: settings.inputShape)
+    let test = try settings.test.map { try loadSplit($0) }
     try checkSplits(trainSource: train.source.samples, trainCols: train.samples.cols, trainShape: train.sampleShape,
                     testSource: test?.source.samples, testCols: test?.samples.cols, testShape: test?.sampleShape)
     let (spec, kernel) = try Self.kernel(for: settings, sampleShape: train.sampleShape, features: train.samples.cols)
     let trainChecksum = dataChecksum(train.samples)
-    let statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil,
-                                      recompute: { PreprocessStatistics.of(train.samples, for: settings.preprocess) })
-      ?? PreprocessStatistics.of(train.samples, for: settings.preprocess)
+    let fit = { try PreprocessStatistics.of(train.samples, isInteger: train.isInteger, for: settings.preprocess, zcaStrength: zcaStrength) }
+    let statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil, recompute: fit)
+      ?? fit()
     let outputs = try Self.outputs(kernel.outputNames, selected: settings.kernels)
     let a = preprocessed(train.samples, isInteger: train.isInteger, settings.preprocess, statistics: statistics)
     let b = test.map { preprocessed($0.samples, isInteger: $0.isInteger, settings.preprocess, statistics: statistics) }
@@ -302,7 +311,7 @@ public struct BuildDriver {
   /// phase takes its rows from memory instead of reading the files a last time; larger data is
   /// not kept (nor any, with `keeping` 0).
   func loadStreamed(keeping: Double = BuildPlan.keptDataBytes) throws -> Inputs {
-    let train = try StreamedSplit(settings.train)
+    let train = try StreamedSplit(settings.train, inputShape: settings.inputShape)
     let test = try settings.test.map { try StreamedSplit($0) }
     try checkSplits(trainSource: train.source.samples, trainCols: train.cols, trainShape: train.sampleShape,
                     testSource: test?.source.samples, testCols: test?.cols, testShape: test?.sampleShape)
@@ -333,7 +342,7 @@ public struct BuildDriver {
               keep ? Matrix(rows: split.rows, cols: split.cols, values: kept) : nil)
     }
     let trainPass: (raw: UInt64?, values: UInt64, kept: Matrix?), trainChecksum: UInt64, statistics: PreprocessStatistics?
-    if settings.against == nil && settings.preprocess != .standardize {
+    if settings.against == nil && !settings.preprocess.needsTrainingStatistics {
       statistics = nil
       trainPass = try pass(train, nil, raw: true)
       trainChecksum = trainPass.raw!
@@ -341,9 +350,9 @@ public struct BuildDriver {
       trainChecksum = try rawChecksum(train)
       // (A cross kernel takes the stored kernel's statistics, checked against those of the
       // training data: the passes for them, as its build made them.)
-      statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil,
-                                    recompute: { try PreprocessStatistics.of(train, for: settings.preprocess) })
-        ?? PreprocessStatistics.of(train, for: settings.preprocess)
+      let fit = { try PreprocessStatistics.of(train, for: settings.preprocess, zcaStrength: zcaStrength) }
+      statistics = try checkAgainst(trainChecksum: trainChecksum, source: train.source.samples, hasTest: test != nil, recompute: fit)
+        ?? fit()
       trainPass = try pass(train, statistics, raw: false)
     }
     let testPass = try test.map { try pass($0, statistics, raw: true) }
@@ -522,13 +531,13 @@ public struct BuildDriver {
       try root.createInt64Dataset(KernelFileLayout.testLabels, shape: [labels.count]).write(labels: labels, axes: "test sample")
     }
     if let statistics = inputs.statistics {
-      for (name, values) in [(KernelFileLayout.preprocessMean, statistics.mean), (KernelFileLayout.preprocessStd, statistics.std)] {
-        let d = try root.createDataset(name, shape: [values.count], type: .float64)
-        try values.withUnsafeBufferPointer { try d.write($0, start: [0], count: [values.count]) }
-        try d.setAttribute("axes", .string("feature"))
+      for (name, values, shape) in statistics.stored {
+        let d = try root.createDataset(name, shape: shape, type: .float64)
+        try values.withUnsafeBufferPointer { try d.write($0, start: shape.map { _ in 0 }, count: shape) }
+        try d.setAttribute("axes", .string(shape.count == 2 ? "feature, feature" : "feature"))
       }
       // What `build --against`, `verify`, `solve` and `predict` check them against.
-      try root.setAttribute("preprocess_checksum", .string(preprocessChecksum(mean: statistics.mean, std: statistics.std)))
+      try root.setAttribute("preprocess_checksum", .string(statistics.checksum))
     }
     if let empirical = inputs.spec.empirical {
       // The weights, and the network's outputs at them (f₀ for `dynamics --initial-outputs`).
@@ -712,6 +721,17 @@ public struct BuildDriver {
 
     // 1. Inputs.
     var inputs = try comm.collectively { try loadInputs() }
+    if let whitening = inputs.statistics?.whitening, comm.size > 1 {
+      // Every rank fitted W (LAPACK inside): they must hold the same bits, or their tiles would
+      // disagree (ranks on CPUs of other kinds may not).
+      let mine = Array(preprocessChecksum(mean: inputs.statistics!.mean, std: whitening).utf8)
+      let all = try comm.allGather(mine)
+      try comm.collectively {
+        guard all.allSatisfy({ $0 == all[0] }) else {
+          throw BuildError("the ranks fitted different zca whitening matrices (hosts with CPUs of different kinds or other BLAS libraries give LAPACK's eigenvectors other last bits): run the build on nodes of one kind")
+        }
+      }
+    }
     let n = inputs.trainRows, m = inputs.testRows
     var jobPrint = fingerprint(trainValues: inputs.trainValuesChecksum, trainRows: n, cols: inputs.cols,
                                testValues: inputs.testValuesChecksum, testRows: m, spec: inputs.spec,

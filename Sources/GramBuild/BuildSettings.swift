@@ -10,6 +10,8 @@ public struct BuildSettings: Sendable {
   public var train: DataSource
   public var test: DataSource?
   public var preprocess: Preprocess = .scale
+  /// `zca`'s strength ε (`zca_strength`, `--zca-strength`); nil: the default (0.1). Only with `zca`.
+  public var zcaStrength: Double?
   /// The network as a layer list (the fully-connected shorthand already expanded).
   public var network: Network
   public var gramPrecision: GramPrecision = .float64

@@ -22,15 +22,20 @@ public enum KernelIdentity {
   }
 
   /// Fails when the stored statistics are not `recomputed` (those of the training data, bit for
-  /// bit), naming the dataset that differs.
+  /// bit; a `zca` whitening matrix within `zcaTolerance`, since LAPACK's last bits may differ
+  /// between CPU kinds), naming the dataset that differs.
   public static func checkStatistics(_ stored: PreprocessStatistics?, recomputed: PreprocessStatistics?, path: String, data: String) throws {
     guard let stored else { return }
     guard let recomputed else {
       throw StorageError(path, "stores training statistics (\(KernelFileLayout.preprocessMean)) although its preprocess needs none: the file was modified; rebuild it")
     }
     func same(_ a: [Double], _ b: [Double]) -> Bool { a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern } }
-    for (name, a, b) in [(KernelFileLayout.preprocessMean, stored.mean, recomputed.mean), (KernelFileLayout.preprocessStd, stored.std, recomputed.std)] where !same(a, b) {
-      throw StorageError(path, "\(name) is not the statistics of its training data \(data) (recomputed): the file was modified since its build; rebuild it")
+    let pairs = zip(stored.stored, recomputed.stored)
+    guard stored.stored.map(\.name) == recomputed.stored.map(\.name) else {
+      throw StorageError(path, "stores other training statistics than its preprocess makes: the file was modified since its build; rebuild it")
+    }
+    for (a, b) in pairs where !(a.name == KernelFileLayout.preprocessZCA ? sameWhitening(a.values, b.values) : same(a.values, b.values)) {
+      throw StorageError(path, "\(a.name) is not the statistics of its training data \(data) (recomputed): the file was modified since its build; rebuild it")
     }
   }
 

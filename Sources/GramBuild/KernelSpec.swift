@@ -18,18 +18,26 @@ public struct KernelSpec: Sendable, Equatable {
   public var computePrecision: ComputePrecision = .float64
   /// The concrete network of an empirical kernel; nil for the analytic (infinite-width) one.
   public var empirical: EmpiricalSpec?
+  /// `zca`'s strength ε (`zca_strength`); nil for every other preprocessing.
+  public var zcaStrength: Double?
+  /// The training set's augmentation (the test set is never augmented).
+  public var augment: Augment
 
   public init(network: Network, inputShape: [Int], preprocess: Preprocess, gramPrecision: GramPrecision,
-              empirical: EmpiricalSpec? = nil) {
+              empirical: EmpiricalSpec? = nil, zcaStrength: Double? = nil, augment: Augment = .none) {
     self.network = network
     self.inputShape = inputShape
     self.preprocess = preprocess
     self.gramPrecision = gramPrecision
     self.empirical = empirical
+    self.zcaStrength = preprocess == .zca ? zcaStrength ?? Preprocess.defaultZCAStrength : nil
+    self.augment = augment
   }
 
   /// The canonical encoding: one JSON object, keys sorted. An empirical kernel adds
-  /// `"empirical": {"parameters": <checksum of every weight>, "seed": <seed or "given">}`.
+  /// `"empirical": {"parameters": <checksum of every weight>, "seed": <seed or "given">}`;
+  /// `zca` adds `"zca_strength": ε` and an augmented training set `"augment": "flip"` (absent
+  /// otherwise, so the specs of earlier files are unchanged).
   public var json: String {
     var table: [String: SpecValue] = [
       "gram_precision": .string(gramPrecision.rawValue),
@@ -40,6 +48,8 @@ public struct KernelSpec: Sendable, Equatable {
     // Only a non-default precision enters the canonical form: float64 kernels keep the
     // fingerprints they had before the key existed.
     if computePrecision != .float64 { table["compute_precision"] = .string(computePrecision.rawValue) }
+    if let zcaStrength { table["zca_strength"] = .double(zcaStrength) }
+    if augment != .none { table["augment"] = .string(augment.rawValue) }
     if let empirical {
       table["empirical"] = .table(["parameters": .string(empirical.checksum),
                                    "seed": empirical.seed.map { .int(Int($0)) } ?? .string("given")])
@@ -64,6 +74,8 @@ public struct KernelSpec: Sendable, Equatable {
       ("gram_precision", .string(gramPrecision.rawValue)),
     ]
     if network.isConvolutional && empirical == nil { list.append(("compute_precision", .string(computePrecision.rawValue))) }
+    if let zcaStrength { list.append(("zca_strength", .double(zcaStrength))) }
+    if augment != .none { list.append(("augment", .string(augment.rawValue))) }
     if let empirical {
       list += [
         ("empirical", .string("true")),
@@ -113,10 +125,23 @@ public struct KernelSpec: Sendable, Equatable {
       precision = g
     }
     let preprocess = try get("preprocess") == nil ? Preprocess.scale : Preprocess(rawValue: try string("preprocess")) ?? .scale
+    var zcaStrength: Double? = nil
+    if preprocess == .zca {
+      zcaStrength = try double("zca_strength")
+      guard zcaStrength!.isFinite, zcaStrength! >= 0 else { throw KernelSpecError("attribute zca_strength is not finite and at least 0") }
+    } else if try get("zca_strength") != nil {
+      throw KernelSpecError("attribute zca_strength without preprocess zca")
+    }
+    var augment = Augment.none
+    if try get("augment") != nil {
+      guard let a = Augment(rawValue: try string("augment")) else { throw KernelSpecError("unknown augment \(try string("augment"))") }
+      augment = a
+    }
     if try get("network") != nil {
       let network = try Network(json: try string("network"))
       guard case .int64s(let shape)? = try get("input_shape") else { throw KernelSpecError("missing attribute input_shape") }
-      self.init(network: network, inputShape: shape.map { Int($0) }, preprocess: preprocess, gramPrecision: precision)
+      self.init(network: network, inputShape: shape.map { Int($0) }, preprocess: preprocess, gramPrecision: precision,
+                zcaStrength: zcaStrength, augment: augment)
       if try get("compute_precision") != nil {
         guard let c = ComputePrecision(rawValue: try string("compute_precision")) else { throw KernelSpecError("unknown compute_precision") }
         computePrecision = c

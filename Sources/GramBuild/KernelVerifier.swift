@@ -197,7 +197,8 @@ public struct KernelVerifier {
       return Int(c)
     }
     let train = try loadSplit(DataSource(samples: located(string("train_source"), override: trainOverride, flag: "--train", checksum: recordedTrainChecksum),
-                                         labels: labelsSource("train"), limit: limit("train_limit"), labelColumn: labelColumn("train")))
+                                         labels: labelsSource("train"), limit: limit("train_limit"), labelColumn: labelColumn("train"),
+                                         augment: spec.augment), inputShape: spec.inputShape)
     let testSource = m > 0 ? try located(string("test_source"), override: testOverride, flag: "--test", checksum: recordedTestChecksum)
                            : (testOverride ?? "")
     let test = m > 0 ? try loadSplit(DataSource(samples: testSource, labels: labelsSource("test"), limit: limit("test_limit"),
@@ -213,11 +214,15 @@ public struct KernelVerifier {
     // The training statistics the build stored (`standardize`), else computed from the train
     // data; stored ones must be those of the train data (a cross kernel copies its training
     // kernel's: recomputing with modified ones would agree with its wrong values).
-    let trainStatistics = PreprocessStatistics.of(train.samples, for: preprocess)
+    let trainStatistics: PreprocessStatistics?
+    do {
+      trainStatistics = try PreprocessStatistics.of(train.samples, isInteger: train.isInteger, for: preprocess,
+                                                    zcaStrength: spec.zcaStrength ?? Preprocess.defaultZCAStrength)
+    } catch let e as StorageError { throw fail(e.message) }
     var statistics = trainStatistics
-    if f.exists(KernelFileLayout.preprocessMean), f.exists(KernelFileLayout.preprocessStd) {
-      statistics = PreprocessStatistics(mean: try f.dataset(KernelFileLayout.preprocessMean).readAll(),
-                                        std: try f.dataset(KernelFileLayout.preprocessStd).readAll())
+    if f.exists(KernelFileLayout.preprocessMean) {
+      do { statistics = try PreprocessStatistics.read(from: f, preprocess: preprocess, features: nil) }
+      catch let e as StorageError { throw fail(e.message) }
       guard statistics?.mean.count == train.samples.cols else { throw fail("\(KernelFileLayout.preprocessMean) does not match the data's features") }
     }
     let a = preprocessed(train.samples, isInteger: train.isInteger, preprocess, statistics: statistics)
@@ -236,7 +241,8 @@ public struct KernelVerifier {
       do {
         try KernelIdentity.checkStatistics(statistics, recomputed: trainStatistics, path: path, data: try trainOverride ?? string("train_source"))
       } catch let e as StorageError { throw fail(e.message) }
-      report.checks.append("\(KernelFileLayout.preprocessMean) and \(KernelFileLayout.preprocessStd) are the statistics of the training data")
+      report.checks.append("\((statistics?.stored ?? []).map(\.name).joined(separator: " and ")) are the statistics of the training data" +
+                           (preprocess == .zca ? " (the whitening within \(zcaTolerance) of its recomputation)" : ""))
     }
     if let test, !recordedTestChecksum.isEmpty {
       let now = hex(dataChecksum(test.samples))

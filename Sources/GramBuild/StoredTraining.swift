@@ -50,22 +50,15 @@ public struct StoredTraining: Sendable {
     let limit = try int("train_limit")
     let labelColumn = (try? int("train_label_column")) ?? -1
     guard let dtype = ScalarType(rawValue: try string("dtype")) else { throw StorageError(path, "attribute dtype is not float32 or float64") }
-    var statistics: PreprocessStatistics? = nil
-    if spec.preprocess == .standardize {
-      guard f.exists(KernelFileLayout.preprocessMean), f.exists(KernelFileLayout.preprocessStd) else {
-        throw StorageError(path, "uses standardize but stores no training statistics (\(KernelFileLayout.preprocessMean))")
-      }
-      // Against the checksum the build recorded (files since it); `checkAgainst` also compares
-      // them with the statistics of the training data, recomputed (every file).
-      _ = try f.checkedPreprocessChecksum()
-      statistics = PreprocessStatistics(mean: try f.dataset(KernelFileLayout.preprocessMean).readAll(),
-                                        std: try f.dataset(KernelFileLayout.preprocessStd).readAll())
-    } else if f.exists(KernelFileLayout.preprocessMean) || f.exists(KernelFileLayout.preprocessStd) {
-      throw StorageError(path, "stores training statistics (\(KernelFileLayout.preprocessMean)) although its preprocess is \(spec.preprocess.rawValue): the file was modified; rebuild it")
-    }
+    // The statistics its preprocess uses and no others (`standardize`: mean and std; `zca`:
+    // mean and whitening), against the checksum the build recorded (files since it);
+    // `checkAgainst` also compares them with those of the training data, recomputed (every file).
+    let statistics = try PreprocessStatistics.read(from: f, preprocess: spec.preprocess, features: try int("features"))
+    if statistics != nil { _ = try f.checkedPreprocessChecksum() }
     let kernels = (try? string("kernels")).map { $0.split(separator: ",").map(String.init) } ?? KernelFileLayout.kernelNames
     return StoredTraining(path: path, spec: spec, trainCount: try int("N"),
-                          source: DataSource(samples: source, limit: limit > 0 ? limit : nil, labelColumn: labelColumn >= 0 ? labelColumn : nil),
+                          source: DataSource(samples: source, limit: limit > 0 ? limit : nil, labelColumn: labelColumn >= 0 ? labelColumn : nil,
+                                             augment: spec.augment),
                           dataChecksum: checksum, fingerprint: try string("fingerprint"), trainFingerprint: try string("train_fingerprint"),
                           dtype: dtype, tileSize: try int("tile"), kernels: kernels, statistics: statistics)
   }

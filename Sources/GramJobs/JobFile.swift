@@ -7,7 +7,8 @@ import GramStorage
 ///
 /// ```toml
 /// [data]    train, train_labels, train_label_column, train_limit,
-///           test, test_labels, test_label_column, test_limit, preprocess, input_shape
+///           test, test_labels, test_label_column, test_limit, preprocess, zca_strength, augment,
+///           input_shape
 /// [kernel]  parameterization, gram_precision, and one of
 ///           [[kernel.layers]] tables (type = "dense" | "conv" | "avg_pool" | … , see `Network`),
 ///           preset (a named network: myrtle5, myrtle7, myrtle10),
@@ -24,7 +25,7 @@ public struct JobFile: Sendable {
   public static let schema: [String: [String: KeyType]] = [
     "data": ["train": .string, "train_labels": .string, "train_label_column": .int, "train_limit": .int,
              "test": .string, "test_labels": .string, "test_label_column": .int, "test_limit": .int,
-             "preprocess": .string, "input_shape": .ints],
+             "preprocess": .string, "zca_strength": .double, "augment": .string, "input_shape": .ints],
     "kernel": ["architecture": .string, "depth": .int, "activation": .string, "leaky_slope": .double,
                "W_std": .double, "b_std": .double, "parameterization": .string, "width": .int,
                "gram_precision": .string, "compute_precision": .string, "layers": .layers, "preset": .string, "readout_width": .int,

@@ -42,7 +42,8 @@ public struct PlanReport: Sendable {
     if let d = flags.features, shape == nil { shape = [d] }
     if n == nil || shape == nil, let train = job?.string("train") {
       let (rows, sample) = try DatasetReader.sampleShape(train, labelColumn: job?.int("train_label_column"))
-      n = n ?? min(rows, job?.int("train_limit") ?? rows)
+      // A flipped training set holds the mirrored rows too (the limit applies first).
+      n = n ?? min(rows, job?.int("train_limit") ?? rows) * (job?.string("augment") == Augment.flip.rawValue ? 2 : 1)
       shape = shape ?? sample
     }
     if m == nil, let test = job?.string("test") {

@@ -53,6 +53,10 @@ public struct BuildFlags: Sendable {
   public var testLabelColumn: Int?
   public var testLimit: Int?
   public var preprocess: String?
+  /// `zca`'s strength ε (`--zca-strength`).
+  public var zcaStrength: Double?
+  /// `none` or `flip` (`--augment`).
+  public var augment: String?
   /// `H,W,C` (or `d`).
   public var inputShape: String?
   public var kernel = KernelFlags()
@@ -262,6 +266,18 @@ public enum Settings {
       throw SettingsError("\(origin)unknown preprocess '\(pre)' (valid: \(Preprocess.allCases.map(\.rawValue).joined(separator: ", ")))")
     }
     s.preprocess = p
+    if let strength = flags.zcaStrength ?? job?.double("zca_strength") {
+      let named = flags.zcaStrength != nil ? "--zca-strength" : "\(origin)[data] zca_strength"
+      guard p == .zca else { throw SettingsError("\(named) applies to preprocess zca only (preprocess is \(p.rawValue))") }
+      guard strength.isFinite, strength >= 0 else { throw SettingsError("\(named) must be finite and at least 0 (got \(strength))") }
+      s.zcaStrength = strength
+    }
+    let augment = flags.augment ?? job?.string("augment") ?? "none"
+    guard let a = Augment(rawValue: augment) else {
+      let named = flags.augment != nil ? "--augment" : "\(origin)[data] augment"
+      throw SettingsError("\(named): unknown augment '\(augment)' (valid: \(Augment.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
+    s.train.augment = a
     if let text = flags.inputShape {
       s.inputShape = try parseShape(text)
     } else if let shape = job?.ints("input_shape") {
@@ -316,6 +332,7 @@ public enum Settings {
   static func cross(against path: String, job jobPath: String?, flags: BuildFlags) throws -> BuildSettings {
     let conflicting: [(String, Bool)] = [
       ("a job file", jobPath != nil), ("--preprocess", flags.preprocess != nil), ("--input-shape", flags.inputShape != nil),
+      ("--zca-strength", flags.zcaStrength != nil), ("--augment", flags.augment != nil),
       ("--train-limit", flags.trainLimit != nil), ("--train-labels", flags.trainLabels != nil),
       ("--train-label-column", flags.trainLabelColumn != nil), ("--layers", flags.kernel.layers != nil), ("--depth", flags.kernel.depth != nil),
       ("--activation", flags.kernel.activation != nil), ("--W-std", flags.kernel.wStd != nil), ("--b-std", flags.kernel.bStd != nil),
@@ -339,6 +356,7 @@ public enum Settings {
     s.gramPrecision = stored.spec.gramPrecision
     s.computePrecision = stored.spec.computePrecision
     s.preprocess = stored.spec.preprocess
+    s.zcaStrength = stored.spec.zcaStrength
     s.inputShape = stored.spec.inputShape
     s.test = DataSource(samples: testPath, labels: flags.testLabels, limit: flags.testLimit, labelColumn: flags.testLabelColumn)
     if let v = flags.testLimit, v < 1 { throw SettingsError("test_limit must be at least 1 (got \(v))") }

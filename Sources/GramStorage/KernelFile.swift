@@ -13,6 +13,8 @@ public enum KernelFileLayout {
   /// The training set's `standardize` statistics, per feature (float64).
   public static let preprocessMean = "/preprocess/mean"
   public static let preprocessStd = "/preprocess/std"
+  /// The training set's `zca` whitening matrix, features × features (float64), beside its mean.
+  public static let preprocessZCA = "/preprocess/zca"
   /// `tiles × kernels × 2` checksums of every tile's stored bytes (upper tile, row-major), as
   /// two unsigned 32-bit words, high then low (format 1: `tiles × kernels` uint64).
   public static let tileChecksums = "/tiles/checksums"

@@ -73,8 +73,9 @@ extension H5File {
   }
 }
 
-/// `checksum64` of a file's training statistics, mean then std (the `preprocess_checksum`
-/// attribute of kernel files, `kernel_preprocess_checksum` of solutions), hex.
+/// `checksum64` of a file's training statistics, mean then std (`standardize`) or the whitening
+/// matrix (`zca`, passed as `std`: its d² values) (the `preprocess_checksum` attribute of kernel
+/// files, `kernel_preprocess_checksum` of solutions), hex.
 public func preprocessChecksum(mean: [Double], std: [Double]) -> String {
   hex(checksum64([checksum64(mean), UInt64(mean.count), checksum64(std), UInt64(std.count)]))
 }
@@ -82,9 +83,12 @@ public func preprocessChecksum(mean: [Double], std: [Double]) -> String {
 extension H5File {
   /// The checksum of the training statistics this file stores (`/preprocess/*`); nil without them.
   public func storedPreprocessChecksum() throws -> String? {
-    guard exists(KernelFileLayout.preprocessMean), exists(KernelFileLayout.preprocessStd) else { return nil }
-    return preprocessChecksum(mean: try dataset(KernelFileLayout.preprocessMean).readAll(),
-                              std: try dataset(KernelFileLayout.preprocessStd).readAll())
+    let second = [KernelFileLayout.preprocessStd, KernelFileLayout.preprocessZCA].filter(exists)
+    guard exists(KernelFileLayout.preprocessMean), let name = second.first else { return nil }
+    guard second.count == 1 else {
+      throw StorageError(path, "stores both \(KernelFileLayout.preprocessStd) and \(KernelFileLayout.preprocessZCA): the file was modified; rebuild it")
+    }
+    return preprocessChecksum(mean: try dataset(KernelFileLayout.preprocessMean).readAll(), std: try dataset(name).readAll())
   }
 
   /// The training statistics' checksum as the build recorded it (`preprocess_checksum`), after
@@ -94,7 +98,8 @@ extension H5File {
     let stored = try storedPreprocessChecksum()
     guard case .string(let recorded)? = try attribute("preprocess_checksum") else { return stored }
     guard stored == recorded else {
-      throw StorageError(path, "\(KernelFileLayout.preprocessMean) and \(KernelFileLayout.preprocessStd) do not match the training statistics the build recorded (preprocess_checksum \(recorded), now \(stored ?? "absent")): the file was modified; rebuild it")
+      let second = exists(KernelFileLayout.preprocessZCA) ? KernelFileLayout.preprocessZCA : KernelFileLayout.preprocessStd
+      throw StorageError(path, "\(KernelFileLayout.preprocessMean) and \(second) do not match the training statistics the build recorded (preprocess_checksum \(recorded), now \(stored ?? "absent")): the file was modified; rebuild it")
     }
     return recorded
   }

@@ -83,7 +83,11 @@ struct DataOptions: ParsableArguments {
   @Option(name: .customLong("test-labels"), help: "Test labels.") var testLabels: String?
   @Option(name: .customLong("test-label-column"), parsing: .unconditional, help: "CSV only: the column of the test file holding labels.") var testLabelColumn: Int?
   @Option(name: .customLong("test-limit"), parsing: .unconditional, help: "Use only the first N test rows.") var testLimit: Int?
-  @Option(help: "scale (integer data / 255), standardize, unit_norm or none. Default scale.") var preprocess: String?
+  @Option(help: "scale (integer data / 255), standardize, unit_norm, zca (regularized ZCA whitening fitted on the training set, after scale) or none. Default scale.") var preprocess: String?
+  @Option(name: .customLong("zca-strength"), parsing: .unconditional, help: "zca only: the regularization ε ≥ 0, W = (Σ + ε·tr(Σ)/d·I)^(−1/2). Default 0.1.", transform: decimal)
+  var zcaStrength: Double?
+  @Option(help: "Training-set augmentation: none (the default) or flip (every training image's horizontal mirror appended after the originals, with its label; needs images).")
+  var augment: String?
   @Option(name: .customLong("input-shape"), help: "The shape H,W,C of one sample when the data has flat rows (CSV, 2-D NPY): needed by convolutions. Images (IDX, 3-D/4-D NPY and HDF5) keep their own.")
   var inputShape: String?
 
@@ -99,6 +103,8 @@ struct DataOptions: ParsableArguments {
     f.testLabelColumn = testLabelColumn
     f.testLimit = testLimit
     f.preprocess = preprocess
+    f.zcaStrength = zcaStrength
+    f.augment = augment
     f.inputShape = inputShape
     return f
   }

@@ -52,4 +52,37 @@ struct StreamedInputsTests {
       #expect(e.description.contains("train.npy") && e.description.contains("changed while the build was reading it"), "\(e)")
     }
   }
+
+  /// A flipped training set (the mirrors read in a second sweep of the file) and its zca fit
+  /// (two more sweeps) give the same rows, checksums and whitening,
+  /// bit for bit, as the whole reading.
+  @Test("augmented and whitened: streamed and whole readings agree")
+  func augmentedAgree() throws {
+    let d = try BuildDriverTests.folder()
+    defer { try? FileManager.default.removeItem(atPath: d) }
+    try BuildDriverTests.writeData(d)
+    var s = BuildDriverTests.settings(d, out: d + "/k.h5")
+    s.preprocess = .zca
+    s.zcaStrength = 0.01
+    s.inputShape = [3, 3, 1]
+    s.train.augment = .flip
+    let driver = BuildDriver(settings: s, comm: LocalCommunicator.group(size: 1)[0])
+    let streamed = try driver.loadStreamed(keeping: 0), whole = try driver.loadWhole()
+    #expect(streamed.trainRows == 82 && whole.trainRows == 82 && streamed.testRows == 13)
+    #expect(streamed.trainChecksum == whole.trainChecksum && streamed.trainValuesChecksum == whole.trainValuesChecksum)
+    #expect(streamed.testValuesChecksum == whole.testValuesChecksum)
+    #expect(streamed.statistics == whole.statistics && whole.statistics?.whitening?.count == 81)
+    let all = (train: RowBlocks(blocks: [0, 6, 11], tileSize: 7, total: 82), test: RowBlocks(blocks: [1], tileSize: 7, total: 13))
+    let a = try streamed.heldRows(all), b = try whole.heldRows(all)
+    #expect(a.train == b.train && a.test == b.test)
+    // Row 41 + i is row i mirrored (columns reversed in a 3 × 3 × 1 image), before whitening.
+    let raw = try loadSplit(s.train, inputShape: [3, 3, 1]).samples
+    for i in [0, 17, 40] {
+      for y in 0..<3 { for x in 0..<3 { #expect(raw[41 + i, y * 3 + x] == raw[i, y * 3 + 2 - x]) } }
+    }
+    // The statistics of a fresh streamed split are the whole reading's.
+    let split = try StreamedSplit(s.train, inputShape: [3, 3, 1])
+    #expect(split.rows == 82 && split.labels == nil)
+    #expect(try PreprocessStatistics.of(split, for: .zca, zcaStrength: 0.01) == whole.statistics)
+  }
 }
