@@ -263,7 +263,10 @@ public struct KernelVerifier {
       report.checks.append("fingerprint \(recorded) matches the data, the spec, dtype and tile")
     }
     var rng = SplitMix64(seed: seed)
-    let tolerance = dtype == .float32 ? 1e-6 : 1e-10
+    // float32 storage rounds to ~6e-8; a float32 (or mixed) convolutional recursion is good to
+    // ~1e-6 relative on the networks measured in docs/precision.md: 1e-4 leaves room for deeper
+    // ones and still catches any wrong tile.
+    let tolerance = spec.computePrecision != .float64 ? 1e-4 : dtype == .float32 ? 1e-6 : 1e-10
     guard a.cols == spec.inputShape.reduce(1, *) else {
       throw fail("the data now has \(a.cols) features per sample, the file's input_shape \(spec.inputShape)")
     }
