@@ -153,7 +153,13 @@ public struct Convolutional: Sendable {
 
   /// Why the network takes its path, for `info` and `plan`.
   public var pathDescription: String {
-    fullSpatial
+    if let slices {
+      let offsets = slices.stages.last.map { $0.offsetsH.count * $0.offsetsW.count } ?? 1
+      return fullSpatial
+        ? "convolutional by pixel offset: \(slices.stages.count) stage(s) between poolings, each pixel-pair offset's H·W slice through a stage's layers in cache (\(offsets) offsets in the last stage)"
+        : "convolutional, same-position covariances only (the offset-0 slice, H·W per pair, CNN-V): no pooling before the flatten readout"
+    }
+    return fullSpatial
       ? "convolutional, full pixel-pair covariances ((H·W)² per pair): pooling mixes positions"
       : "convolutional, same-position covariances only (H·W per pair, CNN-V): no pooling before the flatten readout"
   }
@@ -632,6 +638,7 @@ extension Convolutional: GramKernel {
   public var outputNames: [String] { ["ntk", "nngp"] }
 
   public func costPerEntry(inputFeatures: Int) -> Double {
+    if let slices { return slices.cost(float32: float32Stages) }
     var cost = 0.0
     for (k, op) in spatial.enumerated() {
       let g = grids[k], out = grids[k + 1]

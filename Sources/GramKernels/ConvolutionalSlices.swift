@@ -818,3 +818,42 @@ struct NoSliceMap: SliceMap {
   static var isIdentity: Bool { true }
   @inline(__always) func pair<V: LaneVector>(_ s: V, _ qi: V, _ qj: V) -> (V, V) where V.Scalar: LaneScalar { (s, V(repeating: 1)) }
 }
+
+// MARK: - Cost
+
+extension SlicePlan {
+  /// Per-element costs of the slice executor in nanoseconds of one thread, measured for five
+  /// 3×3 ReLU layers on 28×28 images (docs/performance.md): a tap of Σ or Θ, the arc-cosine or
+  /// erf map, the rest of a layer's element (weights, stores, clearing), an input element
+  /// (per channel) and a finished one (its sink). float32 halves the vector work.
+  static let nsPerTap = 0.12, nsPerMap = 4.0, nsPerElement = 0.6, nsPerGather = 0.5, nsPerChannel = 0.3, nsPerSink = 0.5
+
+  /// The number of (pixel, offset) elements a layer of output grid (ho, wo) computes for the
+  /// stage's offsets, each scaled by `after` (the stride product behind the layer).
+  static func elements(_ stage: Stage, _ ho: Int, _ wo: Int, after: (h: Int, w: Int)) -> Double {
+    let rows = stage.offsetsH.reduce(0) { $0 + validRange($1 * after.h, ho).count }
+    let cols = stage.offsetsW.reduce(0) { $0 + validRange($1 * after.w, wo).count }
+    return Double(rows) * Double(cols)
+  }
+
+  /// The estimated operations per entry, in the planner's unit (the fully-connected kernel's
+  /// flops at `BuildPlan.flopsPerSecondPerThread` = 1.3e10: 13 per nanosecond).
+  func cost(float32: [Bool]) -> Double {
+    var ns = 0.0
+    for (k, stage) in stages.enumerated() {
+      let vector = float32[k] ? 0.5 : 1.0
+      let input = Self.elements(stage, stage.grid.h, stage.grid.w, after: stage.scale)
+      ns += input * (Self.nsPerGather + (k == 0 ? Self.nsPerChannel * Double(channels) : 0))
+      if let map = stage.gatherMap, map.kind != .identity { ns += input * Self.nsPerMap * vector }
+      var theta = k > 0
+      for c in stage.convs {
+        let n = Self.elements(stage, c.h.output, c.w.output, after: c.after)
+        let taps = Double(c.h.live.count * c.w.live.count) * (theta ? 2 : 1)
+        ns += n * (Self.nsPerElement + vector * (taps * Self.nsPerTap + (c.map.map { $0.kind == .identity ? 0 : Self.nsPerMap } ?? 0)))
+        theta = true
+      }
+      ns += Self.elements(stage, stage.outGrid.h, stage.outGrid.w, after: (1, 1)) * Self.nsPerSink
+    }
+    return ns * 13
+  }
+}
