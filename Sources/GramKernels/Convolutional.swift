@@ -156,7 +156,7 @@ public struct Convolutional: Sendable {
     if let slices {
       let offsets = slices.stages.last.map { $0.offsetsH.count * $0.offsetsW.count } ?? 1
       return fullSpatial
-        ? "convolutional by pixel offset: \(slices.stages.count) stage(s) between poolings, each pixel-pair offset's H·W slice through a stage's layers in cache (\(offsets) offsets in the last stage)"
+        ? "convolutional, full pixel-pair covariances (pooling mixes positions), computed by pixel offset: \(slices.stages.count) stage(s) between poolings, each offset's H·W slice through a stage's layers in cache (\(offsets) offsets in the last stage)"
         : "convolutional, same-position covariances only (the offset-0 slice, H·W per pair, CNN-V): no pooling before the flatten readout"
     }
     return fullSpatial
