@@ -410,6 +410,12 @@ public struct BuildDriver {
                           dataRemedy: "store float64 (--dtype float64) or scale the data",
                           parametersRemedy: "store float64 (--dtype float64) or use smaller parameters")
       }
+      // A float32 recursion holds every layer's covariances in float32: its largest self-pair
+      // and variance maps must stay far inside float32's range.
+      if let conv = kernel as? Convolutional, conv.computePrecision != .float64, let largest = conv.largestMagnitude(values),
+         !(largest <= 1e30) {
+        throw BuildError("\(source): row \(row) reaches \(largest) in a layer's covariances, beyond what compute_precision \(conv.computePrecision.rawValue) holds (float32, 3.4e38 at most, with room for sums): use compute_precision float64, or scale the data or the parameters")
+      }
     }
   }
 

@@ -749,6 +749,14 @@ extension Convolutional: GramKernel {
     }
   }
 
+  /// The largest magnitude among a sample's self-pair values and variance maps (the bound of
+  /// every covariance a pair with it computes): what a float32 recursion must hold.
+  public func largestMagnitude(_ x: [Double]) -> Double? {
+    guard x.count == inputShape.reduce(1, *) else { return nil }
+    let f = prepare(Matrix(rows: 1, cols: x.count, values: x))
+    return (f.records + f.diagonalNTK + f.diagonalNNGP).map { abs($0) }.max()
+  }
+
   public func referenceEntry(_ x: [Double], _ y: [Double]) -> [Double] {
     let r = referenceKernel(x, y)
     return [r.ntk, r.nngp]
