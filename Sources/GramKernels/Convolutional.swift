@@ -142,14 +142,7 @@ public struct Convolutional: Sendable {
   public let computePrecision: ComputePrecision
   /// Which stages (the layers between two poolings) compute in float32: every one for
   /// float32; for mixed every one but the last (the one the readout reads), float64 otherwise.
-  var float32Stages: [Bool] {
-    let n = slices?.stages.count ?? 0
-    switch computePrecision {
-    case .float64: return Array(repeating: false, count: n)
-    case .float32: return Array(repeating: true, count: n)
-    case .mixed: return (0..<n).map { $0 < n - 1 }
-    }
-  }
+  var float32Stages: [Bool] = []
 
   /// Why the network takes its path, for `info` and `plan`.
   public var pathDescription: String {
@@ -262,6 +255,12 @@ public struct Convolutional: Sendable {
     // The slice executor takes every network without circular windows (ConvolutionalSlices.swift).
     if Self.executorOverride != "full", let plan = try SlicePlan(self) {
       slices = plan
+      let n = plan.stages.count
+      switch computePrecision {
+      case .float64: float32Stages = Array(repeating: false, count: n)
+      case .float32: float32Stages = Array(repeating: true, count: n)
+      case .mixed: float32Stages = (0..<n).map { $0 < n - 1 }
+      }
       return
     }
     guard computePrecision == .float64 else {
