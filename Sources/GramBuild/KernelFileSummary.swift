@@ -17,7 +17,7 @@ public struct KernelFileSummary: Sendable {
       lines.append("  \(name): \(d.shape.map(String.init).joined(separator: "×")) \(type)\(tiles)")
     }
     if let spec = try? KernelSpec.read(from: f) {
-      lines.append("input shape: \(spec.inputShape.map(String.init).joined(separator: "×")) (preprocess \(spec.preprocess.rawValue)\(spec.zcaStrength.map { " with zca_strength \($0)" } ?? "")\(spec.augment == .none ? "" : ", training set augmented by \(spec.augment.rawValue)"), dot products \(spec.gramPrecision.rawValue))")
+      lines.append("input shape: \(spec.inputShape.map(String.init).joined(separator: "×")) (preprocess \(spec.preprocess.rawValue)\(spec.zcaStrength.map { " with zca_strength \($0)" } ?? "")\(spec.augment == .none ? "" : ", training set augmented by \(spec.augment.rawValue)"), dot products \(spec.gramPrecision.rawValue)\(spec.network.isConvolutional && spec.empirical == nil ? ", recursion \(spec.computePrecision.rawValue)" : ""))")
       lines.append("network (\(spec.network.layers.count) layers; \(KernelFactory.path(of: spec.network, inputShape: spec.inputShape, empirical: spec.empirical != nil))):")
       lines += spec.network.lines.map { "  " + $0 }
     }
