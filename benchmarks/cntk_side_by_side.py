@@ -31,7 +31,7 @@ Per network and precision, beside ms per entry:
   offset 0 only, so its "pixel pairs" are Σ H·W = 5·784 = 3,920 same-position pairs.
 - GFLOP/s from FLOPS_PER_PIXEL_PAIR operations per pixel pair and conv layer (below), against
   the FMA peak of both threads measured by `ntkgram bench --fma-peak --threads 2` at the start
-  and the end of the run (the higher one). A float32 stage counts against the float32 peak; a
+  of the run (measured again at the end and printed beside it, as a check on the host's load). A float32 stage counts against the float32 peak; a
   precision's peak for a network is the pixel-pair-weighted harmonic mean over its stages.
 """
 import json
@@ -206,7 +206,7 @@ def main():
             dt_new = times["new"][n2] - times["new"][n1]
             dt_old = told[n2] - told[n1]
             pp = sum(pixel_pairs(net))
-            peak = effective_peak(net, precision, max(peaks, key=lambda p: p["float64_gflops"]))
+            peak = effective_peak(net, precision, peaks[0])
             gflops = FLOPS_PER_PIXEL_PAIR * pp * pairs / dt_new * 1e-9
             row = {"network": net, "compute_precision": precision, "n1": n1, "n2": n2, "tile": tile,
                    "seconds_new": times["new"], "seconds_old": told,
@@ -231,7 +231,6 @@ def main():
                   f"{row['ratio_vs_old']:.2f}x; {row['ns_per_pixel_pair_layer']:.3f} ns/pixel pair/layer, "
                   f"{gflops:.1f} GFLOP/s = {100 * row['fraction_of_peak']:.0f}% of {peak:.0f}", flush=True)
     peaks.append(fma_peak(BIN))
-    peak = max(peaks, key=lambda p: p["float64_gflops"])
 
     by = {(r["network"], r["compute_precision"]): r for r in rows}
     plans = [plan(BIN, "float64"), plan(BIN, "mixed")]
