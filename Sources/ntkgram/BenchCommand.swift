@@ -17,10 +17,15 @@ struct BenchCommand: ParsableCommand {
   @Option(parsing: .unconditional, help: "Threads for the compute part (and for the BLAS comparison).") var threads: Int = 1
   @Option(name: .customLong("solver-samples"),
           help: "N of the solver part (upper tiles in memory, 10 right-hand sides); 0 skips it.") var solverSamples: Int = 20_000
+  @Flag(name: .customLong("fma-peak"),
+        help: "Only measure the cores' fused multiply-add peak: SIMD4<Double> and SIMD8<Float> FMAs on --threads threads for about --fma-seconds each (GFLOP/s, 2 flops per lane).") var fmaPeak = false
+  @Option(name: .customLong("fma-seconds"), parsing: .unconditional, help: "Seconds of each precision's --fma-peak run.", transform: decimal)
+  var fmaSeconds: Double = 1
   @Flag(help: "Print JSON instead of text.") var json = false
 
   func run() throws {
     guard samples >= 2, tile >= 1, repeats >= 1, threads >= 1 else { throw CommandError("--samples ≥ 2, --tile ≥ 1, --repeats ≥ 1, --threads ≥ 1") }
+    if fmaPeak { try runFMAPeak(); return }
     var b = Benchmark(folder: dir)
     b.samples = samples
     b.tile = tile
@@ -50,5 +55,19 @@ struct BenchCommand: ParsableCommand {
       print("first-read tile check (solve, dynamics, spectrum, predict; once per command): finite + checksum \(f(r.solverCheckSeconds)) s, finite alone \(f(r.solverFiniteSeconds)) s; \(f(r.solverCheckOverPass)) of one K·X")
     }
     print("peak RSS:            \(f(r.peakRSSMegabytes)) MB")
+  }
+
+  /// `--fma-peak`: the cores' FMA peak alone (`measureFMAPeak`).
+  func runFMAPeak() throws {
+    guard fmaSeconds > 0, fmaSeconds <= 60 else { throw CommandError("--fma-seconds must be in (0, 60]") }
+    let r = measureFMAPeak(threads: threads, seconds: fmaSeconds)
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+      print(String(decoding: try encoder.encode(r), as: UTF8.self))
+      return
+    }
+    print(String(format: "FMA peak, %d thread(s), %d accumulators per thread: float64 (SIMD4<Double>) %.1f GFLOP/s, float32 (SIMD8<Float>) %.1f GFLOP/s",
+                 r.threads, r.accumulators, r.float64Gflops, r.float32Gflops))
   }
 }
