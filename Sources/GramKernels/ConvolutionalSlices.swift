@@ -361,6 +361,17 @@ extension SlicePlan {
     let l = stage.gatherLayout, g = stage.grid, c = channels, cd = Double(c)
     let rows = validRange(qh, g.h), cols = validRange(qw, g.w)
     Self.clearStale(buf, l, rows: rows, cols: cols, &written)
+    if c == 1 {
+      // One channel: a row of products, contiguous in both images (vectorised).
+      for ph in rows {
+        let d = buf.0 + (ph + l.originRow) * l.cols + l.originCol
+        let dT = buf.1 + (ph + l.originRow) * l.cols + l.originCol
+        let xr = x + ph * g.w, yr = y + (ph + qh) * g.w + qw
+        for pw in cols { d[pw] = S(0.0 + xr[pw] * yr[pw]) }  // 0 + folds a −0 product, as the channel sum does
+        for pw in cols { dT[pw] = 0 }
+      }
+      return
+    }
     for ph in rows {
       let d = buf.0 + (ph + l.originRow) * l.cols + l.originCol
       let dT = buf.1 + (ph + l.originRow) * l.cols + l.originCol
